@@ -1,0 +1,1 @@
+//! The host provider (placeholder until the file resource lands).

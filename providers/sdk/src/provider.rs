@@ -1,0 +1,345 @@
+//! The provider boundary: request → response structs and the two traits.
+
+use crate::diag::Diagnostic;
+use crate::diff::{generic_diff, AttrChange};
+use crate::storage::StateStorage;
+use crate::value::{Attrs, Value};
+use async_trait::async_trait;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A typed configuration shape: its JSON Schema (for `schemas/claw.schema.json`)
+/// and a check of a raw value against it (unknown keys, wrong types).
+#[derive(Clone, Copy)]
+pub struct Shape {
+    pub schema: fn(&mut SchemaGenerator) -> Schema,
+    pub check: fn(&serde_json::Value) -> Result<(), CheckError>,
+}
+
+impl Shape {
+    /// The shape of a `#[derive(Deserialize, JsonSchema)] #[serde(deny_unknown_fields)]` struct.
+    pub fn of<T: JsonSchema + DeserializeOwned>() -> Shape {
+        Shape {
+            schema: |g| g.subschema_for::<T>(),
+            check: check_typed::<T>,
+        }
+    }
+}
+
+/// Where a raw value failed its shape: `path` is like `mounts[0].target`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckError {
+    pub path: String,
+    pub message: String,
+}
+
+/// Deserializes `v` as `T`, reporting the failing attribute path.
+pub fn check_typed<T: DeserializeOwned>(v: &serde_json::Value) -> Result<(), CheckError> {
+    match serde_path_to_error::deserialize::<_, T>(v) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let path = e.path().to_string();
+            Err(CheckError {
+                path: if path == "." { String::new() } else { path },
+                message: e.into_inner().to_string(),
+            })
+        }
+    }
+}
+
+/// One resource type a provider offers.
+#[derive(Clone)]
+pub struct ResourceType {
+    /// `file`, `docker_container`, ...
+    pub name: &'static str,
+    pub description: &'static str,
+    /// The shape of the resource's own attributes (meta-arguments excluded).
+    pub shape: Shape,
+    /// Attributes set by the provider, referenceable as `${type.name.attr}`,
+    /// unknown until the object exists (e.g. `id`).
+    pub computed: &'static [&'static str],
+}
+
+/// Reports progress of a long operation: `(address, message)`.
+#[derive(Clone)]
+pub struct Progress(pub Arc<dyn Fn(&str, &str) + Send + Sync>);
+
+impl Progress {
+    pub fn none() -> Progress {
+        Progress(Arc::new(|_, _| {}))
+    }
+    pub fn report(&self, address: &str, message: &str) {
+        (self.0)(address, message)
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
+}
+
+/// What every call knows about the run.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    /// The stack name (goes into ownership labels).
+    pub stack: String,
+    /// Salt for [`crate::Secret::new`]; fixed per state lineage.
+    pub salt: String,
+    /// The folder of `claw.toml`; relative paths in attributes resolve from here.
+    pub base_dir: PathBuf,
+    pub progress: Progress,
+    pub verbose: bool,
+}
+
+impl Ctx {
+    pub fn for_tests(stack: &str, base_dir: impl Into<PathBuf>) -> Ctx {
+        Ctx {
+            stack: stack.to_string(),
+            salt: "test-salt".into(),
+            base_dir: base_dir.into(),
+            progress: Progress::none(),
+            verbose: false,
+        }
+    }
+    /// Makes a secret with this run's salt.
+    pub fn secret(&self, plain: &str) -> Value {
+        Value::Secret(crate::Secret::new(plain, &self.salt))
+    }
+    /// The ownership labels of SPEC §1.2 for `address`.
+    pub fn ownership_labels(&self, address: &str) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        m.insert(LABEL_MANAGED_BY.into(), "claw".into());
+        m.insert(LABEL_STACK.into(), self.stack.clone());
+        m.insert(LABEL_ADDRESS.into(), address.into());
+        m
+    }
+}
+
+pub const LABEL_MANAGED_BY: &str = "claw.dev/managed-by";
+pub const LABEL_STACK: &str = "claw.dev/stack";
+pub const LABEL_ADDRESS: &str = "claw.dev/address";
+
+/// What claw recorded about an object after applying it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct StateObject {
+    /// The provider's id for the object (container id, path, `ns/name`, ...).
+    pub id: String,
+    /// The attributes last applied plus computed ones. Secrets as salted hashes.
+    #[serde(default)]
+    pub attrs: Attrs,
+    /// Provider-private bookkeeping (e.g. the field set applied last time).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub private: Attrs,
+}
+
+/// Whose object a live object is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Owner {
+    /// Labelled for this stack.
+    Stack,
+    /// Carries no claw labels: claw must not touch it.
+    Unmanaged,
+    /// Labelled for another stack (named): claw must not touch it.
+    OtherStack(String),
+    /// The system has no labels (files, worktrees, sessions, the tailnet ACL):
+    /// ownership is decided by the state alone.
+    #[default]
+    NotApplicable,
+}
+
+/// An object as it exists now.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct LiveObject {
+    pub id: String,
+    /// Live attributes, in the same shape as the configuration attributes.
+    pub attrs: Attrs,
+    /// Changes whenever the object changes (resourceVersion, ETag, content
+    /// hash, container id + state). Empty: the engine hashes `attrs`.
+    #[serde(default)]
+    pub fingerprint: String,
+    #[serde(default)]
+    pub owner: Owner,
+}
+
+pub struct ConfigureRequest {
+    /// `local`, `mac-mini`, `k3s`, ...
+    pub alias: String,
+    /// The `[host.x]` / `[provider.x]` attributes, interpolated; secrets as [`Value::Secret`].
+    pub attrs: Attrs,
+    pub ctx: Ctx,
+}
+
+pub struct StateStorageRequest {
+    /// The provider alias's attributes.
+    pub provider_attrs: Attrs,
+    /// The `state = { ... }` table, less `backend` and `provider`.
+    pub attrs: Attrs,
+    pub ctx: Ctx,
+}
+
+pub struct ValidateRequest<'a> {
+    pub address: &'a str,
+    pub rtype: &'a str,
+    pub attrs: &'a Attrs,
+    pub ctx: &'a Ctx,
+}
+
+pub struct ExpandRequest<'a> {
+    pub address: &'a str,
+    pub rtype: &'a str,
+    pub attrs: &'a Attrs,
+    pub ctx: &'a Ctx,
+}
+
+#[derive(Debug, Clone)]
+pub struct RefreshItem {
+    pub address: String,
+    pub rtype: String,
+    /// The configured attributes (None when the address is only in state).
+    pub desired: Option<Attrs>,
+    pub prior: Option<StateObject>,
+}
+
+pub struct RefreshRequest {
+    pub ctx: Ctx,
+    pub items: Vec<RefreshItem>,
+    /// Report objects labelled for this stack that match no item.
+    pub find_orphans: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Orphan {
+    pub address: String,
+    pub rtype: String,
+    pub live: LiveObject,
+}
+
+#[derive(Debug, Default)]
+pub struct RefreshResponse {
+    /// One entry per requested address: `None` when the object does not exist.
+    pub live: BTreeMap<String, Option<LiveObject>>,
+    pub orphans: Vec<Orphan>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+pub struct DiffRequest {
+    pub ctx: Ctx,
+    pub address: String,
+    pub rtype: String,
+    pub desired: Attrs,
+    pub live: LiveObject,
+    pub prior: Option<StateObject>,
+}
+
+#[derive(Debug, Default)]
+pub struct DiffResponse {
+    pub changes: Vec<AttrChange>,
+    /// Said plainly in the plan when the object is replaced
+    /// (e.g. "kills the running session").
+    pub replace_note: Option<String>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    Create,
+    Update,
+    Delete,
+}
+
+pub struct ApplyRequest {
+    pub ctx: Ctx,
+    pub address: String,
+    pub rtype: String,
+    pub op: Op,
+    /// Fully known desired attributes (Create/Update).
+    pub desired: Option<Attrs>,
+    pub prior: Option<StateObject>,
+    /// The live object the plan was made against (its fingerprint is the
+    /// precondition, e.g. an ETag).
+    pub live: Option<LiveObject>,
+    pub changes: Vec<AttrChange>,
+}
+
+#[derive(Debug, Default)]
+pub struct ApplyResponse {
+    /// What to record; `None` after a delete.
+    pub state: Option<StateObject>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+pub struct ImportRequest {
+    pub ctx: Ctx,
+    pub address: String,
+    pub rtype: String,
+    pub id: String,
+    pub desired: Option<Attrs>,
+}
+
+/// Registered once per provider kind in the `claw` crate.
+#[async_trait]
+pub trait ProviderFactory: Send + Sync {
+    /// `host`, `docker`, `kubernetes`, `tailscale`. Host providers are configured
+    /// from `[host.*]`, the others from `[provider.*]` with this `type`.
+    fn kind(&self) -> &'static str;
+    fn resource_types(&self) -> Vec<ResourceType>;
+    /// The shape of the `[provider.x]` / `[host.x]` table (`type` excluded).
+    fn config_shape(&self) -> Shape;
+    /// Builds a provider for one alias. Must not connect: connections are made
+    /// lazily by the first call that needs one.
+    fn configure(&self, req: ConfigureRequest) -> Result<Arc<dyn Provider>, Diagnostic>;
+    /// A remote state backend on this provider, when it offers one.
+    async fn state_storage(
+        &self,
+        _req: StateStorageRequest,
+    ) -> Result<Box<dyn StateStorage>, Diagnostic> {
+        Err(Diagnostic::error(format!(
+            "the {} provider cannot hold state",
+            self.kind()
+        )))
+    }
+}
+
+/// One configured provider alias (or host).
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Checks one instance's attributes beyond their shape (no IO).
+    fn validate(&self, _req: ValidateRequest<'_>) -> Vec<Diagnostic> {
+        Vec::new()
+    }
+    /// Splits one instance into several (`k8s_manifest`: one per document),
+    /// returning `(key, attrs)` pairs. An empty vector: no expansion.
+    fn expand(&self, _req: ExpandRequest<'_>) -> Result<Vec<(String, Attrs)>, Diagnostic> {
+        Ok(Vec::new())
+    }
+    /// Ordering edges among this provider's instances beyond references
+    /// (Namespace before the objects in it): `(dependent, dependency)` addresses.
+    fn implicit_deps(&self, _items: &[(String, String, Attrs)]) -> Vec<(String, String)> {
+        Vec::new()
+    }
+    /// Reads live state for many instances at once (one list per kind).
+    async fn refresh(&self, req: RefreshRequest) -> RefreshResponse;
+    /// Compares desired with live. The default compares configured attributes only.
+    async fn diff(&self, req: DiffRequest) -> DiffResponse {
+        DiffResponse {
+            changes: generic_diff(&req.desired, &req.live.attrs, &[]),
+            ..Default::default()
+        }
+    }
+    async fn apply(&self, req: ApplyRequest) -> Result<ApplyResponse, Diagnostic>;
+    /// Adopts an existing object (and labels it where the system allows).
+    async fn import(&self, req: ImportRequest) -> Result<StateObject, Diagnostic> {
+        Err(Diagnostic::error(format!("{} does not support import", req.rtype)))
+    }
+    /// Counters for `-v` (e.g. `("ssh round trips", 3)`, `("docker api calls", 4)`).
+    fn counters(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
+}

@@ -1,0 +1,428 @@
+//! Values that flow between the engine and providers.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+/// Attributes of one resource instance, ordered by key (deterministic output).
+pub type Attrs = BTreeMap<String, Value>;
+
+/// A configuration or live value.
+#[derive(Clone, PartialEq, Default)]
+pub enum Value {
+    #[default]
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    String(String),
+    List(Vec<Value>),
+    Map(BTreeMap<String, Value>),
+    /// A sensitive value: shown as `(sensitive)`, stored as a salted hash.
+    Secret(Secret),
+    /// A value known only after apply (an id of a resource not yet created).
+    Unknown,
+}
+
+/// A sensitive value. Equality compares the salted hash, so a secret read back
+/// from state (hash only) equals the same secret read from the environment.
+#[derive(Clone)]
+pub struct Secret {
+    hash: String,
+    plain: Option<Arc<str>>,
+}
+
+impl Secret {
+    /// A secret from its clear text, hashed with the stack's salt.
+    pub fn new(plain: impl Into<Arc<str>>, salt: &str) -> Secret {
+        let plain: Arc<str> = plain.into();
+        Secret {
+            hash: Self::hash_of(&plain, salt),
+            plain: Some(plain),
+        }
+    }
+    /// A secret known only by its hash (read back from state or a plan file).
+    pub fn from_hash(hash: impl Into<String>) -> Secret {
+        Secret {
+            hash: hash.into(),
+            plain: None,
+        }
+    }
+    pub fn hash_of(plain: &str, salt: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(salt.as_bytes());
+        h.update([0u8]);
+        h.update(plain.as_bytes());
+        format!("sha256:{}", hex::encode(h.finalize()))
+    }
+    /// The salted hash (safe to store and print).
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+    /// The clear text, when known. Providers call this only to write the value
+    /// to its destination; never log or return it.
+    pub fn expose(&self) -> Option<&str> {
+        self.plain.as_deref()
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("(sensitive)")
+    }
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("null"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::String(s) => write!(f, "{s:?}"),
+            Value::List(l) => f.debug_list().entries(l).finish(),
+            Value::Map(m) => f.debug_map().entries(m).finish(),
+            Value::Secret(_) => f.write_str("(sensitive)"),
+            Value::Unknown => f.write_str("(known after apply)"),
+        }
+    }
+}
+
+impl Value {
+    pub fn str(s: impl Into<String>) -> Value {
+        Value::String(s.into())
+    }
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+    pub fn as_list(&self) -> Option<&[Value]> {
+        match self {
+            Value::List(l) => Some(l),
+            _ => None,
+        }
+    }
+    pub fn as_map(&self) -> Option<&BTreeMap<String, Value>> {
+        match self {
+            Value::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+    pub fn as_secret(&self) -> Option<&Secret> {
+        match self {
+            Value::Secret(s) => Some(s),
+            _ => None,
+        }
+    }
+    /// A string or the clear text of a secret (for providers writing the value).
+    pub fn expose_str(&self) -> Option<&str> {
+        match self {
+            Value::String(s) => Some(s),
+            Value::Secret(s) => s.expose(),
+            _ => None,
+        }
+    }
+    pub fn is_unknown(&self) -> bool {
+        matches!(self, Value::Unknown)
+    }
+    /// True when this value or anything inside it is unknown.
+    pub fn contains_unknown(&self) -> bool {
+        match self {
+            Value::Unknown => true,
+            Value::List(l) => l.iter().any(Value::contains_unknown),
+            Value::Map(m) => m.values().any(Value::contains_unknown),
+            _ => false,
+        }
+    }
+    /// True when this value or anything inside it is sensitive.
+    pub fn contains_secret(&self) -> bool {
+        match self {
+            Value::Secret(_) => true,
+            Value::List(l) => l.iter().any(Value::contains_secret),
+            Value::Map(m) => m.values().any(Value::contains_secret),
+            _ => false,
+        }
+    }
+    /// Follows a dotted path (`a.b[0].c`) into maps and lists.
+    pub fn get_path(&self, path: &str) -> Option<&Value> {
+        let mut cur = self;
+        for seg in split_path(path) {
+            cur = match seg {
+                PathSeg::Key(k) => cur.as_map()?.get(&k)?,
+                PathSeg::Index(i) => cur.as_list()?.get(i)?,
+            };
+        }
+        Some(cur)
+    }
+
+    /// The storable JSON form: secrets become `{"$sensitive": "<salted hash>"}`,
+    /// unknowns `{"$unknown": true}`. Never contains clear-text secrets.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Int(i) => J::from(*i),
+            Value::Float(x) => serde_json::Number::from_f64(*x).map(J::Number).unwrap_or(J::Null),
+            Value::String(s) => J::String(s.clone()),
+            Value::List(l) => J::Array(l.iter().map(Value::to_json).collect()),
+            Value::Map(m) => J::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
+            Value::Secret(s) => {
+                let mut o = serde_json::Map::new();
+                o.insert("$sensitive".into(), J::String(s.hash.clone()));
+                J::Object(o)
+            }
+            Value::Unknown => {
+                let mut o = serde_json::Map::new();
+                o.insert("$unknown".into(), J::Bool(true));
+                J::Object(o)
+            }
+        }
+    }
+
+    /// JSON with secrets in clear text, for a provider that must send the value
+    /// to its destination (an API body). Unknown values become null.
+    pub fn to_json_exposed(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match self {
+            Value::Secret(s) => s.expose().map(|p| J::String(p.to_string())).unwrap_or(J::Null),
+            Value::Unknown => J::Null,
+            Value::List(l) => J::Array(l.iter().map(Value::to_json_exposed).collect()),
+            Value::Map(m) => J::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.to_json_exposed()))
+                    .collect(),
+            ),
+            other => other.to_json(),
+        }
+    }
+
+    /// The inverse of [`Value::to_json`]; plain JSON also converts (objects to maps).
+    pub fn from_json(j: &serde_json::Value) -> Value {
+        use serde_json::Value as J;
+        match j {
+            J::Null => Value::Null,
+            J::Bool(b) => Value::Bool(*b),
+            J::Number(n) => match n.as_i64() {
+                Some(i) => Value::Int(i),
+                None => Value::Float(n.as_f64().unwrap_or(0.0)),
+            },
+            J::String(s) => Value::String(s.clone()),
+            J::Array(a) => Value::List(a.iter().map(Value::from_json).collect()),
+            J::Object(o) => {
+                if o.len() == 1 {
+                    if let Some(J::String(h)) = o.get("$sensitive") {
+                        return Value::Secret(Secret::from_hash(h.clone()));
+                    }
+                    if o.get("$unknown") == Some(&J::Bool(true)) {
+                        return Value::Unknown;
+                    }
+                }
+                Value::Map(o.iter().map(|(k, v)| (k.clone(), Value::from_json(v))).collect())
+            }
+        }
+    }
+
+    /// A short one-line rendering for plans: strings quoted, secrets `(sensitive)`.
+    pub fn render_inline(&self) -> String {
+        match self {
+            Value::Null => "null".into(),
+            Value::Bool(b) => b.to_string(),
+            Value::Int(i) => i.to_string(),
+            Value::Float(x) => x.to_string(),
+            Value::String(s) => serde_json::to_string(s).unwrap_or_default(),
+            Value::Secret(_) => "(sensitive)".into(),
+            Value::Unknown => "(known after apply)".into(),
+            Value::List(l) => {
+                let parts: Vec<String> = l.iter().map(Value::render_inline).collect();
+                format!("[{}]", parts.join(", "))
+            }
+            Value::Map(m) => {
+                let parts: Vec<String> = m
+                    .iter()
+                    .map(|(k, v)| format!("{} = {}", render_key(k), v.render_inline()))
+                    .collect();
+                format!("{{ {} }}", parts.join(", "))
+            }
+        }
+    }
+}
+
+/// A map key as written in TOML: bare when it can be, else quoted.
+pub fn render_key(k: &str) -> String {
+    if !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        k.to_string()
+    } else {
+        serde_json::to_string(k).unwrap_or_default()
+    }
+}
+
+impl Serialize for Value {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let j = serde_json::Value::deserialize(d)?;
+        Ok(Value::from_json(&j))
+    }
+}
+
+impl schemars::JsonSchema for Value {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Value".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "Any value. Sensitive values appear as {\"$sensitive\": \"sha256:<salted hash>\"}, values known only after apply as {\"$unknown\": true}."
+        })
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Value {
+        Value::String(s.to_string())
+    }
+}
+impl From<String> for Value {
+    fn from(s: String) -> Value {
+        Value::String(s)
+    }
+}
+impl From<bool> for Value {
+    fn from(b: bool) -> Value {
+        Value::Bool(b)
+    }
+}
+impl From<i64> for Value {
+    fn from(i: i64) -> Value {
+        Value::Int(i)
+    }
+}
+
+/// One step of an attribute path.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PathSeg {
+    Key(String),
+    Index(usize),
+}
+
+/// Splits `a.b[0]["x.y"]` into segments.
+pub fn split_path(path: &str) -> Vec<PathSeg> {
+    let mut out = Vec::new();
+    let b = path.as_bytes();
+    let mut i = 0;
+    let mut cur = String::new();
+    while i < b.len() {
+        match b[i] {
+            b'.' => {
+                if !cur.is_empty() {
+                    out.push(PathSeg::Key(std::mem::take(&mut cur)));
+                }
+                i += 1;
+            }
+            b'[' => {
+                if !cur.is_empty() {
+                    out.push(PathSeg::Key(std::mem::take(&mut cur)));
+                }
+                let end = path[i..].find(']').map(|e| i + e).unwrap_or(b.len());
+                let inner = &path[i + 1..end.min(b.len())];
+                if let Ok(n) = inner.parse::<usize>() {
+                    out.push(PathSeg::Index(n));
+                } else {
+                    out.push(PathSeg::Key(
+                        serde_json::from_str::<String>(inner)
+                            .unwrap_or_else(|_| inner.trim_matches('"').to_string()),
+                    ));
+                }
+                i = end + 1;
+            }
+            _ => {
+                let ch = path[i..].chars().next().unwrap_or(' ');
+                cur.push(ch);
+                i += ch.len_utf8();
+            }
+        }
+    }
+    if !cur.is_empty() {
+        out.push(PathSeg::Key(cur));
+    }
+    out
+}
+
+/// Appends a map key to a path, quoting it when it is not a bare identifier.
+pub fn join_key(base: &str, key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    match (base.is_empty(), bare) {
+        (true, true) => key.to_string(),
+        (false, true) => format!("{base}.{key}"),
+        (_, false) => format!("{base}[{}]", serde_json::to_string(key).unwrap_or_default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_never_serializes_clear_text() {
+        let v = Value::Secret(Secret::new("hunter2", "salt"));
+        let j = serde_json::to_string(&v).unwrap();
+        assert!(!j.contains("hunter2"), "{j}");
+        assert!(j.contains("$sensitive"));
+        assert_eq!(format!("{v:?}"), "(sensitive)");
+        let back: Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(back, v, "a hash read back equals the secret");
+        assert_eq!(back.as_secret().unwrap().expose(), None);
+    }
+
+    #[test]
+    fn salts_change_hashes() {
+        assert_ne!(Secret::new("a", "s1"), Secret::new("a", "s2"));
+    }
+
+    #[test]
+    fn paths_split_and_join() {
+        assert_eq!(
+            split_path(r#"spec.containers[0]["a.b"]"#),
+            vec![
+                PathSeg::Key("spec".into()),
+                PathSeg::Key("containers".into()),
+                PathSeg::Index(0),
+                PathSeg::Key("a.b".into())
+            ]
+        );
+        assert_eq!(join_key("data", "a.b"), r#"data["a.b"]"#);
+        assert_eq!(join_key("", "x"), "x");
+    }
+}

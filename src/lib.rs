@@ -1,0 +1,1 @@
+//! claw: config → graph → plan → apply → state.
