@@ -1,0 +1,1 @@
+//! claw-docker (being built).

@@ -1,0 +1,1 @@
+//! claw-kubernetes (being built).

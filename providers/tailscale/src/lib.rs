@@ -1,0 +1,1 @@
+//! claw-tailscale (being built).

@@ -1,0 +1,1 @@
+//! kube-api-double (being built).

@@ -1,0 +1,1 @@
+//! tailscale-api-double (being built).
