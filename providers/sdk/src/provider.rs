@@ -183,16 +183,17 @@ pub struct StateStorageRequest {
     pub ctx: Ctx,
 }
 
-pub struct ValidateRequest<'a> {
+/// One configured instance, as validate / prepare / expand see it.
+pub struct InstanceRequest<'a> {
+    /// `docker_container.sandbox["dev"]`
     pub address: &'a str,
     pub rtype: &'a str,
-    pub attrs: &'a Attrs,
-    pub ctx: &'a Ctx,
-}
-
-pub struct ExpandRequest<'a> {
-    pub address: &'a str,
-    pub rtype: &'a str,
+    /// The resource name (`sandbox`).
+    pub name: &'a str,
+    /// The `for_each` key (`dev`), if any.
+    pub key: Option<&'a str>,
+    /// Interpolated attributes (meta-arguments removed). References to
+    /// resources not yet created are [`Value::Unknown`].
     pub attrs: &'a Attrs,
     pub ctx: &'a Ctx,
 }
@@ -311,12 +312,22 @@ pub trait ProviderFactory: Send + Sync {
 #[async_trait]
 pub trait Provider: Send + Sync {
     /// Checks one instance's attributes beyond their shape (no IO).
-    fn validate(&self, _req: ValidateRequest<'_>) -> Vec<Diagnostic> {
+    fn validate(&self, _req: InstanceRequest<'_>) -> Vec<Diagnostic> {
         Vec::new()
     }
+    /// Turns configured attributes into the desired attributes that the plan
+    /// shows and `apply` receives: fills defaults (a container's default name),
+    /// reads `source` files, wraps values that must be sensitive in
+    /// [`Value::Secret`] (a file with `sensitive = true`). No network IO.
+    /// The default returns the attributes unchanged.
+    fn prepare(&self, req: InstanceRequest<'_>) -> Result<Attrs, Diagnostic> {
+        Ok(req.attrs.clone())
+    }
     /// Splits one instance into several (`k8s_manifest`: one per document),
-    /// returning `(key, attrs)` pairs. An empty vector: no expansion.
-    fn expand(&self, _req: ExpandRequest<'_>) -> Result<Vec<(String, Attrs)>, Diagnostic> {
+    /// returning `(key, attrs)` pairs. An empty vector: no expansion. Expanded
+    /// instances are addressed `type.name["key"]` (with `for_each`:
+    /// `type.name["each_key/key"]`); each then goes through `prepare`.
+    fn expand(&self, _req: InstanceRequest<'_>) -> Result<Vec<(String, Attrs)>, Diagnostic> {
         Ok(Vec::new())
     }
     /// Ordering edges among this provider's instances beyond references
