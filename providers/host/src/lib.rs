@@ -1,1 +1,201 @@
-//! The host provider (placeholder until the file resource lands).
+//! claw's host provider: `file`, `git_worktree` and `tmux_session` resources
+//! on the local machine or on a host reached over SSH.
+//!
+//! Every host operation is a POSIX sh script run through a [`runner::Runner`]:
+//! [`runner::LocalRunner`] spawns `sh -c`, the SSH runner (one connection per
+//! host, channels multiplexed) runs the same scripts remotely.
+//!
+//! Invariants:
+//! - **Refresh is batched**: one probe for all files of a host, one per
+//!   (host, repository) for worktrees, one per (host, socket) for tmux.
+//! - **`configure` never connects**: the SSH connection is made by the first
+//!   script that needs it and then reused.
+
+#![allow(clippy::result_large_err)] // Diagnostic is the SDK's error type
+
+pub mod file;
+pub mod runner;
+
+use async_trait::async_trait;
+use claw_provider::*;
+use runner::{LocalRunner, Runner};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `[host.<name>]`: a host reached over SSH. `[host.local]` (always defined)
+/// takes no SSH attributes.
+#[derive(Deserialize, JsonSchema, Default, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    /// `host` or `host:port` (IPv6 as `[::1]:22`). Absent: this machine, no SSH.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// The login user (default: the local user name).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The SSH port when `address` has none (default 22).
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// A private key file (OpenSSH format); else the agent at `SSH_AUTH_SOCK`.
+    #[serde(default)]
+    pub identity_file: Option<String>,
+    /// The known_hosts file to verify the host key against (default `~/.ssh/known_hosts`).
+    #[serde(default)]
+    pub known_hosts: Option<String>,
+    /// `"strict"` (default: unknown keys are refused) or `"accept-new"`
+    /// (unknown keys are recorded; changed keys are still refused).
+    #[serde(default)]
+    pub host_key_policy: Option<String>,
+    /// Seconds to wait for the TCP connection and SSH handshake (default 10).
+    #[serde(default)]
+    pub connect_timeout: Option<u64>,
+    /// Seconds one command may run before it is abandoned (default 600).
+    #[serde(default)]
+    pub command_timeout: Option<u64>,
+}
+
+impl HostConfig {
+    fn from_attrs(attrs: &Attrs) -> Result<HostConfig, Diagnostic> {
+        let j = serde_json::Value::Object(
+            attrs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_json_exposed()))
+                .collect(),
+        );
+        serde_json::from_value(j)
+            .map_err(|e| Diagnostic::error(format!("invalid host configuration: {e}")))
+    }
+}
+
+pub struct HostFactory;
+
+/// The host provider factory, registered once in the `claw` crate.
+pub fn factory() -> Arc<dyn ProviderFactory> {
+    Arc::new(HostFactory)
+}
+
+#[async_trait]
+impl ProviderFactory for HostFactory {
+    fn kind(&self) -> &'static str {
+        "host"
+    }
+    fn resource_types(&self) -> Vec<ResourceType> {
+        vec![file::resource_type()]
+    }
+    fn config_shape(&self) -> Shape {
+        Shape::of::<HostConfig>()
+    }
+    fn configure(&self, req: ConfigureRequest) -> Result<Arc<dyn Provider>, Diagnostic> {
+        let cfg = HostConfig::from_attrs(&req.attrs)?;
+        let command_timeout = Duration::from_secs(cfg.command_timeout.unwrap_or(600));
+        if let Some(p) = &cfg.host_key_policy {
+            if p != "strict" && p != "accept-new" {
+                return Err(Diagnostic::error(format!(
+                    "host {}: unknown host_key_policy {p:?}",
+                    req.alias
+                ))
+                .with_attr("host_key_policy")
+                .with_hint("use \"strict\" (the default) or \"accept-new\""));
+            }
+        }
+        let runner: Arc<dyn Runner> = match &cfg.address {
+            None => Arc::new(LocalRunner::new(command_timeout)),
+            Some(_) => {
+                return Err(Diagnostic::error(format!(
+                    "host {}: SSH hosts are not supported by this build yet",
+                    req.alias
+                )))
+            }
+        };
+        Ok(Arc::new(HostProvider {
+            alias: req.alias,
+            runner,
+        }))
+    }
+}
+
+/// One configured host.
+pub struct HostProvider {
+    pub alias: String,
+    pub runner: Arc<dyn Runner>,
+}
+
+impl HostProvider {
+    /// A provider over any runner (tests use this to run one matrix through
+    /// the local and the SSH runner).
+    pub fn with_runner(alias: &str, runner: Arc<dyn Runner>) -> HostProvider {
+        HostProvider {
+            alias: alias.into(),
+            runner,
+        }
+    }
+}
+
+fn unknown_type(rtype: &str) -> Diagnostic {
+    Diagnostic::error(format!("the host provider has no resource type {rtype:?}"))
+}
+
+#[async_trait]
+impl Provider for HostProvider {
+    fn validate(&self, req: InstanceRequest<'_>) -> Vec<Diagnostic> {
+        match req.rtype {
+            "file" => file::validate(&req),
+            other => vec![unknown_type(other)],
+        }
+    }
+
+    fn prepare(&self, req: InstanceRequest<'_>) -> Result<Attrs, Diagnostic> {
+        match req.rtype {
+            "file" => file::prepare(&req),
+            other => Err(unknown_type(other)),
+        }
+    }
+
+    async fn refresh(&self, req: RefreshRequest) -> RefreshResponse {
+        let mut resp = RefreshResponse::default();
+        let files: Vec<&RefreshItem> = req.items.iter().filter(|i| i.rtype == "file").collect();
+        if !files.is_empty() {
+            file::refresh(self.runner.as_ref(), &req.ctx, &files, &mut resp).await;
+        }
+        for item in req.items.iter().filter(|i| i.rtype != "file") {
+            resp.diagnostics
+                .push(unknown_type(&item.rtype).with_address(&item.address));
+            resp.live.insert(item.address.clone(), None);
+        }
+        resp
+    }
+
+    async fn diff(&self, req: DiffRequest) -> DiffResponse {
+        match req.rtype.as_str() {
+            "file" => file::diff(&req),
+            _ => DiffResponse {
+                changes: generic_diff(&req.desired, &req.live.attrs, &[]),
+                ..Default::default()
+            },
+        }
+    }
+
+    async fn apply(&self, req: ApplyRequest) -> Result<ApplyResponse, Diagnostic> {
+        match req.rtype.as_str() {
+            "file" => file::apply(self.runner.as_ref(), &req).await,
+            other => Err(unknown_type(other).with_address(&req.address)),
+        }
+    }
+
+    async fn import(&self, req: ImportRequest) -> Result<StateObject, Diagnostic> {
+        match req.rtype.as_str() {
+            "file" => file::import(self.runner.as_ref(), &req).await,
+            other => Err(unknown_type(other).with_address(&req.address)),
+        }
+    }
+
+    fn counters(&self) -> Vec<(String, u64)> {
+        self.runner
+            .counters()
+            .into_iter()
+            .map(|(k, v)| (format!("{k} ({})", self.alias), v))
+            .collect()
+    }
+}

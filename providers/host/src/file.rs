@@ -1,0 +1,417 @@
+//! The `file` resource: a file on a host, compared by content hash and mode.
+
+use crate::runner::{self, host_path, FileProbe, Runner};
+use claw_provider::*;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// A string, or a sensitive value read from the environment or a file.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum SecretString {
+    Plain(String),
+    Env {
+        /// The environment variable holding the value.
+        env: String,
+    },
+    File {
+        /// A file holding the value (relative to `claw.toml`).
+        file: String,
+    },
+}
+
+/// `[file.<name>]`: a file on a host.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct FileShape {
+    /// Where the file lives on the host. `~/` is the login user's home; a
+    /// relative path resolves from the folder of `claw.toml` on `local`, from
+    /// the login folder on an SSH host.
+    pub path: String,
+    /// The file's content. `{ env = "..." }` / `{ file = "..." }` make it sensitive.
+    #[serde(default)]
+    pub content: Option<SecretString>,
+    /// A local file (relative to `claw.toml`) whose content is copied.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Permission bits as an octal string, e.g. `"0644"`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Never show the content (the plan says `(sensitive)`).
+    #[serde(default)]
+    pub sensitive: Option<bool>,
+}
+
+pub fn resource_type() -> ResourceType {
+    ResourceType {
+        name: "file",
+        description:
+            "A file on a host: content (or a local source file), mode; compared by content hash",
+        shape: Shape::of::<FileShape>(),
+        computed: &[],
+    }
+}
+
+/// Parses `"0644"`, `"644"` or `"0o644"` into permission bits.
+pub fn parse_mode(s: &str) -> Option<u32> {
+    let t = s.trim();
+    let t = t.strip_prefix("0o").unwrap_or(t);
+    if t.is_empty() || t.len() > 5 {
+        return None;
+    }
+    let m = u32::from_str_radix(t, 8).ok()?;
+    (m <= 0o7777).then_some(m)
+}
+
+pub fn format_mode(m: u32) -> String {
+    format!("{m:04o}")
+}
+
+pub fn validate(req: &InstanceRequest<'_>) -> Vec<Diagnostic> {
+    let mut d = Vec::new();
+    let a = req.attrs;
+    match a.get("path") {
+        Some(Value::String(p)) if p.trim().is_empty() => d.push(
+            Diagnostic::error("`path` is empty")
+                .with_address(req.address)
+                .with_attr("path"),
+        ),
+        _ => {}
+    }
+    let has_content = a.get("content").is_some_and(|v| !matches!(v, Value::Null));
+    let has_source = a.get("source").is_some_and(|v| !matches!(v, Value::Null));
+    if has_content && has_source {
+        d.push(
+            Diagnostic::error("`content` and `source` are both set")
+                .with_address(req.address)
+                .with_attr("source")
+                .with_hint("keep one: `content` for inline text, `source` for a local file"),
+        );
+    }
+    if !has_content && !has_source {
+        d.push(
+            Diagnostic::error("a file needs `content` or `source`")
+                .with_address(req.address)
+                .with_hint(
+                    "add `content = \"...\"` (use \"\" for an empty file) or `source = \"path\"`",
+                ),
+        );
+    }
+    if let Some(Value::String(m)) = a.get("mode") {
+        if parse_mode(m).is_none() {
+            d.push(
+                Diagnostic::error(format!("`mode` {m:?} is not an octal permission"))
+                    .with_address(req.address)
+                    .with_attr("mode")
+                    .with_hint("write it as an octal string such as \"0644\" or \"0600\""),
+            );
+        }
+    }
+    d
+}
+
+pub fn prepare(req: &InstanceRequest<'_>) -> Result<Attrs, Diagnostic> {
+    let mut out = req.attrs.clone();
+    let sensitive = req
+        .attrs
+        .get("sensitive")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if let Some(Value::String(src)) = req.attrs.get("source") {
+        let p = req.ctx.base_dir.join(src);
+        let bytes = std::fs::read(&p).map_err(|e| {
+            Diagnostic::error(format!("cannot read the source file {}: {e}", p.display()))
+                .with_address(req.address)
+                .with_attr("source")
+                .with_hint("`source` is a local file, relative to the folder of claw.toml")
+        })?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            Diagnostic::error(format!("the source file {} is not UTF-8 text", p.display()))
+                .with_address(req.address)
+                .with_attr("source")
+        })?;
+        out.insert("content".into(), Value::String(text));
+    }
+    if sensitive {
+        if let Some(Value::String(c)) = out.get("content") {
+            let s = req.ctx.secret(c);
+            out.insert("content".into(), s);
+        }
+    }
+    if let Some(Value::String(m)) = out.get("mode") {
+        if let Some(bits) = parse_mode(m) {
+            out.insert("mode".into(), Value::String(format_mode(bits)));
+        }
+    }
+    Ok(out)
+}
+
+/// True when the content must never be shown.
+fn is_sensitive(attrs: Option<&Attrs>) -> bool {
+    attrs.is_some_and(|a| {
+        a.get("sensitive").and_then(Value::as_bool) == Some(true)
+            || a.get("content").is_some_and(Value::contains_secret)
+    })
+}
+
+pub fn fingerprint(content: &[u8], mode: u32) -> String {
+    let mut h = Sha256::new();
+    h.update(content);
+    format!("sha256:{}:{}", hex::encode(h.finalize()), format_mode(mode))
+}
+
+/// The path an item is probed at: the recorded one when the object is in
+/// state (a changed path is then a replace), else the configured one.
+fn item_path(item: &RefreshItem) -> Option<String> {
+    if let Some(p) = &item.prior {
+        if !p.id.is_empty() {
+            return Some(p.id.clone());
+        }
+    }
+    item.desired
+        .as_ref()
+        .and_then(|d| d.get("path"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+fn live_object(ctx: &Ctx, path: &str, data: &runner::FileData, sensitive: bool) -> LiveObject {
+    let text = String::from_utf8_lossy(&data.content).into_owned();
+    let mut attrs = Attrs::new();
+    attrs.insert("path".into(), Value::String(path.to_string()));
+    attrs.insert(
+        "content".into(),
+        if sensitive {
+            ctx.secret(&text)
+        } else {
+            Value::String(text)
+        },
+    );
+    attrs.insert("mode".into(), Value::String(format_mode(data.mode)));
+    LiveObject {
+        id: path.to_string(),
+        attrs,
+        fingerprint: fingerprint(&data.content, data.mode),
+        owner: Owner::NotApplicable,
+    }
+}
+
+/// Probes every file item with one script.
+pub async fn refresh(
+    runner: &dyn Runner,
+    ctx: &Ctx,
+    items: &[&RefreshItem],
+    resp: &mut RefreshResponse,
+) {
+    let mut wanted: Vec<(String, String, bool)> = Vec::new(); // (address, path, sensitive)
+    for item in items {
+        match item_path(item) {
+            Some(p) => {
+                let sensitive = is_sensitive(item.desired.as_ref())
+                    || is_sensitive(item.prior.as_ref().map(|p| &p.attrs));
+                wanted.push((item.address.clone(), p, sensitive));
+            }
+            None => {
+                // The path is not known yet (a reference): nothing to read.
+                resp.live.insert(item.address.clone(), None);
+            }
+        }
+    }
+    let paths: Vec<String> = wanted
+        .iter()
+        .map(|(_, p, _)| host_path(runner, &ctx.base_dir, p))
+        .collect();
+    match runner::read_files(runner, &paths).await {
+        Ok(probes) => {
+            for ((addr, path, sensitive), probe) in wanted.iter().zip(probes) {
+                let live = match probe {
+                    FileProbe::Missing => None,
+                    FileProbe::File(data) => Some(live_object(ctx, path, &data, *sensitive)),
+                    FileProbe::NotAFile => {
+                        resp.diagnostics.push(
+                            Diagnostic::error(format!(
+                                "{path} on {} exists but is not a regular file",
+                                runner.target()
+                            ))
+                            .with_address(addr)
+                            .with_hint("move it away or point `path` elsewhere"),
+                        );
+                        None
+                    }
+                    FileProbe::Unreadable => {
+                        resp.diagnostics.push(
+                            Diagnostic::error(format!(
+                                "{path} on {} cannot be read by the login user",
+                                runner.target()
+                            ))
+                            .with_address(addr)
+                            .with_hint("fix its permissions, or connect as a user who can read it"),
+                        );
+                        None
+                    }
+                };
+                resp.live.insert(addr.clone(), live);
+            }
+        }
+        Err(d) => {
+            for (addr, _, _) in &wanted {
+                resp.live.insert(addr.clone(), None);
+            }
+            resp.diagnostics.push(d);
+        }
+    }
+}
+
+fn content_equal(a: &Value, b: &Value) -> bool {
+    match (a.expose_str(), b.expose_str()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+pub fn diff(req: &DiffRequest) -> DiffResponse {
+    let mut changes = Vec::new();
+    let live = &req.live.attrs;
+    let sensitive =
+        is_sensitive(Some(&req.desired)) || is_sensitive(req.prior.as_ref().map(|p| &p.attrs));
+    if let (Some(d), Some(l)) = (req.desired.get("path"), live.get("path")) {
+        if d != l {
+            changes
+                .push(AttrChange::new("path", Some(l.clone()), Some(d.clone())).forcing_replace());
+        }
+    }
+    if let Some(d) = req.desired.get("content") {
+        let l = live.get("content").cloned().unwrap_or(Value::Null);
+        if d.is_unknown() || !content_equal(d, &l) {
+            let (before, after) = if sensitive {
+                let wrap = |v: &Value| match v {
+                    Value::Secret(_) | Value::Unknown => v.clone(),
+                    other => req.ctx.secret(other.expose_str().unwrap_or("")),
+                };
+                (wrap(&l), wrap(d))
+            } else {
+                (l, d.clone())
+            };
+            changes.push(AttrChange::new("content", Some(before), Some(after)));
+        }
+    }
+    if let Some(d) = req.desired.get("mode") {
+        if !matches!(d, Value::Null) {
+            let dn = d.as_str().and_then(parse_mode).map(format_mode);
+            let ln = live
+                .get("mode")
+                .and_then(Value::as_str)
+                .and_then(parse_mode)
+                .map(format_mode);
+            if d.is_unknown() || dn != ln {
+                changes.push(AttrChange::new(
+                    "mode",
+                    live.get("mode").cloned(),
+                    Some(dn.map(Value::String).unwrap_or_else(|| d.clone())),
+                ));
+            }
+        }
+    }
+    DiffResponse {
+        changes,
+        ..Default::default()
+    }
+}
+
+pub async fn apply(runner: &dyn Runner, req: &ApplyRequest) -> Result<ApplyResponse, Diagnostic> {
+    match req.op {
+        Op::Delete => {
+            let path = req
+                .prior
+                .as_ref()
+                .map(|p| p.id.clone())
+                .filter(|p| !p.is_empty())
+                .or_else(|| req.live.as_ref().map(|l| l.id.clone()))
+                .ok_or_else(|| {
+                    Diagnostic::error("no recorded path for this file").with_address(&req.address)
+                })?;
+            runner::remove_file(runner, &host_path(runner, &req.ctx.base_dir, &path))
+                .await
+                .map_err(|d| d.with_address(&req.address))?;
+            Ok(ApplyResponse::default())
+        }
+        Op::Create | Op::Update => {
+            let desired = req.desired.clone().unwrap_or_default();
+            let path = desired
+                .get("path")
+                .and_then(Value::as_str)
+                .ok_or_else(|| Diagnostic::error("`path` is not known").with_address(&req.address))?
+                .to_string();
+            let content = match desired.get("content") {
+                Some(v) => v.expose_str().map(str::to_string).ok_or_else(|| {
+                    Diagnostic::error("the content of this file is not known")
+                        .with_address(&req.address)
+                        .with_hint("a sensitive value read from a saved plan cannot be written; run `claw apply` without a plan file")
+                })?,
+                None => String::new(),
+            };
+            let mode = desired
+                .get("mode")
+                .and_then(Value::as_str)
+                .and_then(parse_mode);
+            let hp = host_path(runner, &req.ctx.base_dir, &path);
+            runner::write_file(runner, &hp, content.as_bytes(), mode)
+                .await
+                .map_err(|d| d.with_address(&req.address))?;
+            let mut attrs = desired.clone();
+            let sensitive = is_sensitive(Some(&desired));
+            if sensitive {
+                if let Some(Value::String(c)) = attrs.get("content") {
+                    let s = req.ctx.secret(c);
+                    attrs.insert("content".into(), s);
+                }
+            }
+            let mut private = BTreeMap::new();
+            private.insert(
+                "sha256".into(),
+                Value::String(hex::encode(Sha256::digest(content.as_bytes()))),
+            );
+            Ok(ApplyResponse {
+                state: Some(StateObject {
+                    id: path,
+                    attrs,
+                    private,
+                }),
+                diagnostics: vec![],
+            })
+        }
+    }
+}
+
+pub async fn import(runner: &dyn Runner, req: &ImportRequest) -> Result<StateObject, Diagnostic> {
+    let hp = host_path(runner, &req.ctx.base_dir, &req.id);
+    let probes = runner::read_files(runner, &[hp]).await?;
+    let sensitive = is_sensitive(req.desired.as_ref());
+    match probes.into_iter().next() {
+        Some(FileProbe::File(data)) => {
+            let live = live_object(&req.ctx, &req.id, &data, sensitive);
+            let mut attrs = live.attrs;
+            if let Some(d) = &req.desired {
+                if let Some(s) = d.get("sensitive") {
+                    attrs.insert("sensitive".into(), s.clone());
+                }
+            }
+            Ok(StateObject {
+                id: req.id.clone(),
+                attrs,
+                private: Attrs::new(),
+            })
+        }
+        _ => Err(Diagnostic::error(format!(
+            "no regular file at {} on {}",
+            req.id,
+            runner.target()
+        ))
+        .with_address(&req.address)
+        .with_hint("the import id of a file is its path, as written in `path`")),
+    }
+}

@@ -1,0 +1,325 @@
+//! The `file` resource through the provider API on the local runner.
+
+use claw_host::factory;
+use claw_provider::*;
+use std::sync::Arc;
+
+fn provider() -> Arc<dyn Provider> {
+    factory()
+        .configure(ConfigureRequest {
+            alias: "local".into(),
+            attrs: Attrs::new(),
+            ctx: Ctx::for_tests("t", "/"),
+        })
+        .unwrap()
+}
+
+fn attrs(pairs: &[(&str, Value)]) -> Attrs {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+fn prepare(p: &dyn Provider, ctx: &Ctx, a: &Attrs) -> Attrs {
+    let diags = p.validate(InstanceRequest {
+        address: "file.x",
+        rtype: "file",
+        name: "x",
+        key: None,
+        attrs: a,
+        ctx,
+    });
+    assert!(diags.is_empty(), "{diags:?}");
+    p.prepare(InstanceRequest {
+        address: "file.x",
+        rtype: "file",
+        name: "x",
+        key: None,
+        attrs: a,
+        ctx,
+    })
+    .unwrap()
+}
+
+async fn refresh(
+    p: &dyn Provider,
+    ctx: &Ctx,
+    desired: &Attrs,
+    prior: Option<StateObject>,
+) -> Option<LiveObject> {
+    let resp = p
+        .refresh(RefreshRequest {
+            ctx: ctx.clone(),
+            items: vec![RefreshItem {
+                address: "file.x".into(),
+                rtype: "file".into(),
+                desired: Some(desired.clone()),
+                prior,
+            }],
+            find_orphans: true,
+        })
+        .await;
+    assert!(resp.diagnostics.is_empty(), "{:?}", resp.diagnostics);
+    resp.live.get("file.x").cloned().flatten()
+}
+
+async fn diff(
+    p: &dyn Provider,
+    ctx: &Ctx,
+    desired: &Attrs,
+    live: &LiveObject,
+    prior: Option<StateObject>,
+) -> Vec<AttrChange> {
+    p.diff(DiffRequest {
+        ctx: ctx.clone(),
+        address: "file.x".into(),
+        rtype: "file".into(),
+        desired: desired.clone(),
+        live: live.clone(),
+        prior,
+    })
+    .await
+    .changes
+}
+
+async fn apply(
+    p: &dyn Provider,
+    ctx: &Ctx,
+    op: Op,
+    desired: Option<&Attrs>,
+    prior: Option<StateObject>,
+) -> Result<Option<StateObject>, Diagnostic> {
+    p.apply(ApplyRequest {
+        ctx: ctx.clone(),
+        address: "file.x".into(),
+        rtype: "file".into(),
+        op,
+        desired: desired.cloned(),
+        prior,
+        live: None,
+        changes: vec![],
+    })
+    .await
+    .map(|r| r.state)
+}
+
+#[tokio::test]
+async fn create_noop_drift_converge_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = Ctx::for_tests("t", dir.path());
+    let p = provider();
+    let raw = attrs(&[
+        ("path", "sub/dir/config.json".into()),
+        ("content", "{\n  \"a\": 1\n}\n".into()),
+        ("mode", "640".into()),
+    ]);
+    let desired = prepare(p.as_ref(), &ctx, &raw);
+    assert_eq!(desired["mode"], Value::from("0640"));
+    assert!(refresh(p.as_ref(), &ctx, &desired, None).await.is_none());
+
+    let state = apply(p.as_ref(), &ctx, Op::Create, Some(&desired), None)
+        .await
+        .unwrap()
+        .unwrap();
+    let on_disk = dir.path().join("sub/dir/config.json");
+    assert_eq!(
+        std::fs::read_to_string(&on_disk).unwrap(),
+        "{\n  \"a\": 1\n}\n"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&on_disk).unwrap().permissions().mode() & 0o7777,
+        0o640
+    );
+
+    let live = refresh(p.as_ref(), &ctx, &desired, Some(state.clone()))
+        .await
+        .unwrap();
+    assert!(diff(p.as_ref(), &ctx, &desired, &live, Some(state.clone()))
+        .await
+        .is_empty());
+    let fp1 = live.fingerprint.clone();
+
+    // Drift: edited by hand and chmod'ed.
+    std::fs::write(&on_disk, "{\n  \"a\": 2\n}\n").unwrap();
+    std::fs::set_permissions(&on_disk, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let live = refresh(p.as_ref(), &ctx, &desired, Some(state.clone()))
+        .await
+        .unwrap();
+    assert_ne!(live.fingerprint, fp1);
+    let changes = diff(p.as_ref(), &ctx, &desired, &live, Some(state.clone())).await;
+    let paths: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
+    assert_eq!(paths, ["content", "mode"]);
+    assert_eq!(changes[0].before, Some(Value::from("{\n  \"a\": 2\n}\n")));
+    assert_eq!(changes[0].after, Some(Value::from("{\n  \"a\": 1\n}\n")));
+    assert!(!changes[0].replace);
+
+    let state = apply(p.as_ref(), &ctx, Op::Update, Some(&desired), Some(state))
+        .await
+        .unwrap()
+        .unwrap();
+    let live = refresh(p.as_ref(), &ctx, &desired, Some(state.clone()))
+        .await
+        .unwrap();
+    assert!(diff(p.as_ref(), &ctx, &desired, &live, Some(state.clone()))
+        .await
+        .is_empty());
+    assert_eq!(live.fingerprint, fp1);
+
+    apply(p.as_ref(), &ctx, Op::Delete, None, Some(state.clone()))
+        .await
+        .unwrap();
+    assert!(!on_disk.exists());
+    assert!(refresh(p.as_ref(), &ctx, &desired, Some(state))
+        .await
+        .is_none());
+    assert!(p.counters()[0].1 > 0);
+}
+
+#[tokio::test]
+async fn sensitive_content_never_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = Ctx::for_tests("t", dir.path());
+    let p = provider();
+    let raw = attrs(&[
+        (
+            "path",
+            Value::from(dir.path().join("secret.env").to_string_lossy().into_owned()),
+        ),
+        ("content", "TOKEN=hunter2-very-secret\n".into()),
+        ("sensitive", true.into()),
+    ]);
+    let desired = prepare(p.as_ref(), &ctx, &raw);
+    assert!(desired["content"].as_secret().is_some());
+    let state = apply(p.as_ref(), &ctx, Op::Create, Some(&desired), None)
+        .await
+        .unwrap()
+        .unwrap();
+    let stored = serde_json::to_string(&state).unwrap();
+    assert!(!stored.contains("hunter2"), "{stored}");
+    std::fs::write(dir.path().join("secret.env"), "TOKEN=changed-by-hand\n").unwrap();
+    let live = refresh(p.as_ref(), &ctx, &desired, Some(state.clone()))
+        .await
+        .unwrap();
+    assert!(!format!("{live:?}").contains("changed-by-hand"));
+    let changes = diff(p.as_ref(), &ctx, &desired, &live, Some(state)).await;
+    assert_eq!(changes.len(), 1);
+    assert!(changes[0].before.as_ref().unwrap().as_secret().is_some());
+    assert!(changes[0].after.as_ref().unwrap().as_secret().is_some());
+    assert!(!format!("{changes:?}").contains("hunter2"));
+}
+
+#[tokio::test]
+async fn source_file_and_home_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("src.txt"), "from source\n").unwrap();
+    let ctx = Ctx::for_tests("t", dir.path());
+    let p = provider();
+    let raw = attrs(&[("path", "out.txt".into()), ("source", "src.txt".into())]);
+    let desired = prepare(p.as_ref(), &ctx, &raw);
+    assert_eq!(desired["content"], Value::from("from source\n"));
+    apply(p.as_ref(), &ctx, Op::Create, Some(&desired), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.txt")).unwrap(),
+        "from source\n"
+    );
+
+    // `~/` is the user's home folder.
+    if let Some(home) = std::env::var_os("HOME") {
+        let name = format!("claw-host-test-{}.txt", std::process::id());
+        let raw = attrs(&[
+            ("path", Value::from(format!("~/{name}"))),
+            ("content", "hi".into()),
+        ]);
+        let desired = prepare(p.as_ref(), &ctx, &raw);
+        let st = apply(p.as_ref(), &ctx, Op::Create, Some(&desired), None)
+            .await
+            .unwrap()
+            .unwrap();
+        let real = std::path::Path::new(&home).join(&name);
+        assert_eq!(std::fs::read_to_string(&real).unwrap(), "hi");
+        assert_eq!(st.id, format!("~/{name}"));
+        let live = refresh(p.as_ref(), &ctx, &desired, Some(st.clone()))
+            .await
+            .unwrap();
+        assert_eq!(live.attrs["path"], Value::from(format!("~/{name}")));
+        apply(p.as_ref(), &ctx, Op::Delete, None, Some(st))
+            .await
+            .unwrap();
+        assert!(!real.exists());
+    }
+}
+
+#[tokio::test]
+async fn unwritable_target_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("plainfile"), "x").unwrap();
+    let ctx = Ctx::for_tests("t", dir.path());
+    let p = provider();
+    // A folder that would have to be created below a regular file: fails even as root.
+    let raw = attrs(&[
+        ("path", "plainfile/sub/x.txt".into()),
+        ("content", "x".into()),
+    ]);
+    let desired = prepare(p.as_ref(), &ctx, &raw);
+    let err = apply(p.as_ref(), &ctx, Op::Create, Some(&desired), None)
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("file.x"), "{text}");
+    assert!(text.contains("cannot write"), "{text}");
+    assert!(text.contains("hint:"), "{text}");
+}
+
+#[tokio::test]
+async fn validation_and_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = Ctx::for_tests("t", dir.path());
+    let p = provider();
+    let bad = attrs(&[
+        ("path", "a".into()),
+        ("content", "x".into()),
+        ("source", "y".into()),
+        ("mode", "0999".into()),
+    ]);
+    let diags = p.validate(InstanceRequest {
+        address: "file.x",
+        rtype: "file",
+        name: "x",
+        key: None,
+        attrs: &bad,
+        ctx: &ctx,
+    });
+    assert_eq!(diags.len(), 2, "{diags:?}");
+    assert!(diags.iter().all(|d| d.hint.is_some()));
+
+    let f = dir.path().join("existing.txt");
+    std::fs::write(&f, "already here\n").unwrap();
+    let id = f.to_string_lossy().into_owned();
+    let st = p
+        .import(ImportRequest {
+            ctx: ctx.clone(),
+            address: "file.x".into(),
+            rtype: "file".into(),
+            id: id.clone(),
+            desired: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(st.id, id);
+    assert_eq!(st.attrs["content"], Value::from("already here\n"));
+    let missing = p
+        .import(ImportRequest {
+            ctx,
+            address: "file.x".into(),
+            rtype: "file".into(),
+            id: format!("{id}.nope"),
+            desired: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(missing.hint.is_some());
+}
