@@ -1,0 +1,536 @@
+//! The SSH runner: russh, one connection per host made on first use and
+//! reused for every probe and change, one channel per script (channels are
+//! multiplexed, so concurrent scripts share the connection).
+//!
+//! Host keys are verified against known_hosts ([`crate::known_hosts`]);
+//! `accept-new` records unknown keys and still refuses changed ones.
+//! Authentication: `identity_file` when given; otherwise every key of the
+//! agent at `SSH_AUTH_SOCK`, then the default key files `~/.ssh/id_ed25519`,
+//! `id_ecdsa`, `id_rsa` (unencrypted ones).
+
+use crate::known_hosts::{self, HostKeyStatus};
+use crate::runner::{sh_quote, Output, Runner};
+use async_trait::async_trait;
+use claw_provider::Diagnostic;
+use russh::client;
+use russh::keys::{HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::ChannelMsg;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct SshConfig {
+    /// The `[host.<alias>]` name, for messages.
+    pub alias: String,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub identity_file: Option<PathBuf>,
+    pub known_hosts: PathBuf,
+    pub accept_new: bool,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+}
+
+impl SshConfig {
+    fn target(&self) -> String {
+        format!("{}@{}:{}", self.user, self.host, self.port)
+    }
+}
+
+/// Splits `host`, `host:port` or `[v6]:port`.
+pub fn split_address(address: &str, default_port: u16) -> Result<(String, u16), String> {
+    let a = address.trim();
+    if a.is_empty() {
+        return Err("the address is empty".into());
+    }
+    if let Some(rest) = a.strip_prefix('[') {
+        let (h, tail) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("{a:?}: missing `]`"))?;
+        let port = match tail.strip_prefix(':') {
+            Some(p) => p.parse().map_err(|_| format!("{a:?}: bad port {p:?}"))?,
+            None if tail.is_empty() => default_port,
+            None => return Err(format!("{a:?}: unexpected {tail:?} after `]`")),
+        };
+        return Ok((h.to_string(), port));
+    }
+    match a.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => {
+            let port = p.parse().map_err(|_| format!("{a:?}: bad port {p:?}"))?;
+            Ok((h.to_string(), port))
+        }
+        _ => Ok((a.to_string(), default_port)),
+    }
+}
+
+/// The local login name (for a host without `user`).
+pub fn local_user() -> String {
+    for v in ["USER", "LOGNAME"] {
+        if let Ok(u) = std::env::var(v) {
+            if !u.is_empty() {
+                return u;
+            }
+        }
+    }
+    // SAFETY: getpwuid returns a pointer into static storage or null; we copy
+    // the name out immediately.
+    unsafe {
+        let pw = libc::getpwuid(libc::getuid());
+        if !pw.is_null() && !(*pw).pw_name.is_null() {
+            return std::ffi::CStr::from_ptr((*pw).pw_name)
+                .to_string_lossy()
+                .into_owned();
+        }
+    }
+    "root".into()
+}
+
+/// Expands a leading `~/` with the local home folder.
+pub fn expand_local_home(p: &str) -> PathBuf {
+    if let Some(rest) = p.strip_prefix("~/") {
+        if let Some(h) = std::env::var_os("HOME") {
+            return PathBuf::from(h).join(rest);
+        }
+    }
+    PathBuf::from(p)
+}
+
+/// What went wrong with the host key, kept by the handler for the error message.
+#[derive(Debug, Clone)]
+enum KeyProblem {
+    Unknown { key: PublicKey },
+    Changed { key: PublicKey, line: usize },
+    Revoked { key: PublicKey, line: usize },
+    Io(String),
+}
+
+struct Verifier {
+    cfg: Arc<SshConfig>,
+    problem: Arc<Mutex<Option<KeyProblem>>>,
+}
+
+impl Verifier {
+    fn verify(&self, key: &PublicKey) -> bool {
+        let c = &self.cfg;
+        let set = |p: KeyProblem| {
+            *self.problem.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
+            false
+        };
+        match known_hosts::check(&c.known_hosts, &c.host, c.port, key) {
+            Ok(HostKeyStatus::Known) => true,
+            Ok(HostKeyStatus::Changed { line }) => set(KeyProblem::Changed {
+                key: key.clone(),
+                line,
+            }),
+            Ok(HostKeyStatus::Revoked { line }) => set(KeyProblem::Revoked {
+                key: key.clone(),
+                line,
+            }),
+            Ok(HostKeyStatus::Unknown) if c.accept_new => {
+                match known_hosts::append(&c.known_hosts, &c.host, c.port, key) {
+                    Ok(()) => true,
+                    Err(e) => set(KeyProblem::Io(format!(
+                        "cannot record the new host key in {}: {e}",
+                        c.known_hosts.display()
+                    ))),
+                }
+            }
+            Ok(HostKeyStatus::Unknown) => set(KeyProblem::Unknown { key: key.clone() }),
+            Err(e) => set(KeyProblem::Io(format!(
+                "cannot read {}: {e}",
+                c.known_hosts.display()
+            ))),
+        }
+    }
+}
+
+impl client::Handler for Verifier {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        server_public_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let key = match server_public_key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+            PublicKeyOrCertificate::Certificate(c) => PublicKey::new(c.public_key().clone(), ""),
+        };
+        Ok(self.verify(&key))
+    }
+}
+
+type Handle = client::Handle<Verifier>;
+
+/// Runs scripts on one host over one shared SSH connection.
+pub struct SshRunner {
+    cfg: Arc<SshConfig>,
+    conn: tokio::sync::Mutex<Option<Arc<Handle>>>,
+    /// A failed connection attempt is not retried within one run: every
+    /// caller gets the same error at once.
+    failed: Mutex<Option<Diagnostic>>,
+    round_trips: AtomicU64,
+    connections: AtomicU64,
+}
+
+impl SshRunner {
+    pub fn new(cfg: SshConfig) -> SshRunner {
+        SshRunner {
+            cfg: Arc::new(cfg),
+            conn: tokio::sync::Mutex::new(None),
+            failed: Mutex::new(None),
+            round_trips: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("host {} ({})", self.cfg.alias, self.cfg.target())
+    }
+
+    async fn handle(&self) -> Result<Arc<Handle>, Diagnostic> {
+        let mut g = self.conn.lock().await;
+        if let Some(h) = g.as_ref() {
+            if !h.is_closed() {
+                return Ok(h.clone());
+            }
+        }
+        if let Some(d) = self.failed.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Err(d);
+        }
+        match self.connect().await {
+            Ok(h) => {
+                let h = Arc::new(h);
+                *g = Some(h.clone());
+                Ok(h)
+            }
+            Err(d) => {
+                *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(d.clone());
+                Err(d)
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Handle, Diagnostic> {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        let c = self.cfg.clone();
+        let problem = Arc::new(Mutex::new(None));
+        let verifier = Verifier {
+            cfg: c.clone(),
+            problem: problem.clone(),
+        };
+        let config = Arc::new(client::Config {
+            inactivity_timeout: None,
+            keepalive_interval: Some(Duration::from_secs(30)),
+            keepalive_max: 3,
+            nodelay: true,
+            ..Default::default()
+        });
+        let attempt = async {
+            let mut h = match client::connect(config, (c.host.as_str(), c.port), verifier).await {
+                Ok(h) => h,
+                Err(e) => {
+                    let p = problem.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    return Err(match p {
+                        Some(p) => self.key_error(p),
+                        None => self.connect_error(&e),
+                    });
+                }
+            };
+            self.authenticate(&mut h).await?;
+            Ok(h)
+        };
+        match tokio::time::timeout(c.connect_timeout, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(Diagnostic::error(format!(
+                "connecting to {} timed out after {}s",
+                self.describe(),
+                c.connect_timeout.as_secs()
+            ))
+            .with_hint(
+                "check that the host is up and reachable (VPN/Tailscale, firewall), or raise `connect_timeout`",
+            )),
+        }
+    }
+
+    fn connect_error(&self, e: &russh::Error) -> Diagnostic {
+        let reason = match e {
+            russh::Error::IO(io) => io.to_string(),
+            other => other.to_string(),
+        };
+        Diagnostic::error(format!("cannot reach {}: {reason}", self.describe())).with_hint(
+            "check `address` and `port`, that sshd runs on the host and that the network path (VPN/Tailscale) is up",
+        )
+    }
+
+    fn key_error(&self, p: KeyProblem) -> Diagnostic {
+        let c = &self.cfg;
+        let kh = c.known_hosts.display();
+        let name = known_hosts::host_entry_name(&c.host, c.port);
+        let fp = |k: &PublicKey| format!("{} {}", k.algorithm(), k.fingerprint(HashAlg::Sha256));
+        match p {
+            KeyProblem::Unknown { key } => Diagnostic::error(format!(
+                "the host key of {} is not known: {} is not in {kh}",
+                self.describe(),
+                fp(&key)
+            ))
+            .with_detail(format!(
+                "to trust it, add this line to {kh}:\n{}",
+                known_hosts::entry_line(&c.host, c.port, &key)
+            ))
+            .with_hint(format!(
+                "compare the fingerprint with `ssh-keygen -lf /etc/ssh/ssh_host_{}_key.pub` on the host, then add the line above, or set host_key_policy = \"accept-new\" in [host.{}]",
+                key_file_kind(&key),
+                c.alias
+            )),
+            KeyProblem::Changed { key, line } => Diagnostic::error(format!(
+                "HOST KEY CHANGED for {}: the server offers {} but {kh}:{line} records a different key",
+                self.describe(),
+                fp(&key)
+            ))
+            .with_detail(format!(
+                "this can mean the host was reinstalled, or that someone is intercepting the connection; the new entry would be:\n{}",
+                known_hosts::entry_line(&c.host, c.port, &key)
+            ))
+            .with_hint(format!(
+                "if the change is expected, remove the old entry with `ssh-keygen -R '{name}' -f {kh}` and add the line above"
+            )),
+            KeyProblem::Revoked { key, line } => Diagnostic::error(format!(
+                "the host key of {} ({}) is marked @revoked in {kh}:{line}",
+                self.describe(),
+                fp(&key)
+            ))
+            .with_hint("the host must be given a new key; claw will not connect with a revoked one"),
+            KeyProblem::Io(msg) => Diagnostic::error(format!(
+                "cannot verify the host key of {}: {msg}",
+                self.describe()
+            ))
+            .with_hint("check `known_hosts` in the host's configuration and the file's permissions"),
+        }
+    }
+
+    async fn authenticate(&self, h: &mut Handle) -> Result<(), Diagnostic> {
+        let c = &self.cfg;
+        let mut tried: Vec<String> = Vec::new();
+        let mut server_methods: Option<Vec<String>> = None;
+        let rsa_hash = h.best_supported_rsa_hash().await.ok().flatten().flatten();
+        let mut note = |r: &russh::client::AuthResult, server_methods: &mut Option<Vec<String>>| {
+            if let russh::client::AuthResult::Failure {
+                remaining_methods, ..
+            } = r
+            {
+                *server_methods = Some(
+                    remaining_methods
+                        .iter()
+                        .map(|m| <&str>::from(m).to_string())
+                        .collect(),
+                );
+            }
+        };
+
+        if let Some(path) = &c.identity_file {
+            let key = russh::keys::load_secret_key(path, None).map_err(|e| {
+                Diagnostic::error(format!(
+                    "cannot load identity_file {} for {}: {e}",
+                    path.display(),
+                    self.describe()
+                ))
+                .with_hint(
+                    "identity_file must be an unencrypted OpenSSH private key; for a key with a passphrase, add it to ssh-agent and remove identity_file",
+                )
+            })?;
+            let r = h
+                .authenticate_publickey(
+                    &c.user,
+                    PrivateKeyWithHashAlg::new(Arc::new(key), rsa_hash),
+                )
+                .await
+                .map_err(|e| self.auth_transport_error(e))?;
+            if r.success() {
+                return Ok(());
+            }
+            note(&r, &mut server_methods);
+            tried.push(format!("publickey with {} (rejected)", path.display()));
+        } else {
+            match std::env::var("SSH_AUTH_SOCK") {
+                Ok(sock) if !sock.is_empty() => {
+                    match russh::keys::agent::client::AgentClient::connect_uds(&sock).await {
+                        Ok(mut agent) => {
+                            let ids = agent.request_identities().await.unwrap_or_default();
+                            let n = ids.len();
+                            for id in ids {
+                                let pk = id.public_key().into_owned();
+                                let hash = if pk.algorithm().is_rsa() { rsa_hash } else { None };
+                                match h.authenticate_publickey_with(&c.user, pk, hash, &mut agent).await {
+                                    Ok(r) if r.success() => return Ok(()),
+                                    Ok(r) => note(&r, &mut server_methods),
+                                    Err(_) => {}
+                                }
+                            }
+                            tried.push(format!("ssh-agent at SSH_AUTH_SOCK ({n} key(s), all rejected)"));
+                        }
+                        Err(e) => tried.push(format!("ssh-agent at SSH_AUTH_SOCK (cannot connect: {e})")),
+                    }
+                }
+                _ => tried.push("ssh-agent (SSH_AUTH_SOCK is not set)".into()),
+            }
+            for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
+                let path = expand_local_home(&format!("~/.ssh/{name}"));
+                if !path.exists() {
+                    continue;
+                }
+                match russh::keys::load_secret_key(&path, None) {
+                    Ok(key) => {
+                        let r = h
+                            .authenticate_publickey(
+                                &c.user,
+                                PrivateKeyWithHashAlg::new(Arc::new(key), rsa_hash),
+                            )
+                            .await
+                            .map_err(|e| self.auth_transport_error(e))?;
+                        if r.success() {
+                            return Ok(());
+                        }
+                        note(&r, &mut server_methods);
+                        tried.push(format!("publickey with {} (rejected)", path.display()));
+                    }
+                    Err(_) => tried.push(format!(
+                        "{} (skipped: encrypted or unreadable; add it to ssh-agent)",
+                        path.display()
+                    )),
+                }
+            }
+        }
+        let accepts = server_methods
+            .map(|m| format!("; the server accepts: {}", m.join(", ")))
+            .unwrap_or_default();
+        Err(Diagnostic::error(format!(
+            "authentication failed for {}",
+            self.describe()
+        ))
+        .with_detail(format!("tried: {}{accepts}", tried.join("; ")))
+        .with_hint(format!(
+            "check `user` and `identity_file` in [host.{}], that the public key is in ~{}/.ssh/authorized_keys on the host, or load the key into ssh-agent",
+            c.alias, c.user
+        )))
+    }
+
+    fn auth_transport_error(&self, e: russh::Error) -> Diagnostic {
+        Diagnostic::error(format!(
+            "the connection to {} failed during authentication: {e}",
+            self.describe()
+        ))
+        .with_hint("check that sshd on the host accepts connections from this machine")
+    }
+
+    async fn run_once(&self, h: &Handle, script: &str, stdin: &[u8]) -> Result<Output, russh::Error> {
+        let mut ch = h.channel_open_session().await?;
+        ch.exec(true, format!("sh -c {}", sh_quote(script))).await?;
+        if !stdin.is_empty() {
+            ch.data(stdin).await?;
+        }
+        ch.eof().await?;
+        let mut out = Output {
+            code: -1,
+            ..Default::default()
+        };
+        while let Some(msg) = ch.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
+                ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr.extend_from_slice(&data),
+                ChannelMsg::ExitStatus { exit_status } => out.code = exit_status as i32,
+                ChannelMsg::ExitSignal { signal_name, .. } => {
+                    out.code = -1;
+                    out.stderr
+                        .extend_from_slice(format!("killed by signal {signal_name:?}").as_bytes());
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn key_file_kind(k: &PublicKey) -> &'static str {
+    let a = k.algorithm();
+    if a.is_rsa() {
+        "rsa"
+    } else if a.is_ed25519() {
+        "ed25519"
+    } else {
+        "ecdsa"
+    }
+}
+
+#[async_trait]
+impl Runner for SshRunner {
+    fn target(&self) -> String {
+        self.describe()
+    }
+    fn is_local(&self) -> bool {
+        false
+    }
+    async fn run(&self, script: &str, stdin: &[u8]) -> Result<Output, Diagnostic> {
+        let mut attempt = 0;
+        loop {
+            let h = self.handle().await?;
+            self.round_trips.fetch_add(1, Ordering::Relaxed);
+            let r = tokio::time::timeout(self.cfg.command_timeout, self.run_once(&h, script, stdin)).await;
+            match r {
+                Ok(Ok(out)) => return Ok(out),
+                Ok(Err(e)) => {
+                    // The connection dropped (host rebooted, network blip): reconnect once.
+                    if attempt == 0 && h.is_closed() {
+                        attempt += 1;
+                        let mut g = self.conn.lock().await;
+                        if g.as_ref().is_some_and(|c| Arc::ptr_eq(c, &h)) {
+                            *g = None;
+                        }
+                        continue;
+                    }
+                    return Err(Diagnostic::error(format!(
+                        "running a command on {} failed: {e}",
+                        self.describe()
+                    ))
+                    .with_hint("check that the host is reachable and that sshd allows sessions"));
+                }
+                Err(_) => {
+                    return Err(Diagnostic::error(format!(
+                        "a command on {} did not finish within {}s",
+                        self.describe(),
+                        self.cfg.command_timeout.as_secs()
+                    ))
+                    .with_hint(format!(
+                        "raise `command_timeout` in [host.{}] or check the command",
+                        self.cfg.alias
+                    )))
+                }
+            }
+        }
+    }
+    fn counters(&self) -> Vec<(String, u64)> {
+        vec![
+            ("ssh round trips".into(), self.round_trips.load(Ordering::Relaxed)),
+            ("ssh connections".into(), self.connections.load(Ordering::Relaxed)),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(split_address("mac", 22).unwrap(), ("mac".into(), 22));
+        assert_eq!(split_address("mac:2222", 22).unwrap(), ("mac".into(), 2222));
+        assert_eq!(split_address("[::1]:2200", 22).unwrap(), ("::1".into(), 2200));
+        assert_eq!(split_address("[::1]", 23).unwrap(), ("::1".into(), 23));
+        assert_eq!(split_address("fe80::1", 22).unwrap(), ("fe80::1".into(), 22));
+        assert!(split_address("mac:x", 22).is_err());
+        assert!(split_address("", 22).is_err());
+    }
+}
