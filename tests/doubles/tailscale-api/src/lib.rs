@@ -285,7 +285,7 @@ fn bearer_or_basic(headers: &HeaderMap) -> Option<(String, String)> {
 
 fn authenticate(s: &mut State, headers: &HeaderMap) -> Option<Caller> {
     let (user, _) = bearer_or_basic(headers)?;
-    if s.cfg.api_keys.iter().any(|k| *k == user) {
+    if s.cfg.api_keys.contains(&user) {
         return Some(Caller::Key);
     }
     let now = Instant::now();

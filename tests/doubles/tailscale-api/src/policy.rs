@@ -163,7 +163,7 @@ fn strings(v: Option<&Value>, what: &str) -> Result<Vec<String>, String> {
     }
 }
 
-fn object<'a>(v: Option<&'a Value>, what: &str) -> Result<Map<String, Value>, String> {
+fn object(v: Option<&Value>, what: &str) -> Result<Map<String, Value>, String> {
     match v {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(o)) => Ok(o.clone()),
