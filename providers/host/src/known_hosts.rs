@@ -48,14 +48,18 @@ fn hashed_match(entry: &str, name: &str) -> bool {
     let (Some(salt), Some(hash)) = (parts.next(), parts.next()) else {
         return false;
     };
-    let (Ok(salt), Ok(hash)) = (BASE64.decode(salt.as_bytes()), BASE64.decode(hash.as_bytes()))
-    else {
+    let (Ok(salt), Ok(hash)) = (
+        BASE64.decode(salt.as_bytes()),
+        BASE64.decode(hash.as_bytes()),
+    ) else {
         return false;
     };
     let Ok(mac) = <Hmac<Sha1> as KeyInit>::new_from_slice(&salt) else {
         return false;
     };
-    mac.chain_update(name.as_bytes()).verify_slice(&hash).is_ok()
+    mac.chain_update(name.as_bytes())
+        .verify_slice(&hash)
+        .is_ok()
 }
 
 /// Whether a comma-separated host field applies to `name` (a negated match wins).
@@ -91,7 +95,12 @@ pub fn hash_host_name(name: &str, salt: &[u8]) -> String {
 
 /// Checks `key` for `host:port` against the file at `path` (a missing file
 /// knows no host).
-pub fn check(path: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::Result<HostKeyStatus> {
+pub fn check(
+    path: &Path,
+    host: &str,
+    port: u16,
+    key: &PublicKey,
+) -> std::io::Result<HostKeyStatus> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HostKeyStatus::Unknown),
@@ -201,21 +210,36 @@ mod tests {
         let t = format!("# comment\n\nmac-mini,10.0.0.5 ssh-ed25519 {K1}\n[127.0.0.1]:2222 ssh-ed25519 {K2} c\n");
         assert_eq!(check_text(&t, "mac-mini", 22, &k1), HostKeyStatus::Known);
         assert_eq!(check_text(&t, "MAC-MINI", 22, &k1), HostKeyStatus::Known);
-        assert_eq!(check_text(&t, "mac-mini", 22, &k2), HostKeyStatus::Changed { line: 3 });
-        assert_eq!(check_text(&t, "mac-mini", 2200, &k1), HostKeyStatus::Unknown);
+        assert_eq!(
+            check_text(&t, "mac-mini", 22, &k2),
+            HostKeyStatus::Changed { line: 3 }
+        );
+        assert_eq!(
+            check_text(&t, "mac-mini", 2200, &k1),
+            HostKeyStatus::Unknown
+        );
         assert_eq!(check_text(&t, "127.0.0.1", 2222, &k2), HostKeyStatus::Known);
         assert_eq!(check_text(&t, "127.0.0.1", 22, &k2), HostKeyStatus::Unknown);
 
         let hashed = hash_host_name("[127.0.0.1]:2222", b"0123456789abcdefghij");
         let t = format!("{hashed} ssh-ed25519 {K1}\n");
         assert_eq!(check_text(&t, "127.0.0.1", 2222, &k1), HostKeyStatus::Known);
-        assert_eq!(check_text(&t, "127.0.0.1", 2222, &k2), HostKeyStatus::Changed { line: 1 });
-        assert_eq!(check_text(&t, "127.0.0.2", 2222, &k1), HostKeyStatus::Unknown);
+        assert_eq!(
+            check_text(&t, "127.0.0.1", 2222, &k2),
+            HostKeyStatus::Changed { line: 1 }
+        );
+        assert_eq!(
+            check_text(&t, "127.0.0.2", 2222, &k1),
+            HostKeyStatus::Unknown
+        );
 
         let t = format!("*.lan,!evil.lan ssh-ed25519 {K1}\n@revoked * ssh-ed25519 {K2}\n");
         assert_eq!(check_text(&t, "box.lan", 22, &k1), HostKeyStatus::Known);
         assert_eq!(check_text(&t, "evil.lan", 22, &k1), HostKeyStatus::Unknown);
-        assert_eq!(check_text(&t, "box.lan", 22, &k2), HostKeyStatus::Revoked { line: 2 });
+        assert_eq!(
+            check_text(&t, "box.lan", 22, &k2),
+            HostKeyStatus::Revoked { line: 2 }
+        );
     }
 
     #[test]
@@ -224,7 +248,12 @@ mod tests {
         let p = d.path().join("sub/known_hosts");
         let k = key(K1);
         append(&p, "127.0.0.1", 2222, &k).unwrap();
-        assert_eq!(check(&p, "127.0.0.1", 2222, &k).unwrap(), HostKeyStatus::Known);
-        assert!(std::fs::read_to_string(&p).unwrap().starts_with("[127.0.0.1]:2222 ssh-ed25519 "));
+        assert_eq!(
+            check(&p, "127.0.0.1", 2222, &k).unwrap(),
+            HostKeyStatus::Known
+        );
+        assert!(std::fs::read_to_string(&p)
+            .unwrap()
+            .starts_with("[127.0.0.1]:2222 ssh-ed25519 "));
     }
 }

@@ -14,7 +14,9 @@
 #![allow(clippy::result_large_err)] // Diagnostic is the SDK's error type
 
 pub mod file;
+pub mod known_hosts;
 pub mod runner;
+pub mod ssh;
 
 use async_trait::async_trait;
 use claw_provider::*;
@@ -101,12 +103,45 @@ impl ProviderFactory for HostFactory {
             }
         }
         let runner: Arc<dyn Runner> = match &cfg.address {
-            None => Arc::new(LocalRunner::new(command_timeout)),
-            Some(_) => {
-                return Err(Diagnostic::error(format!(
-                    "host {}: SSH hosts are not supported by this build yet",
-                    req.alias
-                )))
+            None => {
+                if cfg.user.is_some() || cfg.identity_file.is_some() || cfg.port.is_some() {
+                    return Err(Diagnostic::error(format!(
+                        "host {}: SSH settings without an `address`",
+                        req.alias
+                    ))
+                    .with_attr("address")
+                    .with_hint("add `address = \"host\"` (or `host:port`) to reach it over SSH"));
+                }
+                Arc::new(LocalRunner::new(command_timeout))
+            }
+            Some(address) => {
+                let (host, port) =
+                    ssh::split_address(address, cfg.port.unwrap_or(22)).map_err(|e| {
+                        Diagnostic::error(format!("host {}: invalid address: {e}", req.alias))
+                            .with_attr("address")
+                            .with_hint("write `host`, `host:port` or `[ipv6]:port`")
+                    })?;
+                let resolve = |p: &str| {
+                    let e = ssh::expand_local_home(p);
+                    if e.is_relative() {
+                        req.ctx.base_dir.join(e)
+                    } else {
+                        e
+                    }
+                };
+                Arc::new(ssh::SshRunner::new(ssh::SshConfig {
+                    alias: req.alias.clone(),
+                    host,
+                    port,
+                    user: cfg.user.clone().unwrap_or_else(ssh::local_user),
+                    identity_file: cfg.identity_file.as_deref().map(resolve),
+                    known_hosts: resolve(
+                        cfg.known_hosts.as_deref().unwrap_or("~/.ssh/known_hosts"),
+                    ),
+                    accept_new: cfg.host_key_policy.as_deref() == Some("accept-new"),
+                    connect_timeout: Duration::from_secs(cfg.connect_timeout.unwrap_or(10)),
+                    command_timeout,
+                }))
             }
         };
         Ok(Arc::new(HostProvider {

@@ -198,7 +198,12 @@ impl SshRunner {
                 return Ok(h.clone());
             }
         }
-        if let Some(d) = self.failed.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+        if let Some(d) = self
+            .failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
             return Err(d);
         }
         match self.connect().await {
@@ -317,7 +322,7 @@ impl SshRunner {
         let mut tried: Vec<String> = Vec::new();
         let mut server_methods: Option<Vec<String>> = None;
         let rsa_hash = h.best_supported_rsa_hash().await.ok().flatten().flatten();
-        let mut note = |r: &russh::client::AuthResult, server_methods: &mut Option<Vec<String>>| {
+        let note = |r: &russh::client::AuthResult, server_methods: &mut Option<Vec<String>>| {
             if let russh::client::AuthResult::Failure {
                 remaining_methods, ..
             } = r
@@ -363,16 +368,27 @@ impl SshRunner {
                             let n = ids.len();
                             for id in ids {
                                 let pk = id.public_key().into_owned();
-                                let hash = if pk.algorithm().is_rsa() { rsa_hash } else { None };
-                                match h.authenticate_publickey_with(&c.user, pk, hash, &mut agent).await {
+                                let hash = if pk.algorithm().is_rsa() {
+                                    rsa_hash
+                                } else {
+                                    None
+                                };
+                                match h
+                                    .authenticate_publickey_with(&c.user, pk, hash, &mut agent)
+                                    .await
+                                {
                                     Ok(r) if r.success() => return Ok(()),
                                     Ok(r) => note(&r, &mut server_methods),
                                     Err(_) => {}
                                 }
                             }
-                            tried.push(format!("ssh-agent at SSH_AUTH_SOCK ({n} key(s), all rejected)"));
+                            tried.push(format!(
+                                "ssh-agent at SSH_AUTH_SOCK ({n} key(s), all rejected)"
+                            ));
                         }
-                        Err(e) => tried.push(format!("ssh-agent at SSH_AUTH_SOCK (cannot connect: {e})")),
+                        Err(e) => {
+                            tried.push(format!("ssh-agent at SSH_AUTH_SOCK (cannot connect: {e})"))
+                        }
                     }
                 }
                 _ => tried.push("ssh-agent (SSH_AUTH_SOCK is not set)".into()),
@@ -426,7 +442,12 @@ impl SshRunner {
         .with_hint("check that sshd on the host accepts connections from this machine")
     }
 
-    async fn run_once(&self, h: &Handle, script: &str, stdin: &[u8]) -> Result<Output, russh::Error> {
+    async fn run_once(
+        &self,
+        h: &Handle,
+        script: &str,
+        stdin: &[u8],
+    ) -> Result<Output, russh::Error> {
         let mut ch = h.channel_open_session().await?;
         ch.exec(true, format!("sh -c {}", sh_quote(script))).await?;
         if !stdin.is_empty() {
@@ -456,9 +477,9 @@ impl SshRunner {
 
 fn key_file_kind(k: &PublicKey) -> &'static str {
     let a = k.algorithm();
-    if a.is_rsa() {
+    if a.clone().is_rsa() {
         "rsa"
-    } else if a.is_ed25519() {
+    } else if a.clone().is_ed25519() {
         "ed25519"
     } else {
         "ecdsa"
@@ -478,7 +499,9 @@ impl Runner for SshRunner {
         loop {
             let h = self.handle().await?;
             self.round_trips.fetch_add(1, Ordering::Relaxed);
-            let r = tokio::time::timeout(self.cfg.command_timeout, self.run_once(&h, script, stdin)).await;
+            let r =
+                tokio::time::timeout(self.cfg.command_timeout, self.run_once(&h, script, stdin))
+                    .await;
             match r {
                 Ok(Ok(out)) => return Ok(out),
                 Ok(Err(e)) => {
@@ -513,8 +536,14 @@ impl Runner for SshRunner {
     }
     fn counters(&self) -> Vec<(String, u64)> {
         vec![
-            ("ssh round trips".into(), self.round_trips.load(Ordering::Relaxed)),
-            ("ssh connections".into(), self.connections.load(Ordering::Relaxed)),
+            (
+                "ssh round trips".into(),
+                self.round_trips.load(Ordering::Relaxed),
+            ),
+            (
+                "ssh connections".into(),
+                self.connections.load(Ordering::Relaxed),
+            ),
         ]
     }
 }
@@ -527,9 +556,15 @@ mod tests {
     fn addresses() {
         assert_eq!(split_address("mac", 22).unwrap(), ("mac".into(), 22));
         assert_eq!(split_address("mac:2222", 22).unwrap(), ("mac".into(), 2222));
-        assert_eq!(split_address("[::1]:2200", 22).unwrap(), ("::1".into(), 2200));
+        assert_eq!(
+            split_address("[::1]:2200", 22).unwrap(),
+            ("::1".into(), 2200)
+        );
         assert_eq!(split_address("[::1]", 23).unwrap(), ("::1".into(), 23));
-        assert_eq!(split_address("fe80::1", 22).unwrap(), ("fe80::1".into(), 22));
+        assert_eq!(
+            split_address("fe80::1", 22).unwrap(),
+            ("fe80::1".into(), 22)
+        );
         assert!(split_address("mac:x", 22).is_err());
         assert!(split_address("", 22).is_err());
     }
