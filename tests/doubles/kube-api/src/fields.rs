@@ -255,7 +255,9 @@ pub fn strategic_patch(target: &mut Value, patch: &Value) {
 
 /// RFC 6902 JSON patch (add, remove, replace, test).
 pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), String> {
-    let ops = ops.as_array().ok_or("a JSON patch is a list of operations")?;
+    let ops = ops
+        .as_array()
+        .ok_or("a JSON patch is a list of operations")?;
     for op in ops {
         let kind = op.get("op").and_then(Value::as_str).unwrap_or("");
         let path = op.get("path").and_then(Value::as_str).unwrap_or("");
@@ -297,7 +299,8 @@ pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), String> {
                 *l.get_mut(i).ok_or("index out of range")? = value;
             }
             ("remove", Value::Object(m)) => {
-                m.remove(last).ok_or_else(|| format!("path {path:?} not found"))?;
+                m.remove(last)
+                    .ok_or_else(|| format!("path {path:?} not found"))?;
             }
             ("remove", Value::Array(l)) => {
                 let i: usize = last.parse().map_err(|_| "bad index")?;
@@ -316,7 +319,11 @@ pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), String> {
                     return Err(format!("test failed at {path:?}"));
                 }
             }
-            (k, _) => return Err(format!("unsupported JSON patch operation {k:?} at {path:?}")),
+            (k, _) => {
+                return Err(format!(
+                    "unsupported JSON patch operation {k:?} at {path:?}"
+                ))
+            }
         }
     }
     Ok(())
@@ -332,9 +339,7 @@ pub fn fields_v1(set: &BTreeSet<Path>) -> Value {
                 Seg::Key(k) => format!("f:{k}"),
                 Seg::Item(n) => format!("k:{}", serde_json::json!({ "name": n })),
             };
-            let entry = cur
-                .entry(key)
-                .or_insert_with(|| Value::Object(Map::new()));
+            let entry = cur.entry(key).or_insert_with(|| Value::Object(Map::new()));
             let m = entry.as_object_mut().expect("object");
             if i + 1 == p.len() && matches!(seg, Seg::Item(_)) {
                 m.insert(".".into(), Value::Object(Map::new()));

@@ -170,8 +170,14 @@ impl KubeApiDouble {
     pub fn get(&self, api_version: &str, kind: &str, namespace: &str, name: &str) -> Option<Value> {
         let st = self.shared.store.lock().expect("store");
         let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
-        let rt = st.types.iter().find(|t| t.group == group && t.kind == kind)?;
-        let s = st.objects.get(&key(rt))?.get(&(namespace.to_string(), name.to_string()))?;
+        let rt = st
+            .types
+            .iter()
+            .find(|t| t.group == group && t.kind == kind)?;
+        let s = st
+            .objects
+            .get(&key(rt))?
+            .get(&(namespace.to_string(), name.to_string()))?;
         Some(st.render(rt, s, api_version))
     }
 
@@ -185,7 +191,13 @@ impl KubeApiDouble {
             if let Some(objs) = st.objects.get(&key(rt)) {
                 for ((ns, name), s) in objs {
                     if selector::matches(&reqs, &selector::labels_of(&s.obj)) {
-                        out.push(format!("{}/{}/{}/{}", rt.gv(&rt.versions[0]), rt.kind, ns, name));
+                        out.push(format!(
+                            "{}/{}/{}/{}",
+                            rt.gv(&rt.versions[0]),
+                            rt.kind,
+                            ns,
+                            name
+                        ));
                     }
                 }
             }
@@ -195,10 +207,22 @@ impl KubeApiDouble {
 
     /// Stores an object as another client would (an `Update` by `manager`).
     pub fn put_object(&self, manager: &str, obj: Value) -> Result<Value, String> {
-        let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("v1").to_string();
-        let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+        let api_version = obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("v1")
+            .to_string();
+        let kind = obj
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let mut st = self.shared.store.lock().expect("store");
-        let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("").to_string();
+        let group = api_version
+            .rsplit_once('/')
+            .map(|(g, _)| g)
+            .unwrap_or("")
+            .to_string();
         let rt = st
             .types
             .iter()
@@ -206,14 +230,29 @@ impl KubeApiDouble {
             .cloned()
             .ok_or_else(|| format!("no kind {kind} in {api_version}"))?;
         let ns = if rt.namespaced {
-            obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default").to_string()
+            obj.pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("default")
+                .to_string()
         } else {
             String::new()
         };
-        let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let version = api_version.rsplit('/').next().unwrap_or("v1").to_string();
-        st.write(&rt, &version, &ns, &name, obj, WriteOp::Update(manager.to_string()), false)
-            .map_err(|e| e.to_string())
+        st.write(
+            &rt,
+            &version,
+            &ns,
+            &name,
+            obj,
+            WriteOp::Update(manager.to_string()),
+            false,
+        )
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -255,7 +294,11 @@ impl ApiError {
     fn not_found(rt: &ResType, name: &str) -> ApiError {
         ApiError {
             details: json!({"name": name, "group": rt.group, "kind": rt.plural}),
-            ..ApiError::new(404, "NotFound", format!("{} {:?} not found", rt.qualified(), name))
+            ..ApiError::new(
+                404,
+                "NotFound",
+                format!("{} {:?} not found", rt.qualified(), name),
+            )
         }
     }
     fn body(&self) -> Value {
@@ -347,7 +390,11 @@ impl Store {
     ) -> Result<Value, ApiError> {
         let api_version = rt.gv(version);
         if !body.is_object() {
-            return Err(ApiError::new(400, "BadRequest", "the body of the request was not an object"));
+            return Err(ApiError::new(
+                400,
+                "BadRequest",
+                "the body of the request was not an object",
+            ));
         }
         // Identity: the path wins; a contradicting body is refused.
         let md = body
@@ -356,9 +403,16 @@ impl Store {
             .entry("metadata")
             .or_insert(json!({}));
         if !md.is_object() {
-            return Err(ApiError::new(400, "BadRequest", "metadata must be an object"));
+            return Err(ApiError::new(
+                400,
+                "BadRequest",
+                "metadata must be an object",
+            ));
         }
-        let body_ns = md.get("namespace").and_then(Value::as_str).map(str::to_string);
+        let body_ns = md
+            .get("namespace")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         if rt.namespaced {
             if let Some(bns) = &body_ns {
                 if bns != ns {
@@ -384,8 +438,13 @@ impl Store {
                 }
             }
             (false, Some(n)) if n != name => {
-                return Err(ApiError::new(400, "BadRequest",
-                    format!("the name of the object ({n}) does not match the name on the URL ({name})")));
+                return Err(ApiError::new(
+                    400,
+                    "BadRequest",
+                    format!(
+                        "the name of the object ({n}) does not match the name on the URL ({name})"
+                    ),
+                ));
             }
             (false, _) => name.to_string(),
         };
@@ -402,12 +461,23 @@ impl Store {
         if let (WriteOp::Create(_), Some(_)) = (&op, &old) {
             return Err(ApiError {
                 details: json!({"name": name, "group": rt.group, "kind": rt.plural}),
-                ..ApiError::new(409, "AlreadyExists", format!("{} {:?} already exists", rt.qualified(), name))
+                ..ApiError::new(
+                    409,
+                    "AlreadyExists",
+                    format!("{} {:?} already exists", rt.qualified(), name),
+                )
             });
         }
         if let (WriteOp::Update(_), Some(o)) = (&op, &old) {
-            let want = body.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("");
-            let have = o.obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("");
+            let want = body
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let have = o
+                .obj
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if !want.is_empty() && want != have {
                 return Err(ApiError {
                     details: json!({"name": name, "group": rt.group, "kind": rt.plural}),
@@ -449,7 +519,13 @@ impl Store {
                     }
                 }
                 if !conflicts.is_empty() && !force {
-                    return Err(conflict_error(rt, &name, &api_version, &conflicts, &managers));
+                    return Err(conflict_error(
+                        rt,
+                        &name,
+                        &api_version,
+                        &conflicts,
+                        &managers,
+                    ));
                 }
                 for (mname, p) in &conflicts {
                     for m in managers.iter_mut().filter(|m| &m.manager == mname) {
@@ -567,10 +643,18 @@ impl Store {
                 .iter()
                 .map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f}))
                 .collect();
-            let msg = errs.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join(", ");
+            let msg = errs
+                .iter()
+                .map(|(f, m)| format!("{f}: {m}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             return Err(ApiError {
                 details: json!({"name": name, "group": rt.group, "kind": rt.kind, "causes": causes}),
-                ..ApiError::new(422, "Invalid", format!("{} {:?} is invalid: {}", rt.kind_qualified(), name, msg))
+                ..ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("{} {:?} is invalid: {}", rt.kind_qualified(), name, msg),
+                )
             });
         }
         let spec_of = |v: &Value| {
@@ -583,12 +667,19 @@ impl Store {
             }
             v
         };
-        let generation = match old_obj.pointer("/metadata/generation").and_then(Value::as_i64) {
+        let generation = match old_obj
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+        {
             Some(g) if spec_of(&old_obj) != spec_of(&new) => g + 1,
             Some(g) => g,
             None => 1,
         };
-        new["metadata"]["generation"] = json!(generation);
+        if new.get("spec").is_some() || rt.crd.is_some() {
+            new["metadata"]["generation"] = json!(generation);
+        } else if let Some(m) = new["metadata"].as_object_mut() {
+            m.remove("generation");
+        }
         types::simulate_status(&rt.kind, &mut new);
         // Drop ownership of fields that no longer exist.
         for m in managers.iter_mut() {
@@ -609,7 +700,9 @@ impl Store {
                 }
             }
             let fm = |ms: &Vec<Manager>| -> Vec<(String, &'static str, BTreeSet<Path>)> {
-                ms.iter().map(|m| (m.manager.clone(), m.operation, m.fields.clone())).collect()
+                ms.iter()
+                    .map(|m| (m.manager.clone(), m.operation, m.fields.clone()))
+                    .collect()
             };
             a == b && fm(&o.managers) == fm(&managers)
         });
@@ -620,7 +713,11 @@ impl Store {
         if let Some(o) = &old {
             // Keep the times of managers whose fields did not change.
             for m in managers.iter_mut() {
-                if let Some(om) = o.managers.iter().find(|x| x.manager == m.manager && x.operation == m.operation) {
+                if let Some(om) = o
+                    .managers
+                    .iter()
+                    .find(|x| x.manager == m.manager && x.operation == m.operation)
+                {
                     if om.fields == m.fields {
                         m.time = om.time.clone();
                     }
@@ -640,7 +737,8 @@ impl Store {
             self.objects.entry(k).or_default().insert(id, stored);
             if rt.kind == "CustomResourceDefinition" {
                 if let Some(t) = types::from_crd(&out) {
-                    self.types.retain(|x| !(x.group == t.group && x.kind == t.kind));
+                    self.types
+                        .retain(|x| !(x.group == t.group && x.kind == t.kind));
                     self.types.push(t);
                 }
             }
@@ -648,10 +746,20 @@ impl Store {
         Ok(out)
     }
 
-    fn delete(&mut self, rt: &ResType, ns: &str, name: &str, dry_run: bool) -> Result<Value, ApiError> {
+    fn delete(
+        &mut self,
+        rt: &ResType,
+        ns: &str,
+        name: &str,
+        dry_run: bool,
+    ) -> Result<Value, ApiError> {
         let k = key(rt);
         let id = (ns.to_string(), name.to_string());
-        let exists = self.objects.get(&k).map(|m| m.contains_key(&id)).unwrap_or(false);
+        let exists = self
+            .objects
+            .get(&k)
+            .map(|m| m.contains_key(&id))
+            .unwrap_or(false);
         if !exists {
             return Err(ApiError::not_found(rt, name));
         }
@@ -659,7 +767,11 @@ impl Store {
             let s = self.objects[&k][&id].clone();
             return Ok(self.render(rt, &s, &rt.gv(&rt.versions[0])));
         }
-        let s = self.objects.get_mut(&k).and_then(|m| m.remove(&id)).expect("exists");
+        let s = self
+            .objects
+            .get_mut(&k)
+            .and_then(|m| m.remove(&id))
+            .expect("exists");
         self.rv += 1;
         if rt.kind == "Namespace" {
             for (tk, objs) in self.objects.iter_mut() {
@@ -671,7 +783,12 @@ impl Store {
             }
         }
         if rt.kind == "CustomResourceDefinition" {
-            if let Some(t) = self.types.iter().find(|t| t.crd.as_deref() == Some(name)).cloned() {
+            if let Some(t) = self
+                .types
+                .iter()
+                .find(|t| t.crd.as_deref() == Some(name))
+                .cloned()
+            {
                 self.objects.remove(&key(&t));
                 self.types.retain(|x| x != &t);
             }
@@ -704,8 +821,15 @@ fn conflict_error(
         .collect();
     let message = if conflicts.len() == 1 {
         let (m, p) = &conflicts[0];
-        let av = managers.iter().find(|x| &x.manager == m).map(|x| x.api_version.as_str()).unwrap_or(api_version);
-        format!("Apply failed with 1 conflict: conflict with {m:?} using {av}: {}", fields::render(p))
+        let av = managers
+            .iter()
+            .find(|x| &x.manager == m)
+            .map(|x| x.api_version.as_str())
+            .unwrap_or(api_version);
+        format!(
+            "Apply failed with 1 conflict: conflict with {m:?} using {av}: {}",
+            fields::render(p)
+        )
     } else {
         let mut by: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for (m, p) in conflicts {
@@ -715,7 +839,11 @@ fn conflict_error(
         let parts: Vec<String> = by
             .iter()
             .map(|(m, ps)| {
-                let av = managers.iter().find(|x| x.manager == *m).map(|x| x.api_version.as_str()).unwrap_or(api_version);
+                let av = managers
+                    .iter()
+                    .find(|x| x.manager == *m)
+                    .map(|x| x.api_version.as_str())
+                    .unwrap_or(api_version);
                 format!("conflicts with {m:?} using {av}:\n- {}", ps.join("\n- "))
             })
             .collect();
@@ -749,8 +877,8 @@ fn pct_decode(s: &str) -> String {
                 out.push(b' ');
                 i += 1;
             }
-            b'%' if i + 2 < b.len() + 1 && i + 2 <= b.len() - 1 + 1 => {
-                let h = std::str::from_utf8(&b[i + 1..(i + 3).min(b.len())]).unwrap_or("");
+            b'%' if i + 2 < b.len() => {
+                let h = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
                 match u8::from_str_radix(h, 16) {
                     Ok(x) if h.len() == 2 => {
                         out.push(x);
@@ -773,7 +901,10 @@ fn pct_decode(s: &str) -> String {
 
 fn discovery_resources(types: &[ResType], group: &str, version: &str) -> Value {
     let mut res = Vec::new();
-    for t in types.iter().filter(|t| t.group == group && t.versions.iter().any(|v| v == version)) {
+    for t in types
+        .iter()
+        .filter(|t| t.group == group && t.versions.iter().any(|v| v == version))
+    {
         res.push(json!({
             "name": t.plural, "singularName": t.singular, "namespaced": t.namespaced, "kind": t.kind,
             "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
@@ -844,7 +975,11 @@ fn route(
     let seg = |i: usize| segs.get(i).map(String::as_str);
     let get_only = || -> Result<(), ApiError> {
         if method != Method::GET {
-            return Err(ApiError::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource"));
+            return Err(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                "the server does not allow this method on the requested resource",
+            ));
         }
         Ok(())
     };
@@ -852,22 +987,37 @@ fn route(
     match (seg(0), segs.len()) {
         (Some("version"), 1) => {
             get_only()?;
-            return Ok((200, json!({
-                "major": "1", "minor": "33", "gitVersion": "v1.33.0-claw-double", "gitCommit": "0000000",
-                "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24",
-                "compiler": "gc", "platform": "linux/amd64"
-            })));
+            return Ok((
+                200,
+                json!({
+                    "major": "1", "minor": "33", "gitVersion": "v1.33.0-claw-double", "gitCommit": "0000000",
+                    "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.24",
+                    "compiler": "gc", "platform": "linux/amd64"
+                }),
+            ));
         }
         (Some("api"), 1) => {
             get_only()?;
-            let addr = shared.addr.lock().expect("addr").map(|a| a.to_string()).unwrap_or_default();
-            return Ok((200, json!({"kind": "APIVersions", "versions": ["v1"],
-                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": addr}]})));
+            let addr = shared
+                .addr
+                .lock()
+                .expect("addr")
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            return Ok((
+                200,
+                json!({"kind": "APIVersions", "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": addr}]}),
+            ));
         }
         (Some("api"), 2) => {
             get_only()?;
             if seg(1) != Some("v1") {
-                return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+                return Err(ApiError::new(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                ));
             }
             return Ok((200, discovery_resources(&st.types, "", "v1")));
         }
@@ -880,13 +1030,20 @@ fn route(
                 }
             }
             let gs: Vec<Value> = groups.iter().map(|g| group_entry(&st.types, g)).collect();
-            return Ok((200, json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": gs})));
+            return Ok((
+                200,
+                json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": gs}),
+            ));
         }
         (Some("apis"), 2) => {
             get_only()?;
             let g = seg(1).unwrap_or("");
             if !st.types.iter().any(|t| t.group == g) {
-                return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+                return Err(ApiError::new(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                ));
             }
             let mut e = group_entry(&st.types, g);
             e["kind"] = json!("APIGroup");
@@ -896,8 +1053,16 @@ fn route(
         (Some("apis"), 3) => {
             get_only()?;
             let (g, v) = (seg(1).unwrap_or(""), seg(2).unwrap_or(""));
-            if !st.types.iter().any(|t| t.group == g && t.versions.iter().any(|x| x == v)) {
-                return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+            if !st
+                .types
+                .iter()
+                .any(|t| t.group == g && t.versions.iter().any(|x| x == v))
+            {
+                return Err(ApiError::new(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                ));
             }
             return Ok((200, discovery_resources(&st.types, g, v)));
         }
@@ -907,38 +1072,95 @@ fn route(
     let (group, version, rest): (&str, &str, &[String]) = match seg(0) {
         Some("api") if segs.len() > 2 => ("", seg(1).unwrap_or(""), &segs[2..]),
         Some("apis") if segs.len() > 3 => (seg(1).unwrap_or(""), seg(2).unwrap_or(""), &segs[3..]),
-        _ => return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource")),
+        _ => {
+            return Err(ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            ))
+        }
     };
     let find = |plural: &str| {
         st.types
             .iter()
-            .find(|t| t.group == group && t.plural == plural && t.versions.iter().any(|v| v == version))
+            .find(|t| {
+                t.group == group && t.plural == plural && t.versions.iter().any(|v| v == version)
+            })
             .cloned()
     };
     // namespaces/<ns>/<plural>[/<name>[/<sub>]] vs <plural>[/<name>[/<sub>]]
-    let (rt, ns, name, sub) = if rest.len() >= 3 && rest[0] == "namespaces" && rest[2] != "status" && rest[2] != "finalize" {
-        let rt = find(&rest[2]).ok_or_else(|| ApiError::new(404, "NotFound", "the server could not find the requested resource"))?;
+    let (rt, ns, name, sub) = if rest.len() >= 3
+        && rest[0] == "namespaces"
+        && rest[2] != "status"
+        && rest[2] != "finalize"
+    {
+        let rt = find(&rest[2]).ok_or_else(|| {
+            ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        })?;
         if !rt.namespaced {
-            return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+            return Err(ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            ));
         }
-        (rt, rest[1].clone(), rest.get(3).cloned(), rest.get(4).cloned())
+        (
+            rt,
+            rest[1].clone(),
+            rest.get(3).cloned(),
+            rest.get(4).cloned(),
+        )
     } else {
-        let rt = find(&rest[0]).ok_or_else(|| ApiError::new(404, "NotFound", "the server could not find the requested resource"))?;
-        (rt, String::new(), rest.get(1).cloned(), rest.get(2).cloned())
+        let rt = find(&rest[0]).ok_or_else(|| {
+            ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        })?;
+        (
+            rt,
+            String::new(),
+            rest.get(1).cloned(),
+            rest.get(2).cloned(),
+        )
     };
-    let ns_for_item = if rt.namespaced { ns.clone() } else { String::new() };
+    let ns_for_item = if rt.namespaced {
+        ns.clone()
+    } else {
+        String::new()
+    };
     if rt.namespaced && name.is_some() && ns.is_empty() {
-        return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+        return Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ));
     }
     if let Some(s) = &sub {
         if s != "status" {
-            return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+            return Err(ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            ));
         }
     }
     let api_version = rt.gv(version);
     let dry_run = q.get("dryRun").map(|v| v == "All").unwrap_or(false);
-    if q.get("watch").map(|v| v == "true" || v == "1").unwrap_or(false) {
-        return Err(ApiError::new(405, "MethodNotAllowed", "watch is not supported by this server"));
+    if q.get("watch")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false)
+    {
+        return Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "watch is not supported by this server",
+        ));
     }
     let manager_of = |default_ua: bool| -> String {
         if let Some(m) = q.get("fieldManager") {
@@ -956,12 +1178,21 @@ fn route(
         }
     };
     let parse_body = |ct: &str| -> Result<Value, ApiError> {
+        if ct.contains("protobuf") || ct.contains("cbor") {
+            return Err(ApiError::new(415, "UnsupportedMediaType",
+                format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml; got {ct}")));
+        }
         if ct.contains("yaml") {
             serde_yaml_ng::from_slice::<Value>(body)
                 .map_err(|e| ApiError::new(400, "BadRequest", format!("error decoding YAML: {e}")))
         } else {
-            serde_json::from_slice::<Value>(body)
-                .map_err(|e| ApiError::new(400, "BadRequest", format!("couldn't get version/kind; json parse error: {e}")))
+            serde_json::from_slice::<Value>(body).map_err(|e| {
+                ApiError::new(
+                    400,
+                    "BadRequest",
+                    format!("couldn't get version/kind; json parse error: {e}"),
+                )
+            })
         }
     };
     let content_type = headers
@@ -976,7 +1207,10 @@ fn route(
 
     match (method.clone(), name.as_ref()) {
         (Method::GET, None) => {
-            let sel = q.get("labelSelector").map(|s| selector::parse(s)).transpose()
+            let sel = q
+                .get("labelSelector")
+                .map(|s| selector::parse(s))
+                .transpose()
                 .map_err(|e| ApiError::new(400, "BadRequest", e))?;
             let fsel = q.get("fieldSelector").cloned();
             let meta_only = headers
@@ -996,7 +1230,9 @@ fn route(
                         }
                     }
                     if let Some(f) = &fsel {
-                        if !selector::field_matches(f, &s.obj).map_err(|e| ApiError::new(400, "BadRequest", e))? {
+                        if !selector::field_matches(f, &s.obj)
+                            .map_err(|e| ApiError::new(400, "BadRequest", e))?
+                        {
                             continue;
                         }
                     }
@@ -1008,11 +1244,17 @@ fn route(
                 }
             }
             let (av, kind) = if meta_only {
-                ("meta.k8s.io/v1".to_string(), "PartialObjectMetadataList".to_string())
+                (
+                    "meta.k8s.io/v1".to_string(),
+                    "PartialObjectMetadataList".to_string(),
+                )
             } else {
                 (api_version.clone(), format!("{}List", rt.kind))
             };
-            Ok((200, json!({"apiVersion": av, "kind": kind, "metadata": {"resourceVersion": st.rv.to_string()}, "items": items})))
+            Ok((
+                200,
+                json!({"apiVersion": av, "kind": kind, "metadata": {"resourceVersion": st.rv.to_string()}, "items": items}),
+            ))
         }
         (Method::GET, Some(n)) => match current {
             Some(s) => Ok((200, st.render(&rt, &s, &api_version))),
@@ -1020,10 +1262,22 @@ fn route(
         },
         (Method::POST, None) => {
             if sub.is_some() {
-                return Err(ApiError::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource"));
+                return Err(ApiError::new(
+                    405,
+                    "MethodNotAllowed",
+                    "the server does not allow this method on the requested resource",
+                ));
             }
             let b = parse_body(&content_type)?;
-            let out = st.write(&rt, version, &ns_for_item, "", b, WriteOp::Create(manager_of(true)), dry_run)?;
+            let out = st.write(
+                &rt,
+                version,
+                &ns_for_item,
+                "",
+                b,
+                WriteOp::Create(manager_of(true)),
+                dry_run,
+            )?;
             Ok((201, out))
         }
         (Method::PUT, Some(n)) => {
@@ -1039,54 +1293,92 @@ fn route(
                 if !dry_run {
                     st.rv += 1;
                     s.obj["metadata"]["resourceVersion"] = json!(st.rv.to_string());
-                    st.objects.entry(key(&rt)).or_default().insert(id, s.clone());
+                    st.objects
+                        .entry(key(&rt))
+                        .or_default()
+                        .insert(id, s.clone());
                 }
                 return Ok((200, st.render(&rt, &s, &api_version)));
             }
             if let Some(m) = b.get_mut("metadata").and_then(Value::as_object_mut) {
                 m.entry("name").or_insert(json!(n));
             }
-            let out = st.write(&rt, version, &ns_for_item, n, b, WriteOp::Update(manager_of(true)), dry_run)?;
+            let out = st.write(
+                &rt,
+                version,
+                &ns_for_item,
+                n,
+                b,
+                WriteOp::Update(manager_of(true)),
+                dry_run,
+            )?;
             Ok((200, out))
         }
         (Method::PATCH, Some(n)) => {
-            let ct = content_type.split(';').next().unwrap_or("").trim().to_string();
+            let ct = content_type
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string();
             if ct == "application/apply-patch+yaml" {
                 let Some(manager) = q.get("fieldManager").cloned() else {
-                    return Err(ApiError::new(400, "BadRequest", "PATCH /apply requires fieldManager to be set"));
+                    return Err(ApiError::new(
+                        400,
+                        "BadRequest",
+                        "PATCH /apply requires fieldManager to be set",
+                    ));
                 };
                 let force = q.get("force").map(|v| v == "true").unwrap_or(false);
-                let b = parse_body("yaml")?;
-                if let (Some(av), Some(k)) = (b.get("apiVersion").and_then(Value::as_str), b.get("kind").and_then(Value::as_str)) {
+                let b = parse_body(&content_type)?;
+                if let (Some(av), Some(k)) = (
+                    b.get("apiVersion").and_then(Value::as_str),
+                    b.get("kind").and_then(Value::as_str),
+                ) {
                     if av != api_version || k != rt.kind {
                         return Err(ApiError::new(400, "BadRequest",
                             format!("the API version in the data ({av}) does not match the expected API version ({api_version})")));
                     }
                 } else {
-                    return Err(ApiError::new(400, "BadRequest", "apiVersion and kind are required in an applied configuration"));
+                    return Err(ApiError::new(
+                        400,
+                        "BadRequest",
+                        "apiVersion and kind are required in an applied configuration",
+                    ));
                 }
-                let out = st.write(&rt, version, &ns_for_item, n, b, WriteOp::Apply { manager, force }, dry_run)?;
+                let out = st.write(
+                    &rt,
+                    version,
+                    &ns_for_item,
+                    n,
+                    b,
+                    WriteOp::Apply { manager, force },
+                    dry_run,
+                )?;
                 return Ok((if current.is_some() { 200 } else { 201 }, out));
             }
             let Some(cur) = current else {
                 return Err(ApiError::not_found(&rt, n));
             };
-            let patch = parse_body("json")?;
+            let patch = parse_body(&content_type)?;
             let mut target = st.render(&rt, &cur, &api_version);
             match ct.as_str() {
                 "application/merge-patch+json" => fields::merge_patch(&mut target, &patch),
                 "application/strategic-merge-patch+json" => {
                     if rt.crd.is_some() {
                         return Err(ApiError::new(415, "UnsupportedMediaType",
-                            format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml")));
+                            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"));
                     }
                     fields::strategic_patch(&mut target, &patch)
                 }
                 "application/json-patch+json" => fields::json_patch(&mut target, &patch)
                     .map_err(|e| ApiError::new(422, "Invalid", e))?,
                 other => {
-                    return Err(ApiError::new(415, "UnsupportedMediaType",
-                        format!("the body of the request was in an unknown format: {other}")))
+                    return Err(ApiError::new(
+                        415,
+                        "UnsupportedMediaType",
+                        format!("the body of the request was in an unknown format: {other}"),
+                    ))
                 }
             }
             if sub.is_some() {
@@ -1095,14 +1387,25 @@ fn route(
                 if !dry_run {
                     st.rv += 1;
                     s.obj["metadata"]["resourceVersion"] = json!(st.rv.to_string());
-                    st.objects.entry(key(&rt)).or_default().insert(id, s.clone());
+                    st.objects
+                        .entry(key(&rt))
+                        .or_default()
+                        .insert(id, s.clone());
                 }
                 return Ok((200, st.render(&rt, &s, &api_version)));
             }
             if let Some(m) = target.get_mut("metadata").and_then(Value::as_object_mut) {
                 m.remove("resourceVersion");
             }
-            let out = st.write(&rt, version, &ns_for_item, n, target, WriteOp::Update(manager_of(true)), dry_run)?;
+            let out = st.write(
+                &rt,
+                version,
+                &ns_for_item,
+                n,
+                target,
+                WriteOp::Update(manager_of(true)),
+                dry_run,
+            )?;
             Ok((200, out))
         }
         (Method::DELETE, Some(n)) => {
@@ -1110,7 +1413,10 @@ fn route(
             Ok((200, out))
         }
         (Method::DELETE, None) => {
-            let sel = q.get("labelSelector").map(|s| selector::parse(s)).transpose()
+            let sel = q
+                .get("labelSelector")
+                .map(|s| selector::parse(s))
+                .transpose()
                 .map_err(|e| ApiError::new(400, "BadRequest", e))?;
             let names: Vec<(String, String)> = st
                 .objects
@@ -1118,20 +1424,36 @@ fn route(
                 .map(|objs| {
                     objs.iter()
                         .filter(|((ons, _), _)| !rt.namespaced || ns.is_empty() || ons == &ns)
-                        .filter(|(_, s)| sel.as_ref().map(|r| selector::matches(r, &selector::labels_of(&s.obj))).unwrap_or(true))
+                        .filter(|(_, s)| {
+                            sel.as_ref()
+                                .map(|r| selector::matches(r, &selector::labels_of(&s.obj)))
+                                .unwrap_or(true)
+                        })
                         .map(|(k, _)| k.clone())
                         .collect()
                 })
                 .unwrap_or_default();
             let mut items = Vec::new();
             for (ons, n) in names {
-                if let Some(s) = st.objects.get(&key(&rt)).and_then(|m| m.get(&(ons.clone(), n.clone()))).cloned() {
+                if let Some(s) = st
+                    .objects
+                    .get(&key(&rt))
+                    .and_then(|m| m.get(&(ons.clone(), n.clone())))
+                    .cloned()
+                {
                     items.push(st.render(&rt, &s, &api_version));
                 }
                 st.delete(&rt, &ons, &n, dry_run)?;
             }
-            Ok((200, json!({"apiVersion": api_version, "kind": format!("{}List", rt.kind), "metadata": {}, "items": items})))
+            Ok((
+                200,
+                json!({"apiVersion": api_version, "kind": format!("{}List", rt.kind), "metadata": {}, "items": items}),
+            ))
         }
-        _ => Err(ApiError::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")),
+        _ => Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )),
     }
 }

@@ -41,7 +41,14 @@ impl ResType {
     }
 }
 
-fn t(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool, short: &[&str]) -> ResType {
+fn t(
+    group: &str,
+    version: &str,
+    kind: &str,
+    plural: &str,
+    namespaced: bool,
+    short: &[&str],
+) -> ResType {
     ResType {
         group: group.into(),
         versions: vec![version.into()],
@@ -61,8 +68,22 @@ pub fn builtin() -> Vec<ResType> {
         t("", "v1", "Secret", "secrets", true, &[]),
         t("", "v1", "Service", "services", true, &["svc"]),
         t("", "v1", "Pod", "pods", true, &["po"]),
-        t("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", true, &["pvc"]),
-        t("", "v1", "PersistentVolume", "persistentvolumes", false, &["pv"]),
+        t(
+            "",
+            "v1",
+            "PersistentVolumeClaim",
+            "persistentvolumeclaims",
+            true,
+            &["pvc"],
+        ),
+        t(
+            "",
+            "v1",
+            "PersistentVolume",
+            "persistentvolumes",
+            false,
+            &["pv"],
+        ),
         t("", "v1", "ServiceAccount", "serviceaccounts", true, &["sa"]),
         t("", "v1", "Node", "nodes", false, &["no"]),
         t("", "v1", "Event", "events", true, &["ev"]),
@@ -72,15 +93,71 @@ pub fn builtin() -> Vec<ResType> {
         t("apps", "v1", "ReplicaSet", "replicasets", true, &["rs"]),
         t("batch", "v1", "Job", "jobs", true, &[]),
         t("batch", "v1", "CronJob", "cronjobs", true, &["cj"]),
-        t("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", true, &["netpol"]),
-        t("networking.k8s.io", "v1", "Ingress", "ingresses", true, &["ing"]),
-        t("rbac.authorization.k8s.io", "v1", "Role", "roles", true, &[]),
-        t("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", true, &[]),
-        t("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", false, &[]),
-        t("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", false, &[]),
-        t("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", false, &["crd", "crds"]),
+        t(
+            "networking.k8s.io",
+            "v1",
+            "NetworkPolicy",
+            "networkpolicies",
+            true,
+            &["netpol"],
+        ),
+        t(
+            "networking.k8s.io",
+            "v1",
+            "Ingress",
+            "ingresses",
+            true,
+            &["ing"],
+        ),
+        t(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "Role",
+            "roles",
+            true,
+            &[],
+        ),
+        t(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "RoleBinding",
+            "rolebindings",
+            true,
+            &[],
+        ),
+        t(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRole",
+            "clusterroles",
+            false,
+            &[],
+        ),
+        t(
+            "rbac.authorization.k8s.io",
+            "v1",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            false,
+            &[],
+        ),
+        t(
+            "apiextensions.k8s.io",
+            "v1",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            false,
+            &["crd", "crds"],
+        ),
         t("coordination.k8s.io", "v1", "Lease", "leases", true, &[]),
-        t("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", true, &["pdb"]),
+        t(
+            "policy",
+            "v1",
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            true,
+            &["pdb"],
+        ),
     ]
 }
 
@@ -110,7 +187,11 @@ pub fn from_crd(crd: &Value) -> Option<ResType> {
         short_names: names
             .get("shortNames")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default(),
         crd: crd
             .pointer("/metadata/name")
@@ -142,7 +223,11 @@ fn default_pod_spec(spec: &mut Value, restart: &str) {
     for key in ["containers", "initContainers"] {
         if let Some(cs) = s.get_mut(key).and_then(Value::as_array_mut) {
             for c in cs {
-                let image = c.get("image").and_then(Value::as_str).unwrap_or("").to_string();
+                let image = c
+                    .get("image")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
                 let cm = obj(c);
                 let policy = if image.ends_with(":latest") || !image.contains(':') {
                     "Always"
@@ -235,7 +320,11 @@ pub fn apply_defaults(kind: &str, o: &mut Value, uid_seed: u64) {
                     default(pm, "protocol", json!("TCP"));
                     default(pm, "targetPort", port);
                     if nodeport {
-                        default(pm, "nodePort", json!(30000 + (uid_seed as i64 * 7 + i as i64) % 2767));
+                        default(
+                            pm,
+                            "nodePort",
+                            json!(30000 + (uid_seed as i64 * 7 + i as i64) % 2767),
+                        );
                     }
                 }
             }
@@ -302,7 +391,10 @@ pub fn apply_defaults(kind: &str, o: &mut Value, uid_seed: u64) {
 
 /// What the simulated controllers write into status after a change.
 pub fn simulate_status(kind: &str, o: &mut Value) {
-    let generation = o.pointer("/metadata/generation").cloned().unwrap_or(json!(1));
+    let generation = o
+        .pointer("/metadata/generation")
+        .cloned()
+        .unwrap_or(json!(1));
     match kind {
         "Deployment" | "StatefulSet" | "ReplicaSet" => {
             let r = o.pointer("/spec/replicas").cloned().unwrap_or(json!(1));
@@ -344,21 +436,36 @@ fn dns_name(s: &str, subdomain: bool) -> bool {
         && s.chars().all(|c| {
             c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (subdomain && c == '.')
         })
-        && s.chars().next().map(|c| c.is_ascii_alphanumeric()).unwrap_or(false)
-        && s.chars().last().map(|c| c.is_ascii_alphanumeric()).unwrap_or(false)
+        && s.chars()
+            .next()
+            .map(|c| c.is_ascii_alphanumeric())
+            .unwrap_or(false)
+        && s.chars()
+            .last()
+            .map(|c| c.is_ascii_alphanumeric())
+            .unwrap_or(false)
 }
 
 /// Validates an object before it is stored.
 pub fn validate(rt: &ResType, o: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
-    let name = o.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let name = o
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let label_style = matches!(
         rt.kind.as_str(),
         "Namespace" | "Service" | "Deployment" | "StatefulSet" | "DaemonSet"
     );
     if name.is_empty() {
-        errs.push(("metadata.name".into(), "Required value: name or generateName is required".into()));
-    } else if !dns_name(name, !label_style) && !rt.kind.starts_with("Role") && !rt.kind.starts_with("ClusterRole") {
+        errs.push((
+            "metadata.name".into(),
+            "Required value: name or generateName is required".into(),
+        ));
+    } else if !dns_name(name, !label_style)
+        && !rt.kind.starts_with("Role")
+        && !rt.kind.starts_with("ClusterRole")
+    {
         errs.push((
             "metadata.name".into(),
             format!("Invalid value: {name:?}: a lowercase RFC 1123 {} must consist of lower case alphanumeric characters{}",
@@ -369,9 +476,15 @@ pub fn validate(rt: &ResType, o: &Value) -> Vec<FieldError> {
     if let Some(labels) = o.pointer("/metadata/labels").and_then(Value::as_object) {
         for (k, v) in labels {
             if !v.is_string() {
-                errs.push((format!("metadata.labels.{k}"), "Invalid value: label values must be strings".into()));
+                errs.push((
+                    format!("metadata.labels.{k}"),
+                    "Invalid value: label values must be strings".into(),
+                ));
             } else if v.as_str().map(|s| s.len() > 63).unwrap_or(false) {
-                errs.push((format!("metadata.labels.{k}"), "Invalid value: must be no more than 63 characters".into()));
+                errs.push((
+                    format!("metadata.labels.{k}"),
+                    "Invalid value: must be no more than 63 characters".into(),
+                ));
             }
         }
     }
@@ -380,73 +493,125 @@ pub fn validate(rt: &ResType, o: &Value) -> Vec<FieldError> {
             if o.pointer("/spec/selector").is_none() {
                 errs.push(("spec.selector".into(), "Required value".into()));
             }
-            if o.pointer("/spec/template/spec/containers").and_then(Value::as_array).map(|c| c.is_empty()).unwrap_or(true) {
-                errs.push(("spec.template.spec.containers".into(), "Required value".into()));
+            if o.pointer("/spec/template/spec/containers")
+                .and_then(Value::as_array)
+                .map(|c| c.is_empty())
+                .unwrap_or(true)
+            {
+                errs.push((
+                    "spec.template.spec.containers".into(),
+                    "Required value".into(),
+                ));
             }
             if let (Some(sel), Some(labels)) = (
-                o.pointer("/spec/selector/matchLabels").and_then(Value::as_object),
-                o.pointer("/spec/template/metadata/labels").and_then(Value::as_object),
+                o.pointer("/spec/selector/matchLabels")
+                    .and_then(Value::as_object),
+                o.pointer("/spec/template/metadata/labels")
+                    .and_then(Value::as_object),
             ) {
                 if sel.iter().any(|(k, v)| labels.get(k) != Some(v)) {
-                    errs.push(("spec.template.metadata.labels".into(),
-                        "Invalid value: `selector` does not match template `labels`".into()));
+                    errs.push((
+                        "spec.template.metadata.labels".into(),
+                        "Invalid value: `selector` does not match template `labels`".into(),
+                    ));
                 }
             }
         }
         "Job" => {
-            if o.pointer("/spec/template/spec/containers").and_then(Value::as_array).map(|c| c.is_empty()).unwrap_or(true) {
-                errs.push(("spec.template.spec.containers".into(), "Required value".into()));
+            if o.pointer("/spec/template/spec/containers")
+                .and_then(Value::as_array)
+                .map(|c| c.is_empty())
+                .unwrap_or(true)
+            {
+                errs.push((
+                    "spec.template.spec.containers".into(),
+                    "Required value".into(),
+                ));
             }
-            match o.pointer("/spec/template/spec/restartPolicy").and_then(Value::as_str) {
+            match o
+                .pointer("/spec/template/spec/restartPolicy")
+                .and_then(Value::as_str)
+            {
                 Some("Never") | Some("OnFailure") => {}
                 other => errs.push((
                     "spec.template.spec.restartPolicy".into(),
-                    format!("Unsupported value: {:?}: supported values: \"OnFailure\", \"Never\"", other.unwrap_or("")),
+                    format!(
+                        "Unsupported value: {:?}: supported values: \"OnFailure\", \"Never\"",
+                        other.unwrap_or("")
+                    ),
                 )),
             }
         }
-        "Service" => {
-            if o.pointer("/spec/ports").and_then(Value::as_array).map(|p| p.is_empty()).unwrap_or(true)
+        "Service"
+            if o.pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .map(|p| p.is_empty())
+                .unwrap_or(true)
                 && o.pointer("/spec/type").and_then(Value::as_str) != Some("ExternalName")
-                && o.pointer("/spec/clusterIP").and_then(Value::as_str) != Some("None")
-            {
-                errs.push(("spec.ports".into(), "Required value".into()));
-            }
+                && o.pointer("/spec/clusterIP").and_then(Value::as_str) != Some("None") =>
+        {
+            errs.push(("spec.ports".into(), "Required value".into()));
         }
         "ConfigMap" | "Secret" => {
             if let Some(d) = o.get("data").and_then(Value::as_object) {
                 for (k, v) in d {
                     if !v.is_string() {
-                        errs.push((format!("data[{k}]"), "Invalid value: must be a string".into()));
+                        errs.push((
+                            format!("data[{k}]"),
+                            "Invalid value: must be a string".into(),
+                        ));
                     } else if rt.kind == "Secret" {
                         use base64::Engine;
                         if base64::engine::general_purpose::STANDARD
                             .decode(v.as_str().unwrap_or_default())
                             .is_err()
                         {
-                            errs.push((format!("data[{k}]"), "Invalid value: illegal base64 data".into()));
+                            errs.push((
+                                format!("data[{k}]"),
+                                "Invalid value: illegal base64 data".into(),
+                            ));
                         }
                     }
                 }
             }
         }
         "CustomResourceDefinition" => {
-            let group = o.pointer("/spec/group").and_then(Value::as_str).unwrap_or("");
-            let plural = o.pointer("/spec/names/plural").and_then(Value::as_str).unwrap_or("");
+            let group = o
+                .pointer("/spec/group")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let plural = o
+                .pointer("/spec/names/plural")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             if group.is_empty() {
                 errs.push(("spec.group".into(), "Required value".into()));
             }
             if plural.is_empty() {
                 errs.push(("spec.names.plural".into(), "Required value".into()));
             }
-            if o.pointer("/spec/names/kind").and_then(Value::as_str).unwrap_or("").is_empty() {
+            if o.pointer("/spec/names/kind")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
+            {
                 errs.push(("spec.names.kind".into(), "Required value".into()));
             }
             if name != format!("{plural}.{group}") {
-                errs.push(("metadata.name".into(), format!("Invalid value: {name:?}: must be spec.names.plural+\".\"+spec.group")));
+                errs.push((
+                    "metadata.name".into(),
+                    format!("Invalid value: {name:?}: must be spec.names.plural+\".\"+spec.group"),
+                ));
             }
-            if o.pointer("/spec/versions").and_then(Value::as_array).map(|v| v.is_empty()).unwrap_or(true) {
-                errs.push(("spec.versions".into(), "Invalid value: must have exactly one version marked as storage version".into()));
+            if o.pointer("/spec/versions")
+                .and_then(Value::as_array)
+                .map(|v| v.is_empty())
+                .unwrap_or(true)
+            {
+                errs.push((
+                    "spec.versions".into(),
+                    "Invalid value: must have exactly one version marked as storage version".into(),
+                ));
             }
         }
         _ => {}
