@@ -24,7 +24,10 @@ impl Loc {
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
         let col = src[line_start..start].chars().count() + 1;
-        let line_end = src[start..].find('\n').map(|i| start + i).unwrap_or(src.len());
+        let line_end = src[start..]
+            .find('\n')
+            .map(|i| start + i)
+            .unwrap_or(src.len());
         let line_text = src[line_start..line_end].trim_end_matches('\r').to_string();
         let end = span.end.clamp(start, line_end.max(start));
         let len = src[start..end].chars().count().max(1);
@@ -180,7 +183,9 @@ mod tests {
         let l = Loc::from_span(Path::new("c.toml"), src, 6..8);
         assert_eq!((l.line, l.col, l.len), (2, 1, 2));
         assert_eq!(l.line_text, "bb = \"x\"");
-        let p = Problem::new("unknown key `bb`").at(Some(l)).hint("did you mean `b`?");
+        let p = Problem::new("unknown key `bb`")
+            .at(Some(l))
+            .hint("did you mean `b`?");
         let s = p.to_string();
         assert!(s.contains("--> c.toml:2:1"), "{s}");
         assert!(s.ends_with("hint: did you mean `b`?"), "{s}");
@@ -188,7 +193,10 @@ mod tests {
 
     #[test]
     fn closest_suggests() {
-        assert_eq!(closest("contnet", ["content", "path", "mode"]), Some("content"));
+        assert_eq!(
+            closest("contnet", ["content", "path", "mode"]),
+            Some("content")
+        );
         assert_eq!(closest("zzz", ["content", "path"]), None);
     }
 }

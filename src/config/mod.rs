@@ -22,13 +22,8 @@ const TOP_KEYS: &[&str] = &["stack", "vars", "host", "provider"];
 /// Where state lives (SPEC §5).
 #[derive(Debug, Clone, PartialEq)]
 pub enum StateCfg {
-    Local {
-        path: PathBuf,
-    },
-    Kubernetes {
-        provider: String,
-        attrs: Attrs,
-    },
+    Local { path: PathBuf },
+    Kubernetes { provider: String, attrs: Attrs },
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -124,9 +119,8 @@ impl Config {
     pub fn load(path: &Path, cli_vars: &[(String, String)], reg: &Registry) -> Result<Config> {
         let src = std::fs::read_to_string(path).map_err(|e| {
             Error::one(
-                Problem::new(format!("cannot read {}: {e}", path.display())).hint(
-                    "run claw in the folder that holds claw.toml, or pass -C DIR / -f FILE",
-                ),
+                Problem::new(format!("cannot read {}: {e}", path.display()))
+                    .hint("run claw in the folder that holds claw.toml, or pass -C DIR / -f FILE"),
             )
         })?;
         Config::parse(path, src, cli_vars, reg)
@@ -161,15 +155,15 @@ impl Config {
             }
             let mut p = source.err(
                 &e.key_span,
-                format!("unknown section `{}`: not a setting or resource type", e.key),
+                format!(
+                    "unknown section `{}`: not a setting or resource type",
+                    e.key
+                ),
             );
             let cands = TOP_KEYS.iter().copied().chain(type_names.iter().copied());
             p = match closest(&e.key, cands) {
                 Some(c) => p.hint(format!("did you mean `{c}`?")),
-                None => p.hint(format!(
-                    "resource types are: {}",
-                    type_names.join(", ")
-                )),
+                None => p.hint(format!("resource types are: {}", type_names.join(", "))),
             };
             errs.push(p);
         }
@@ -182,7 +176,12 @@ impl Config {
                         .at(source.loc(&(0..0)))
                         .hint("add:\n[stack]\nname = \"my-stack\""),
                 );
-                (String::new(), StateCfg::Local { path: base_dir.join(".claw/state.json") })
+                (
+                    String::new(),
+                    StateCfg::Local {
+                        path: base_dir.join(".claw/state.json"),
+                    },
+                )
             }
             Some(n) => parse_stack(n, &source, &base_dir, &mut errs),
         };
@@ -204,15 +203,28 @@ impl Config {
         if let Some(h) = root.get("host") {
             for e in table_of(h, "host", &source, &mut errs) {
                 if !template::valid_name(&e.key) {
-                    errs.push(source.err(&e.key_span, format!("invalid host name `{}`", e.key)).hint("names match [A-Za-z0-9_-]+"));
+                    errs.push(
+                        source
+                            .err(&e.key_span, format!("invalid host name `{}`", e.key))
+                            .hint("names match [A-Za-z0-9_-]+"),
+                    );
                     continue;
                 }
                 if e.key == "local" {
-                    errs.push(source.err(&e.key_span, "`local` is always this machine and cannot be redefined").hint("give the host another name"));
+                    errs.push(
+                        source
+                            .err(
+                                &e.key_span,
+                                "`local` is always this machine and cannot be redefined",
+                            )
+                            .hint("give the host another name"),
+                    );
                     continue;
                 }
                 if e.value.as_table().is_none() {
-                    errs.push(source.err(&e.value.span, format!("[host.{}] must be a table", e.key)));
+                    errs.push(
+                        source.err(&e.value.span, format!("[host.{}] must be a table", e.key)),
+                    );
                     continue;
                 }
                 blocks.insert(
@@ -230,17 +242,24 @@ impl Config {
             let kinds: Vec<&str> = reg.kinds().filter(|k| *k != "host").collect();
             for e in table_of(p, "provider", &source, &mut errs) {
                 if !template::valid_name(&e.key) {
-                    errs.push(source.err(&e.key_span, format!("invalid provider alias `{}`", e.key)).hint("aliases match [A-Za-z0-9_-]+"));
+                    errs.push(
+                        source
+                            .err(&e.key_span, format!("invalid provider alias `{}`", e.key))
+                            .hint("aliases match [A-Za-z0-9_-]+"),
+                    );
                     continue;
                 }
                 let kind = match e.value.get("type") {
                     Some(t) => match t.as_str() {
                         Some(k) if kinds.contains(&k) => k.to_string(),
                         Some(k) => {
-                            let mut pb = source.err(&t.span, format!("unknown provider type `{k}`"));
+                            let mut pb =
+                                source.err(&t.span, format!("unknown provider type `{k}`"));
                             pb = match closest(k, kinds.iter().copied()) {
                                 Some(c) => pb.hint(format!("did you mean `{c}`?")),
-                                None => pb.hint(format!("provider types are: {}", kinds.join(", "))),
+                                None => {
+                                    pb.hint(format!("provider types are: {}", kinds.join(", ")))
+                                }
                             };
                             errs.push(pb);
                             continue;
@@ -255,7 +274,10 @@ impl Config {
                         errs.push(
                             source
                                 .err(&e.key_span, format!("[provider.{}] has no `type`", e.key))
-                                .hint(format!("add `type = \"...\"`, one of: {}", kinds.join(", "))),
+                                .hint(format!(
+                                    "add `type = \"...\"`, one of: {}",
+                                    kinds.join(", ")
+                                )),
                         );
                         continue;
                     }
@@ -275,12 +297,14 @@ impl Config {
         // Check block shapes.
         for b in blocks.values() {
             let Some(n) = &b.node else { continue };
-            let Some(f) = reg.factory(&b.kind) else { continue };
+            let Some(f) = reg.factory(&b.kind) else {
+                continue;
+            };
             let mut json = n.to_json();
             if let Some(o) = json.as_object_mut() {
                 o.remove("type");
             }
-                        if let Err(ce) = (f.config_shape().check)(&json) {
+            if let Err(ce) = (f.config_shape().check)(&json) {
                 errs.push(shape_problem(&ce, n, &source, &format!("[{}]", b.key)));
             }
         }
@@ -288,7 +312,9 @@ impl Config {
         // Resources.
         let mut resources = Vec::new();
         for e in root.as_table().unwrap_or_default() {
-            let Some((kind, _)) = reg.resource_type(&e.key) else { continue };
+            let Some((kind, _)) = reg.resource_type(&e.key) else {
+                continue;
+            };
             let rtype = e.key.clone();
             for r in table_of(&e.value, &rtype, &source, &mut errs) {
                 if !template::valid_name(&r.key) {
@@ -300,13 +326,23 @@ impl Config {
                     continue;
                 }
                 if r.value.as_table().is_none() {
-                    errs.push(source.err(
-                        &r.value.span,
-                        format!("[{rtype}.{}] must be a table, found {}", r.key, r.value.type_name()),
-                    ).hint(format!("write it as a table: [{rtype}.{}]", r.key)));
+                    errs.push(
+                        source
+                            .err(
+                                &r.value.span,
+                                format!(
+                                    "[{rtype}.{}] must be a table, found {}",
+                                    r.key,
+                                    r.value.type_name()
+                                ),
+                            )
+                            .hint(format!("write it as a table: [{rtype}.{}]", r.key)),
+                    );
                     continue;
                 }
-                if let Some(res) = parse_resource(&rtype, kind, &r.key, &r.value, &blocks, &source, &mut errs) {
+                if let Some(res) =
+                    parse_resource(&rtype, kind, &r.key, &r.value, &blocks, &source, &mut errs)
+                {
                     resources.push(res);
                 }
             }
@@ -352,10 +388,10 @@ impl Config {
                 Ex::Val(v) => {
                     out.insert(e.key.clone(), v);
                 }
-                _ => errs.push(
-                    self.source()
-                        .err(&e.value.span, "provider and host settings cannot reference resources"),
-                ),
+                _ => errs.push(self.source().err(
+                    &e.value.span,
+                    "provider and host settings cannot reference resources",
+                )),
             }
         }
         if errs.is_empty() {
@@ -372,13 +408,17 @@ impl Config {
         let mut out = Vec::new();
         let mut seen = BTreeSet::new();
         for (ri, r) in self.resources.iter().enumerate() {
-            let keys: Vec<(Option<String>, Option<Value>, Range<usize>)> = match r.node.get("for_each") {
-                None => vec![(None, None, r.node.span.clone())],
-                Some(fe) => match self.for_each_keys(fe, salt, &mut errs) {
-                    Some(k) => k.into_iter().map(|(k, v, s)| (Some(k), Some(v), s)).collect(),
-                    None => continue,
-                },
-            };
+            let keys: Vec<(Option<String>, Option<Value>, Range<usize>)> =
+                match r.node.get("for_each") {
+                    None => vec![(None, None, r.node.span.clone())],
+                    Some(fe) => match self.for_each_keys(fe, salt, &mut errs) {
+                        Some(k) => k
+                            .into_iter()
+                            .map(|(k, v, s)| (Some(k), Some(v), s))
+                            .collect(),
+                        None => continue,
+                    },
+                };
             for (key, each_val, kspan) in keys {
                 let addr = template::instance_address(&r.rtype, &r.name, key.as_deref());
                 if !seen.insert(addr.clone()) {
@@ -389,7 +429,9 @@ impl Config {
                     );
                     continue;
                 }
-                let each = key.as_ref().map(|k| (k.clone(), each_val.clone().unwrap_or(Value::Null)));
+                let each = key
+                    .as_ref()
+                    .map(|k| (k.clone(), each_val.clone().unwrap_or(Value::Null)));
                 let scope = Scope {
                     cfg: self,
                     each: each.clone(),
@@ -445,7 +487,11 @@ impl Config {
         let v = match subst(fe, &scope, errs) {
             Ex::Val(v) => v,
             _ => {
-                errs.push(self.source().err(&fe.span, "for_each cannot reference resources").hint("use a list or table, or ${vars.NAME}"));
+                errs.push(
+                    self.source()
+                        .err(&fe.span, "for_each cannot reference resources")
+                        .hint("use a list or table, or ${vars.NAME}"),
+                );
                 return None;
             }
         };
@@ -454,16 +500,25 @@ impl Config {
             Value::List(items) => {
                 for (i, it) in items.into_iter().enumerate() {
                     let span = match &fe.kind {
-                        Kind::Array(a) => a.get(i).map(|n| n.span.clone()).unwrap_or(fe.span.clone()),
+                        Kind::Array(a) => {
+                            a.get(i).map(|n| n.span.clone()).unwrap_or(fe.span.clone())
+                        }
                         _ => fe.span.clone(),
                     };
                     match it {
                         Value::String(s) => out.push((s.clone(), Value::String(s), span)),
                         other => {
-                            errs.push(self.source().err(&span, format!(
-                                "for_each list items must be strings, found {}",
-                                other.render_inline()
-                            )).hint("use a table of tables to attach values to keys"));
+                            errs.push(
+                                self.source()
+                                    .err(
+                                        &span,
+                                        format!(
+                                            "for_each list items must be strings, found {}",
+                                            other.render_inline()
+                                        ),
+                                    )
+                                    .hint("use a table of tables to attach values to keys"),
+                            );
                             return None;
                         }
                     }
@@ -476,17 +531,24 @@ impl Config {
                 }
             }
             other => {
-                errs.push(self.source().err(&fe.span, format!(
-                    "for_each must be a list of strings or a table, found {}",
-                    other.render_inline()
-                )));
+                errs.push(self.source().err(
+                    &fe.span,
+                    format!(
+                        "for_each must be a list of strings or a table, found {}",
+                        other.render_inline()
+                    ),
+                ));
                 return None;
             }
         }
         let mut keys = BTreeSet::new();
         for (k, _, span) in &out {
             if !keys.insert(k.clone()) {
-                errs.push(self.source().err(span, format!("duplicate for_each key {k:?}")).hint("for_each keys must be unique"));
+                errs.push(
+                    self.source()
+                        .err(span, format!("duplicate for_each key {k:?}"))
+                        .hint("for_each keys must be unique"),
+                );
                 return None;
             }
         }
@@ -520,7 +582,9 @@ fn body_json(body: &BTreeMap<String, Ex>) -> serde_json::Value {
                     .collect(),
             ),
             Ex::List(l) => serde_json::Value::Array(l.iter().map(ex).collect()),
-            Ex::Map(m) => serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), ex(v))).collect()),
+            Ex::Map(m) => {
+                serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), ex(v))).collect())
+            }
         }
     }
     fn val(v: &Value) -> serde_json::Value {
@@ -528,7 +592,9 @@ fn body_json(body: &BTreeMap<String, Ex>) -> serde_json::Value {
             Value::Secret(_) => serde_json::json!({"env": "(sensitive)"}),
             Value::Unknown => serde_json::Value::String("(known after apply)".into()),
             Value::List(l) => serde_json::Value::Array(l.iter().map(val).collect()),
-            Value::Map(m) => serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), val(v))).collect()),
+            Value::Map(m) => {
+                serde_json::Value::Object(m.iter().map(|(k, v)| (k.clone(), val(v))).collect())
+            }
             other => other.to_json(),
         }
     }
@@ -536,7 +602,12 @@ fn body_json(body: &BTreeMap<String, Ex>) -> serde_json::Value {
 }
 
 /// Maps a shape error (a serde message and path) to a located problem.
-fn shape_problem(ce: &claw_provider::CheckError, node: &Node, source: &Source<'_>, what: &str) -> Problem {
+fn shape_problem(
+    ce: &claw_provider::CheckError,
+    node: &Node,
+    source: &Source<'_>,
+    what: &str,
+) -> Problem {
     let msg = &ce.message;
     // serde: "unknown field `contnet`, expected one of `path`, `content`"
     if let Some(rest) = msg.strip_prefix("unknown field `") {
@@ -546,7 +617,9 @@ fn shape_problem(ce: &claw_provider::CheckError, node: &Node, source: &Source<'_
         let parent_path = if ce.path == field { "" } else { parent_path };
         let parent_span = node.locate(parent_path);
         let parent = node_at(node, parent_path);
-        let span = parent.and_then(|p| p.key_span(field)).unwrap_or(parent_span);
+        let span = parent
+            .and_then(|p| p.key_span(field))
+            .unwrap_or(parent_span);
         let mut p = source.err(&span, format!("unknown key `{field}` in {what}"));
         p = match closest(field, cands.iter().copied()) {
             Some(c) => p.hint(format!("did you mean `{c}`?")),
@@ -556,7 +629,11 @@ fn shape_problem(ce: &claw_provider::CheckError, node: &Node, source: &Source<'_
         return p;
     }
     let span = node.locate(&ce.path);
-    let at = if ce.path.is_empty() { String::new() } else { format!(" at `{}`", ce.path) };
+    let at = if ce.path.is_empty() {
+        String::new()
+    } else {
+        format!(" at `{}`", ce.path)
+    };
     let mut p = source.err(&span, format!("invalid value in {what}{at}: {msg}"));
     if msg.starts_with("missing field") {
         let f = msg.split('`').nth(1).unwrap_or_default();
@@ -571,7 +648,9 @@ fn node_at<'a>(node: &'a Node, path: &str) -> Option<&'a Node> {
     let mut cur = node;
     for seg in claw_provider::value::split_path(path) {
         cur = match (&cur.kind, seg) {
-            (Kind::Table(t), claw_provider::value::PathSeg::Key(k)) => &t.iter().find(|e| e.key == k)?.value,
+            (Kind::Table(t), claw_provider::value::PathSeg::Key(k)) => {
+                &t.iter().find(|e| e.key == k)?.value
+            }
             (Kind::Array(a), claw_provider::value::PathSeg::Index(i)) => a.get(i)?,
             _ => return None,
         };
@@ -579,17 +658,30 @@ fn node_at<'a>(node: &'a Node, path: &str) -> Option<&'a Node> {
     Some(cur)
 }
 
-fn table_of<'a>(n: &'a Node, what: &str, source: &Source<'_>, errs: &mut Vec<Problem>) -> &'a [node::Entry] {
+fn table_of<'a>(
+    n: &'a Node,
+    what: &str,
+    source: &Source<'_>,
+    errs: &mut Vec<Problem>,
+) -> &'a [node::Entry] {
     match n.as_table() {
         Some(t) => t,
         None => {
-            errs.push(source.err(&n.span, format!("`{what}` must be a table, found {}", n.type_name())));
+            errs.push(source.err(
+                &n.span,
+                format!("`{what}` must be a table, found {}", n.type_name()),
+            ));
             &[]
         }
     }
 }
 
-fn parse_stack(n: &Node, source: &Source<'_>, base_dir: &Path, errs: &mut Vec<Problem>) -> (String, StateCfg) {
+fn parse_stack(
+    n: &Node,
+    source: &Source<'_>,
+    base_dir: &Path,
+    errs: &mut Vec<Problem>,
+) -> (String, StateCfg) {
     let mut name = String::new();
     let mut state = StateCfg::Local {
         path: base_dir.join(".claw/state.json"),
@@ -655,7 +747,11 @@ fn parse_stack(n: &Node, source: &Source<'_>, base_dir: &Path, errs: &mut Vec<Pr
         }
     }
     if name.is_empty() && !errs.iter().any(|p| p.message.contains("stack name")) {
-        errs.push(source.err(&n.span, "[stack] has no `name`").hint("add `name = \"my-stack\"` under [stack]"));
+        errs.push(
+            source
+                .err(&n.span, "[stack] has no `name`")
+                .hint("add `name = \"my-stack\"` under [stack]"),
+        );
     }
     (name, state)
 }
@@ -665,10 +761,17 @@ pub fn valid_stack_name(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 40
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
-fn unknown_key(source: &Source<'_>, span: &Range<usize>, k: &str, known: &[&str], what: &str) -> Problem {
+fn unknown_key(
+    source: &Source<'_>,
+    span: &Range<usize>,
+    k: &str,
+    known: &[&str],
+    what: &str,
+) -> Problem {
     let p = source.err(span, format!("unknown key `{k}` in {what}"));
     match closest(k, known.iter().copied()) {
         Some(c) => p.hint(format!("did you mean `{c}`?")),
@@ -676,7 +779,12 @@ fn unknown_key(source: &Source<'_>, span: &Range<usize>, k: &str, known: &[&str]
     }
 }
 
-fn parse_vars(n: Option<&Node>, cli: &[(String, String)], source: &Source<'_>, errs: &mut Vec<Problem>) -> BTreeMap<String, Value> {
+fn parse_vars(
+    n: Option<&Node>,
+    cli: &[(String, String)],
+    source: &Source<'_>,
+    errs: &mut Vec<Problem>,
+) -> BTreeMap<String, Value> {
     let mut vars = BTreeMap::new();
     let mut spans = BTreeMap::new();
     if let Some(n) = n {
@@ -688,16 +796,27 @@ fn parse_vars(n: Option<&Node>, cli: &[(String, String)], source: &Source<'_>, e
         }
     }
     let names: Vec<String> = vars.keys().cloned().collect();
-    let coerce = |name: &str, raw: &str, default: Option<&Value>| -> std::result::Result<Value, String> {
-        match default {
-            Some(Value::Int(_)) => raw.parse().map(Value::Int).map_err(|_| format!("variable `{name}` is an integer, got {raw:?}")),
-            Some(Value::Bool(_)) => raw.parse().map(Value::Bool).map_err(|_| format!("variable `{name}` is a boolean, got {raw:?}")),
-            Some(Value::List(_)) | Some(Value::Map(_)) => serde_json::from_str::<serde_json::Value>(raw)
+    let coerce =
+        |name: &str, raw: &str, default: Option<&Value>| -> std::result::Result<Value, String> {
+            match default {
+                Some(Value::Int(_)) => raw
+                    .parse()
+                    .map(Value::Int)
+                    .map_err(|_| format!("variable `{name}` is an integer, got {raw:?}")),
+                Some(Value::Bool(_)) => raw
+                    .parse()
+                    .map(Value::Bool)
+                    .map_err(|_| format!("variable `{name}` is a boolean, got {raw:?}")),
+                Some(Value::List(_)) | Some(Value::Map(_)) => serde_json::from_str::<
+                    serde_json::Value,
+                >(raw)
                 .map(|j| Value::from_json(&j))
-                .map_err(|_| format!("variable `{name}` is a list or table: pass it as JSON, got {raw:?}")),
-            _ => Ok(Value::str(raw)),
-        }
-    };
+                .map_err(|_| {
+                    format!("variable `{name}` is a list or table: pass it as JSON, got {raw:?}")
+                }),
+                _ => Ok(Value::str(raw)),
+            }
+        };
     for name in &names {
         if let Ok(raw) = std::env::var(format!("CLAW_VAR_{name}")) {
             match coerce(name, &raw, vars.get(name)) {
@@ -710,7 +829,9 @@ fn parse_vars(n: Option<&Node>, cli: &[(String, String)], source: &Source<'_>, e
     }
     for (k, raw) in cli {
         if !vars.contains_key(k) {
-            let mut p = Problem::new(format!("--var {k}: no variable `{k}` is declared in [vars]"));
+            let mut p = Problem::new(format!(
+                "--var {k}: no variable `{k}` is declared in [vars]"
+            ));
             p = match closest(k, names.iter().map(String::as_str)) {
                 Some(c) => p.hint(format!("did you mean `{c}`?")),
                 None => p.hint(format!("declare it: [vars]\n{k} = \"default\"")),
@@ -739,9 +860,19 @@ fn node_value(n: &Node, source: &Source<'_>, errs: &mut Vec<Problem>) -> Value {
                         Piece::Lit(l) => out.push_str(&l),
                         Piece::Ref(RefKind::Env(name), _) => match std::env::var(&name) {
                             Ok(v) => out.push_str(&v),
-                            Err(_) => errs.push(source.err(&n.span, format!("environment variable `{name}` is not set")).hint(format!("export {name}=... before running claw"))),
+                            Err(_) => errs.push(
+                                source
+                                    .err(
+                                        &n.span,
+                                        format!("environment variable `{name}` is not set"),
+                                    )
+                                    .hint(format!("export {name}=... before running claw")),
+                            ),
                         },
-                        Piece::Ref(_, text) => errs.push(source.err(&n.span, format!("`${{{text}}}`: variable defaults may only use ${{env.NAME}}"))),
+                        Piece::Ref(_, text) => errs.push(source.err(
+                            &n.span,
+                            format!("`${{{text}}}`: variable defaults may only use ${{env.NAME}}"),
+                        )),
                     }
                 }
                 Value::String(out)
@@ -756,7 +887,11 @@ fn node_value(n: &Node, source: &Source<'_>, errs: &mut Vec<Problem>) -> Value {
         Kind::Bool(b) => Value::Bool(*b),
         Kind::Datetime(d) => Value::String(d.clone()),
         Kind::Array(a) => Value::List(a.iter().map(|x| node_value(x, source, errs)).collect()),
-        Kind::Table(t) => Value::Map(t.iter().map(|e| (e.key.clone(), node_value(&e.value, source, errs))).collect()),
+        Kind::Table(t) => Value::Map(
+            t.iter()
+                .map(|e| (e.key.clone(), node_value(&e.value, source, errs)))
+                .collect(),
+        ),
     }
 }
 
@@ -773,7 +908,14 @@ fn parse_resource(
     // Provider / host.
     let provider_key = if kind == "host" {
         if let Some(p) = n.entry("provider") {
-            errs.push(source.err(&p.key_span, format!("{addr}: host resources take `host`, not `provider`")).hint("write host = \"NAME\" (a [host.NAME] table, or \"local\")"));
+            errs.push(
+                source
+                    .err(
+                        &p.key_span,
+                        format!("{addr}: host resources take `host`, not `provider`"),
+                    )
+                    .hint("write host = \"NAME\" (a [host.NAME] table, or \"local\")"),
+            );
             return None;
         }
         match n.get("host") {
@@ -781,11 +923,20 @@ fn parse_resource(
             Some(h) => match h.as_str() {
                 Some(hn) if blocks.contains_key(&format!("host.{hn}")) => format!("host.{hn}"),
                 Some(hn) => {
-                    let hosts: Vec<&str> = blocks.values().filter(|b| b.kind == "host").map(|b| b.alias.as_str()).collect();
+                    let hosts: Vec<&str> = blocks
+                        .values()
+                        .filter(|b| b.kind == "host")
+                        .map(|b| b.alias.as_str())
+                        .collect();
                     let p = source.err(&h.span, format!("{addr}: unknown host `{hn}`"));
                     errs.push(match closest(hn, hosts.iter().copied()) {
-                        Some(c) => p.hint(format!("did you mean `{c}`? hosts are declared as [host.NAME]")),
-                        None => p.hint(format!("declare it as [host.{hn}] with an `address`, or use one of: {}", hosts.join(", "))),
+                        Some(c) => p.hint(format!(
+                            "did you mean `{c}`? hosts are declared as [host.NAME]"
+                        )),
+                        None => p.hint(format!(
+                            "declare it as [host.{hn}] with an `address`, or use one of: {}",
+                            hosts.join(", ")
+                        )),
                     });
                     return None;
                 }
@@ -797,7 +948,14 @@ fn parse_resource(
         }
     } else {
         if let Some(p) = n.entry("host") {
-            errs.push(source.err(&p.key_span, format!("{addr}: only host resources take `host`")).hint("use `provider = \"ALIAS\"` to choose a [provider.ALIAS]"));
+            errs.push(
+                source
+                    .err(
+                        &p.key_span,
+                        format!("{addr}: only host resources take `host`"),
+                    )
+                    .hint("use `provider = \"ALIAS\"` to choose a [provider.ALIAS]"),
+            );
             return None;
         }
         let of_kind: Vec<&ProviderBlock> = blocks.values().filter(|b| b.kind == kind).collect();
@@ -814,7 +972,9 @@ fn parse_resource(
                         let pb = source.err(&p.span, format!("{addr}: unknown provider `{alias}`"));
                         errs.push(match closest(alias, names.iter().copied()) {
                             Some(c) => pb.hint(format!("did you mean `{c}`?")),
-                            None => pb.hint(format!("declare it:\n[provider.{alias}]\ntype = \"{kind}\"")),
+                            None => pb.hint(format!(
+                                "declare it:\n[provider.{alias}]\ntype = \"{kind}\""
+                            )),
                         });
                         return None;
                     }
@@ -829,7 +989,19 @@ fn parse_resource(
                 1 => of_kind[0].key.clone(),
                 _ => {
                     let names: Vec<&str> = of_kind.iter().map(|b| b.alias.as_str()).collect();
-                    errs.push(source.err(&n.span, format!("{addr}: several {kind} providers are declared; which one?")).hint(format!("add `provider = \"...\"`, one of: {}", names.join(", "))));
+                    errs.push(
+                        source
+                            .err(
+                                &n.span,
+                                format!(
+                                    "{addr}: several {kind} providers are declared; which one?"
+                                ),
+                            )
+                            .hint(format!(
+                                "add `provider = \"...\"`, one of: {}",
+                                names.join(", ")
+                            )),
+                    );
                     return None;
                 }
             },
@@ -842,13 +1014,23 @@ fn parse_resource(
             Kind::Array(items) => {
                 for it in items {
                     match it.as_str() {
-                        Some(s) if template::parse_address(s).is_some() => depends_on.push((s.to_string(), it.span.clone())),
-                        Some(s) => errs.push(source.err(&it.span, format!("{addr}: `{s}` is not a resource address")).hint("write \"TYPE.NAME\" or \"TYPE.NAME[\\\"KEY\\\"]\"")),
+                        Some(s) if template::parse_address(s).is_some() => {
+                            depends_on.push((s.to_string(), it.span.clone()))
+                        }
+                        Some(s) => errs.push(
+                            source
+                                .err(&it.span, format!("{addr}: `{s}` is not a resource address"))
+                                .hint("write \"TYPE.NAME\" or \"TYPE.NAME[\\\"KEY\\\"]\""),
+                        ),
                         None => errs.push(source.err(&it.span, "depends_on items must be strings")),
                     }
                 }
             }
-            _ => errs.push(source.err(&d.span, "`depends_on` must be a list of addresses").hint("depends_on = [\"file.config\"]")),
+            _ => errs.push(
+                source
+                    .err(&d.span, "`depends_on` must be a list of addresses")
+                    .hint("depends_on = [\"file.config\"]"),
+            ),
         }
     }
     // lifecycle
@@ -859,22 +1041,42 @@ fn parse_resource(
                 for e in t {
                     match (e.key.as_str(), &e.value.kind) {
                         ("prevent_destroy", Kind::Bool(b)) => lifecycle.prevent_destroy = *b,
-                        ("create_before_destroy", Kind::Bool(b)) => lifecycle.create_before_destroy = *b,
+                        ("create_before_destroy", Kind::Bool(b)) => {
+                            lifecycle.create_before_destroy = *b
+                        }
                         ("ignore_changes", Kind::Array(a)) => {
                             for it in a {
                                 match it.as_str() {
                                     Some(s) => lifecycle.ignore_changes.push(s.to_string()),
-                                    None => errs.push(source.err(&it.span, "ignore_changes items must be attribute paths (strings)")),
+                                    None => errs.push(source.err(
+                                        &it.span,
+                                        "ignore_changes items must be attribute paths (strings)",
+                                    )),
                                 }
                             }
                         }
-                        ("prevent_destroy" | "create_before_destroy", _) => errs.push(source.err(&e.value.span, format!("`{}` must be true or false", e.key))),
-                        ("ignore_changes", _) => errs.push(source.err(&e.value.span, "`ignore_changes` must be a list of attribute paths")),
-                        (k, _) => errs.push(unknown_key(source, &e.key_span, k, &["prevent_destroy", "create_before_destroy", "ignore_changes"], "lifecycle")),
+                        ("prevent_destroy" | "create_before_destroy", _) => errs.push(
+                            source.err(&e.value.span, format!("`{}` must be true or false", e.key)),
+                        ),
+                        ("ignore_changes", _) => errs.push(source.err(
+                            &e.value.span,
+                            "`ignore_changes` must be a list of attribute paths",
+                        )),
+                        (k, _) => errs.push(unknown_key(
+                            source,
+                            &e.key_span,
+                            k,
+                            &["prevent_destroy", "create_before_destroy", "ignore_changes"],
+                            "lifecycle",
+                        )),
                     }
                 }
             }
-            None => errs.push(source.err(&l.span, "`lifecycle` must be a table").hint("lifecycle = { prevent_destroy = true }")),
+            None => errs.push(
+                source
+                    .err(&l.span, "`lifecycle` must be a table")
+                    .hint("lifecycle = { prevent_destroy = true }"),
+            ),
         }
     }
     Some(Resource {
@@ -911,53 +1113,90 @@ fn subst(n: &Node, scope: &Scope<'_>, errs: &mut Vec<Problem>) -> Ex {
             for p in pieces {
                 match p {
                     Piece::Lit(l) => segs.push(Seg::Val(Value::String(l))),
-                    Piece::Ref(r, text) => match r {
-                        RefKind::Var(name, path) => match scope.cfg.vars.get(&name) {
-                            Some(v) => {
-                                let v = if path.is_empty() { Some(v) } else { v.get_path(&path) };
-                                match v {
+                    Piece::Ref(r, text) => {
+                        match r {
+                            RefKind::Var(name, path) => match scope.cfg.vars.get(&name) {
+                                Some(v) => {
+                                    let v = if path.is_empty() {
+                                        Some(v)
+                                    } else {
+                                        v.get_path(&path)
+                                    };
+                                    match v {
                                     Some(v) => segs.push(Seg::Val(v.clone())),
                                     None => errs.push(source.err(&n.span, format!("`${{{text}}}`: variable `{name}` has no field `{path}`"))),
                                 }
-                            }
-                            None => {
-                                let names: Vec<&str> = scope.cfg.vars.keys().map(String::as_str).collect();
-                                let p = source.err(&n.span, format!("`${{{text}}}`: unknown variable `{name}`"));
-                                errs.push(match closest(&name, names.iter().copied()) {
-                                    Some(c) => p.hint(format!("did you mean `vars.{c}`?")),
-                                    None => p.hint(format!("declare it under [vars]: {name} = \"...\"")),
-                                });
-                            }
-                        },
-                        RefKind::EachKey => match &scope.each {
-                            Some((k, _)) => segs.push(Seg::Val(Value::String(k.clone()))),
-                            None => errs.push(source.err(&n.span, "`${each.key}` used outside a resource with for_each").hint("add for_each = [...] to this resource")),
-                        },
-                        RefKind::EachValue(path) => match &scope.each {
-                            Some((_, v)) => {
-                                let got = if path.is_empty() { Some(v) } else { v.get_path(&path) };
-                                match got {
+                                }
+                                None => {
+                                    let names: Vec<&str> =
+                                        scope.cfg.vars.keys().map(String::as_str).collect();
+                                    let p = source.err(
+                                        &n.span,
+                                        format!("`${{{text}}}`: unknown variable `{name}`"),
+                                    );
+                                    errs.push(match closest(&name, names.iter().copied()) {
+                                        Some(c) => p.hint(format!("did you mean `vars.{c}`?")),
+                                        None => p.hint(format!(
+                                            "declare it under [vars]: {name} = \"...\""
+                                        )),
+                                    });
+                                }
+                            },
+                            RefKind::EachKey => match &scope.each {
+                                Some((k, _)) => segs.push(Seg::Val(Value::String(k.clone()))),
+                                None => errs.push(
+                                    source
+                                        .err(
+                                            &n.span,
+                                            "`${each.key}` used outside a resource with for_each",
+                                        )
+                                        .hint("add for_each = [...] to this resource"),
+                                ),
+                            },
+                            RefKind::EachValue(path) => match &scope.each {
+                                Some((_, v)) => {
+                                    let got = if path.is_empty() {
+                                        Some(v)
+                                    } else {
+                                        v.get_path(&path)
+                                    };
+                                    match got {
                                     Some(v) => segs.push(Seg::Val(v.clone())),
                                     None => errs.push(source.err(&n.span, format!("`${{{text}}}`: this for_each value has no field `{path}`")).hint(match v.as_map() {
                                         Some(m) => format!("fields are: {}", m.keys().cloned().collect::<Vec<_>>().join(", ")),
                                         None => "each.value is a plain string here (for_each is a list); use ${each.value} or ${each.key}".to_string(),
                                     })),
                                 }
-                            }
-                            None => errs.push(source.err(&n.span, "`${each.value}` used outside a resource with for_each").hint("add for_each to this resource")),
-                        },
-                        RefKind::Env(name) => match std::env::var(&name) {
-                            Ok(v) => segs.push(Seg::Val(Value::String(v))),
-                            Err(_) => errs.push(source.err(&n.span, format!("environment variable `{name}` is not set")).hint(format!("export {name}=... before running claw"))),
-                        },
-                        RefKind::Resource(rr) => {
-                            if scope.refs_allowed {
-                                segs.push(Seg::Ref(rr));
-                            } else {
-                                errs.push(source.err(&n.span, format!("`${{{text}}}`: resource references are not allowed here")));
+                                }
+                                None => errs.push(
+                                    source
+                                        .err(
+                                            &n.span,
+                                            "`${each.value}` used outside a resource with for_each",
+                                        )
+                                        .hint("add for_each to this resource"),
+                                ),
+                            },
+                            RefKind::Env(name) => match std::env::var(&name) {
+                                Ok(v) => segs.push(Seg::Val(Value::String(v))),
+                                Err(_) => errs.push(
+                                    source
+                                        .err(
+                                            &n.span,
+                                            format!("environment variable `{name}` is not set"),
+                                        )
+                                        .hint(format!("export {name}=... before running claw")),
+                                ),
+                            },
+                            RefKind::Resource(rr) => {
+                                if scope.refs_allowed {
+                                    segs.push(Seg::Ref(rr));
+                                } else {
+                                    errs.push(source.err(&n.span, format!("`${{{text}}}`: resource references are not allowed here")));
+                                }
                             }
                         }
-                    },
+                    }
                 }
             }
             if segs.iter().all(|s| matches!(s, Seg::Val(_))) {
@@ -995,9 +1234,22 @@ fn subst(n: &Node, scope: &Scope<'_>, errs: &mut Vec<Problem>) -> Ex {
                         "file" => {
                             let p = expand_home(s, &scope.cfg.base_dir);
                             return match std::fs::read_to_string(&p) {
-                                Ok(v) => Ex::Val(Value::Secret(Secret::new(v.trim_end_matches('\n'), scope.salt))),
+                                Ok(v) => Ex::Val(Value::Secret(Secret::new(
+                                    v.trim_end_matches('\n'),
+                                    scope.salt,
+                                ))),
                                 Err(e) => {
-                                    errs.push(source.err(&t[0].value.span, format!("cannot read secret file {}: {e}", p.display())).hint("paths are relative to the folder of claw.toml"));
+                                    errs.push(
+                                        source
+                                            .err(
+                                                &t[0].value.span,
+                                                format!(
+                                                    "cannot read secret file {}: {e}",
+                                                    p.display()
+                                                ),
+                                            )
+                                            .hint("paths are relative to the folder of claw.toml"),
+                                    );
                                     Ex::Val(Value::Null)
                                 }
                             };
@@ -1006,7 +1258,12 @@ fn subst(n: &Node, scope: &Scope<'_>, errs: &mut Vec<Problem>) -> Ex {
                     }
                 }
             }
-            Ex::Map(t.iter().map(|e| (e.key.clone(), subst(&e.value, scope, errs))).collect()).simplify()
+            Ex::Map(
+                t.iter()
+                    .map(|e| (e.key.clone(), subst(&e.value, scope, errs)))
+                    .collect(),
+            )
+            .simplify()
         }
     }
 }
@@ -1023,7 +1280,13 @@ pub fn expand_home(p: &str, base: &Path) -> PathBuf {
 
 /// Re-parses the strings of a value produced by a provider's `expand`
 /// (e.g. YAML documents) for `${...}` references.
-pub fn value_to_ex(v: &Value, cfg: &Config, inst: &Instance, salt: &str, errs: &mut Vec<Problem>) -> Ex {
+pub fn value_to_ex(
+    v: &Value,
+    cfg: &Config,
+    inst: &Instance,
+    salt: &str,
+    errs: &mut Vec<Problem>,
+) -> Ex {
     let span = cfg.resource(inst).node.span.clone();
     let scope = Scope {
         cfg,
@@ -1033,11 +1296,24 @@ pub fn value_to_ex(v: &Value, cfg: &Config, inst: &Instance, salt: &str, errs: &
     };
     match v {
         Value::String(s) if s.contains("${") => {
-            let n = Node { span, kind: Kind::Str(s.clone()) };
+            let n = Node {
+                span,
+                kind: Kind::Str(s.clone()),
+            };
             subst(&n, &scope, errs)
         }
-        Value::List(l) => Ex::List(l.iter().map(|x| value_to_ex(x, cfg, inst, salt, errs)).collect()).simplify(),
-        Value::Map(m) => Ex::Map(m.iter().map(|(k, x)| (k.clone(), value_to_ex(x, cfg, inst, salt, errs))).collect()).simplify(),
+        Value::List(l) => Ex::List(
+            l.iter()
+                .map(|x| value_to_ex(x, cfg, inst, salt, errs))
+                .collect(),
+        )
+        .simplify(),
+        Value::Map(m) => Ex::Map(
+            m.iter()
+                .map(|(k, x)| (k.clone(), value_to_ex(x, cfg, inst, salt, errs)))
+                .collect(),
+        )
+        .simplify(),
         other => Ex::Val(other.clone()),
     }
 }

@@ -136,7 +136,9 @@ fn parse_ref(inner: &str, span: &Range<usize>) -> Result<RefKind, String> {
             "value" => Ok(RefKind::EachValue(String::new())),
             p if p.starts_with("value.") || p.starts_with("value[") => {
                 let p = p.strip_prefix("value").unwrap_or(p);
-                Ok(RefKind::EachValue(p.strip_prefix('.').unwrap_or(p).to_string()))
+                Ok(RefKind::EachValue(
+                    p.strip_prefix('.').unwrap_or(p).to_string(),
+                ))
             }
             _ => Err(format!(
                 "`${{{inner}}}`: only `each.key` and `each.value` exist"
@@ -364,7 +366,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p[0], Piece::Lit("a".into()));
-        assert!(matches!(&p[1], Piece::Ref(RefKind::Var(n, path), _) if n == "x" && path.is_empty()));
+        assert!(
+            matches!(&p[1], Piece::Ref(RefKind::Var(n, path), _) if n == "x" && path.is_empty())
+        );
         assert!(matches!(&p[3], Piece::Ref(RefKind::EachKey, _)));
         assert!(matches!(&p[4], Piece::Ref(RefKind::EachValue(f), _) if f == "f.g"));
         assert!(matches!(&p[5], Piece::Ref(RefKind::Env(n), _) if n == "HOME"));

@@ -12,7 +12,9 @@ use serde::{Deserialize, Serialize};
 /// Version of the plan document; bump on incompatible change.
 pub const FORMAT_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
     NoOp,
@@ -175,7 +177,10 @@ pub fn decide(i: &DecideInput<'_>) -> Result<(Action, String), Refusal> {
     };
     if !i.in_config {
         return match i.live {
-            None if i.in_state => Ok((Action::Forget, "deleted outside claw; removed from state".into())),
+            None if i.in_state => Ok((
+                Action::Forget,
+                "deleted outside claw; removed from state".into(),
+            )),
             None => Ok((Action::NoOp, String::new())),
             Some(o) => {
                 if let Some(other) = foreign(o) {
@@ -186,7 +191,9 @@ pub fn decide(i: &DecideInput<'_>) -> Result<(Action, String), Refusal> {
                     return Ok((Action::NoOp, String::new()));
                 }
                 if i.lifecycle.prevent_destroy {
-                    return Err(Refusal::PreventDestroy { action: Action::Delete });
+                    return Err(Refusal::PreventDestroy {
+                        action: Action::Delete,
+                    });
                 }
                 let reason = if i.destroy_mode {
                     "destroy"
@@ -200,7 +207,11 @@ pub fn decide(i: &DecideInput<'_>) -> Result<(Action, String), Refusal> {
         };
     }
     let Some(owner) = i.live else {
-        let reason = if i.in_state { "deleted outside claw" } else { "not found" };
+        let reason = if i.in_state {
+            "deleted outside claw"
+        } else {
+            "not found"
+        };
         return Ok((Action::Create, reason.into()));
     };
     if let Some(other) = foreign(owner) {
@@ -212,10 +223,16 @@ pub fn decide(i: &DecideInput<'_>) -> Result<(Action, String), Refusal> {
     let names = changed_names(i.changes, i.drifted);
     if i.changes.iter().any(|c| c.replace) {
         if i.lifecycle.prevent_destroy {
-            return Err(Refusal::PreventDestroy { action: Action::DeleteCreate });
+            return Err(Refusal::PreventDestroy {
+                action: Action::DeleteCreate,
+            });
         }
         let forcing = changed_names(
-            &i.changes.iter().filter(|c| c.replace).cloned().collect::<Vec<_>>(),
+            &i.changes
+                .iter()
+                .filter(|c| c.replace)
+                .cloned()
+                .collect::<Vec<_>>(),
             i.drifted,
         );
         let mut reason = forcing;
@@ -325,37 +342,125 @@ mod tests {
             // unchanged
             row(),
             // create: never existed
-            Row { in_state: false, live: None, expect: Ok((Action::Create, "not found")), ..row() },
+            Row {
+                in_state: false,
+                live: None,
+                expect: Ok((Action::Create, "not found")),
+                ..row()
+            },
             // create: deleted by hand
-            Row { live: None, expect: Ok((Action::Create, "deleted outside claw")), ..row() },
+            Row {
+                live: None,
+                expect: Ok((Action::Create, "deleted outside claw")),
+                ..row()
+            },
             // update from config
-            Row { changes: vec![ch("content", false)], expect: Ok((Action::Update, "content changed")), ..row() },
+            Row {
+                changes: vec![ch("content", false)],
+                expect: Ok((Action::Update, "content changed")),
+                ..row()
+            },
             // update from drift
-            Row { changes: vec![ch("mode", false)], drifted: vec!["mode".into()], expect: Ok((Action::Update, "mode changed outside claw")), ..row() },
+            Row {
+                changes: vec![ch("mode", false)],
+                drifted: vec!["mode".into()],
+                expect: Ok((Action::Update, "mode changed outside claw")),
+                ..row()
+            },
             // replace
-            Row { changes: vec![ch("image", true), ch("env.A", false)], expect: Ok((Action::DeleteCreate, "image changed")), ..row() },
+            Row {
+                changes: vec![ch("image", true), ch("env.A", false)],
+                expect: Ok((Action::DeleteCreate, "image changed")),
+                ..row()
+            },
             // replace, create first
-            Row { changes: vec![ch("image", true)], lc: cbd, expect: Ok((Action::CreateDelete, "image changed")), ..row() },
+            Row {
+                changes: vec![ch("image", true)],
+                lc: cbd,
+                expect: Ok((Action::CreateDelete, "image changed")),
+                ..row()
+            },
             // replace blocked
-            Row { changes: vec![ch("image", true)], lc: pd.clone(), expect: Err(Refusal::PreventDestroy { action: Action::DeleteCreate }), ..row() },
+            Row {
+                changes: vec![ch("image", true)],
+                lc: pd.clone(),
+                expect: Err(Refusal::PreventDestroy {
+                    action: Action::DeleteCreate,
+                }),
+                ..row()
+            },
             // delete: removed from config
-            Row { in_config: false, expect: Ok((Action::Delete, "not in configuration")), ..row() },
+            Row {
+                in_config: false,
+                expect: Ok((Action::Delete, "not in configuration")),
+                ..row()
+            },
             // delete blocked
-            Row { in_config: false, lc: pd, expect: Err(Refusal::PreventDestroy { action: Action::Delete }), ..row() },
+            Row {
+                in_config: false,
+                lc: pd,
+                expect: Err(Refusal::PreventDestroy {
+                    action: Action::Delete,
+                }),
+                ..row()
+            },
             // destroy
-            Row { in_config: false, destroy: true, expect: Ok((Action::Delete, "destroy")), ..row() },
+            Row {
+                in_config: false,
+                destroy: true,
+                expect: Ok((Action::Delete, "destroy")),
+                ..row()
+            },
             // orphan
-            Row { in_config: false, in_state: false, live: Some(Owner::Stack), expect: Ok((Action::Delete, "orphan: labelled for this stack, in neither configuration nor state")), ..row() },
+            Row {
+                in_config: false,
+                in_state: false,
+                live: Some(Owner::Stack),
+                expect: Ok((
+                    Action::Delete,
+                    "orphan: labelled for this stack, in neither configuration nor state",
+                )),
+                ..row()
+            },
             // gone and forgotten
-            Row { in_config: false, live: None, expect: Ok((Action::Forget, "deleted outside claw; removed from state")), ..row() },
+            Row {
+                in_config: false,
+                live: None,
+                expect: Ok((Action::Forget, "deleted outside claw; removed from state")),
+                ..row()
+            },
             // nothing anywhere
-            Row { in_config: false, in_state: false, live: None, expect: Ok((Action::NoOp, "")), ..row() },
+            Row {
+                in_config: false,
+                in_state: false,
+                live: None,
+                expect: Ok((Action::NoOp, "")),
+                ..row()
+            },
             // unmanaged same-name object
-            Row { in_state: false, live: Some(Owner::Unmanaged), expect: Err(Refusal::Unmanaged { other_stack: None }), ..row() },
+            Row {
+                in_state: false,
+                live: Some(Owner::Unmanaged),
+                expect: Err(Refusal::Unmanaged { other_stack: None }),
+                ..row()
+            },
             // another stack's object
-            Row { in_state: false, live: Some(Owner::OtherStack("b".into())), expect: Err(Refusal::Unmanaged { other_stack: Some("b".into()) }), ..row() },
+            Row {
+                in_state: false,
+                live: Some(Owner::OtherStack("b".into())),
+                expect: Err(Refusal::Unmanaged {
+                    other_stack: Some("b".into()),
+                }),
+                ..row()
+            },
             // an unmanaged object not in config nor state is left alone
-            Row { in_config: false, in_state: false, live: Some(Owner::Unmanaged), expect: Ok((Action::NoOp, "")), ..row() },
+            Row {
+                in_config: false,
+                in_state: false,
+                live: Some(Owner::Unmanaged),
+                expect: Ok((Action::NoOp, "")),
+                ..row()
+            },
         ];
         for (n, r) in rows.into_iter().enumerate() {
             let got = decide(&DecideInput {
@@ -393,7 +498,11 @@ mod tests {
 
     #[test]
     fn ignore_changes_covers_subpaths() {
-        let c = vec![ch("env.A", false), ch("envx", false), ch("labels[\"a\"]", false)];
+        let c = vec![
+            ch("env.A", false),
+            ch("envx", false),
+            ch("labels[\"a\"]", false),
+        ];
         let kept = apply_ignore(c, &["env".into(), "labels".into()]);
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].path, "envx");

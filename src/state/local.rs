@@ -1,8 +1,8 @@
 //! The local state backend: a JSON file written atomically (temp file +
 //! fsync + rename), a `.backup` of the previous version, and a lock file beside it.
 
-use claw_provider::{Diagnostic, LockError, LockInfo, StateStorage};
 use async_trait::async_trait;
+use claw_provider::{Diagnostic, LockError, LockInfo, StateStorage};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -32,7 +32,10 @@ fn io_diag(what: &str, p: &Path, e: std::io::Error) -> Diagnostic {
 
 /// Writes `bytes` to `path` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     tmp.write_all(bytes)?;
@@ -72,7 +75,11 @@ impl StateStorage for LocalStorage {
             std::fs::create_dir_all(d).map_err(|e| LockError::Other(io_diag("create", d, e)))?;
         }
         let body = serde_json::to_vec_pretty(info).unwrap_or_default();
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&lp) {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&lp)
+        {
             Ok(mut f) => {
                 f.write_all(&body)
                     .and_then(|_| f.sync_all())
@@ -84,10 +91,13 @@ impl StateStorage for LocalStorage {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 match self.lock_holder().await {
                     Ok(Some(h)) => Err(LockError::Held(h)),
-                    Ok(None) => Err(LockError::Other(Diagnostic::error(format!(
-                        "the lock file {} exists but cannot be read",
-                        lp.display()
-                    )).with_hint("if no other claw runs, run `claw force-unlock`"))),
+                    Ok(None) => Err(LockError::Other(
+                        Diagnostic::error(format!(
+                            "the lock file {} exists but cannot be read",
+                            lp.display()
+                        ))
+                        .with_hint("if no other claw runs, run `claw force-unlock`"),
+                    )),
                     Err(d) => Err(LockError::Other(d)),
                 }
             }
@@ -99,7 +109,9 @@ impl StateStorage for LocalStorage {
         let lp = self.lock_path();
         if let Ok(Some(h)) = self.lock_holder().await {
             if h.id != info.id {
-                return Err(Diagnostic::error("the lock is held by another run; not removing it"));
+                return Err(Diagnostic::error(
+                    "the lock is held by another run; not removing it",
+                ));
             }
         }
         match std::fs::remove_file(&lp) {
@@ -158,6 +170,9 @@ mod tests {
         s.write(b"one").await.unwrap();
         s.write(b"two").await.unwrap();
         assert_eq!(s.read().await.unwrap().unwrap(), b"two");
-        assert_eq!(std::fs::read(d.path().join("st.json.backup")).unwrap(), b"one");
+        assert_eq!(
+            std::fs::read(d.path().join("st.json.backup")).unwrap(),
+            b"one"
+        );
     }
 }

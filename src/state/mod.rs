@@ -75,7 +75,10 @@ impl State {
                     .hint("restore it from its .backup copy (written before each apply), or fix the JSON by hand"),
             )
         })?;
-        let ver = v.get("format_version").and_then(|x| x.as_u64()).unwrap_or(0);
+        let ver = v
+            .get("format_version")
+            .and_then(|x| x.as_u64())
+            .unwrap_or(0);
         if ver > STATE_VERSION as u64 {
             return Err(Error::one(
                 Problem::new(format!(

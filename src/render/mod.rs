@@ -1,0 +1,320 @@
+//! The only place that knows output formats: human, markdown and json, all
+//! reading the same [`Plan`] document.
+//!
+//! **Invariant:** output is a pure function of the plan (no time, no ids, no
+//! map-order effects), and a change to one resource changes only its block:
+//! columns are fixed, never computed from other resources.
+
+use crate::plan::{Action, Change, Plan, Summary};
+use claw_provider::{AttrChange, Value};
+
+/// Address column width in the human format.
+const ADDR_COL: usize = 50;
+/// Markdown output stays under this size (a PR comment holds 65,536).
+pub const MARKDOWN_LIMIT: usize = 65_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Human,
+    Markdown,
+    Json,
+}
+
+pub fn render(plan: &Plan, format: Format, color: bool) -> String {
+    match format {
+        Format::Human => human(plan, color),
+        Format::Markdown => markdown(plan),
+        Format::Json => json(plan),
+    }
+}
+
+pub fn json(plan: &Plan) -> String {
+    let mut s = serde_json::to_string_pretty(plan).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+struct Paint(bool);
+impl Paint {
+    fn c(&self, code: &str, s: &str) -> String {
+        if self.0 {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+    fn action(&self, a: Action, s: &str) -> String {
+        let code = match a {
+            Action::Create => "32",
+            Action::Update => "33",
+            Action::DeleteCreate | Action::CreateDelete => "35",
+            Action::Delete => "31",
+            Action::Forget => "36",
+            Action::NoOp => "0",
+        };
+        self.c(code, s)
+    }
+}
+
+pub fn summary_line(s: &Summary) -> String {
+    let mut line = format!(
+        "Plan: {} to create, {} to update, {} to replace, {} to delete",
+        s.create, s.update, s.replace, s.delete
+    );
+    if s.forget > 0 {
+        line.push_str(&format!(", {} to forget", s.forget));
+    }
+    line.push('.');
+    line
+}
+
+pub fn human(plan: &Plan, color: bool) -> String {
+    let p = Paint(color);
+    let mut out = String::new();
+    if !plan.has_changes() {
+        out.push_str(&format!(
+            "No changes. The live fleet matches the configuration (stack {}, {} unchanged).\n",
+            plan.stack, plan.summary.unchanged
+        ));
+        return out;
+    }
+    let what = if plan.destroy {
+        "destroy these objects"
+    } else {
+        "perform these actions"
+    };
+    out.push_str(&format!("claw will {what} (stack {}):\n\n", plan.stack));
+    for c in &plan.changes {
+        out.push_str(&change_block(c, &p));
+        out.push('\n');
+    }
+    out.push_str(&summary_line(&plan.summary));
+    out.push('\n');
+    out
+}
+
+fn header(c: &Change) -> (String, String) {
+    let sym = c.action.symbol();
+    let lead = if sym.len() == 1 {
+        format!("  {sym} ")
+    } else {
+        format!(" {sym} ")
+    };
+    let plain = c.reason.is_empty() || (c.action == Action::Create && c.reason == "not found");
+    let word = if plain {
+        c.action.word().to_string()
+    } else {
+        format!("{} ({})", c.action.word(), c.reason)
+    };
+    (lead, word)
+}
+
+fn change_block(c: &Change, p: &Paint) -> String {
+    let (lead, word) = header(c);
+    let mut s = String::new();
+    let addr = &c.address;
+    let pad = if addr.chars().count() < ADDR_COL {
+        ADDR_COL - addr.chars().count()
+    } else {
+        3
+    };
+    s.push_str(&p.action(c.action, &lead));
+    s.push_str(addr);
+    s.push_str(&" ".repeat(pad));
+    s.push_str(&word);
+    s.push('\n');
+    for line in attr_lines(c) {
+        let painted = match line.chars().next() {
+            Some('+') => p.c("32", &line),
+            Some('-') => p.c("31", &line),
+            Some('~') => p.c("33", &line),
+            _ => line.clone(),
+        };
+        s.push_str("      ");
+        s.push_str(&painted);
+        s.push('\n');
+    }
+    s
+}
+
+/// The attribute lines of one change, without indentation: `+ key = value`,
+/// `~ key = old -> new`, `- key = old`, and diffs of multi-line values.
+pub fn attr_lines(c: &Change) -> Vec<String> {
+    if matches!(c.action, Action::Delete | Action::Forget) {
+        return vec![];
+    }
+    let width = c
+        .diff
+        .iter()
+        .filter(|d| !is_multiline(d))
+        .map(|d| d.path.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut out = Vec::new();
+    for d in &c.diff {
+        let sensitive = c.sensitive_paths.iter().any(|p| {
+            d.path == *p
+                || d.path.starts_with(&format!("{p}."))
+                || d.path.starts_with(&format!("{p}["))
+        });
+        let key = format!("{:<width$}", d.path);
+        if is_multiline(d) && !sensitive {
+            let before = d.before.as_ref().and_then(|v| v.as_str()).unwrap_or("");
+            let after = d.after.as_ref().and_then(|v| v.as_str()).unwrap_or("");
+            let sym = match (&d.before, &d.after) {
+                (None, Some(_)) => "+",
+                (Some(_), None) => "-",
+                _ => "~",
+            };
+            let tag = if d.replace {
+                "  # forces replacement"
+            } else {
+                ""
+            };
+            out.push(format!("{sym} {}:{tag}", d.path));
+            for l in unified(before, after) {
+                out.push(format!("    {l}"));
+            }
+            continue;
+        }
+        let tag = if d.replace {
+            "  # forces replacement"
+        } else {
+            ""
+        };
+        let show = |v: &Value| {
+            if sensitive {
+                "(sensitive)".to_string()
+            } else {
+                v.render_inline()
+            }
+        };
+        let line = match (&d.before, &d.after) {
+            (None, Some(a)) => format!("+ {key} = {}", show(a)),
+            (Some(b), None) => format!("- {key} = {}", show(b)),
+            (Some(b), Some(a)) => {
+                if sensitive || matches!(a, Value::Secret(_)) || matches!(b, Value::Secret(_)) {
+                    format!("~ {key} = (sensitive value changed)")
+                } else {
+                    format!("~ {key} = {} -> {}", b.render_inline(), a.render_inline())
+                }
+            }
+            (None, None) => continue,
+        };
+        out.push(format!("{line}{tag}"));
+    }
+    out
+}
+
+fn is_multiline(d: &AttrChange) -> bool {
+    let ml = |v: &Option<Value>| {
+        v.as_ref()
+            .and_then(|v| v.as_str())
+            .is_some_and(|s| s.contains('\n'))
+    };
+    ml(&d.before) || ml(&d.after)
+}
+
+/// A unified diff of two texts (hunks only, no file headers).
+pub fn unified(before: &str, after: &str) -> Vec<String> {
+    let diff = similar::TextDiff::from_lines(before, after);
+    let mut out = Vec::new();
+    for hunk in diff.unified_diff().context_radius(3).iter_hunks() {
+        out.push(hunk.header().to_string());
+        for ch in hunk.iter_changes() {
+            let sign = match ch.tag() {
+                similar::ChangeTag::Delete => '-',
+                similar::ChangeTag::Insert => '+',
+                similar::ChangeTag::Equal => ' ',
+            };
+            let text = ch.value().trim_end_matches('\n');
+            out.push(format!("{sign}{text}"));
+        }
+    }
+    out
+}
+
+pub fn markdown(plan: &Plan) -> String {
+    let mut head = format!("### claw plan — stack `{}`\n\n", plan.stack);
+    if !plan.has_changes() {
+        head.push_str(&format!(
+            "**No changes.** The live fleet matches the configuration ({} unchanged).\n",
+            plan.summary.unchanged
+        ));
+        return head;
+    }
+    head.push_str(&format!("**{}**\n\n", summary_line(&plan.summary)));
+    head.push_str("| | address | action | reason |\n|---|---|---|---|\n");
+    for c in &plan.changes {
+        head.push_str(&format!(
+            "| `{}` | `{}` | {} | {} |\n",
+            c.action.symbol(),
+            c.address.replace('|', "\\|"),
+            c.action.word(),
+            md_escape(&c.reason)
+        ));
+    }
+    head.push('\n');
+    let mut body = String::new();
+    let mut shown = 0;
+    for c in &plan.changes {
+        let sec = markdown_section(c);
+        // Keep room for the truncation note.
+        if head.len() + body.len() + sec.len() + 200 > MARKDOWN_LIMIT {
+            let rest = plan.changes.len() - shown;
+            body.push_str(&format!(
+                "\n> **Truncated:** {rest} more change(s) not shown to stay under {MARKDOWN_LIMIT} characters. Run `claw plan` or `claw show PLANFILE` for the full plan.\n"
+            ));
+            break;
+        }
+        body.push_str(&sec);
+        shown += 1;
+    }
+    head + &body
+}
+
+fn markdown_section(c: &Change) -> String {
+    let (_, word) = header(c);
+    let mut s = format!(
+        "<details><summary><code>{} {}</code> {}</summary>\n\n",
+        c.action.symbol(),
+        html_escape(&c.address),
+        html_escape(&word)
+    );
+    let lines = attr_lines(c);
+    if lines.is_empty() {
+        s.push_str(&format!("_{}_\n", md_escape(&word)));
+    } else {
+        s.push_str("```diff\n");
+        for l in lines {
+            // `diff` highlighting keys on the first column.
+            let l = l.replace("```", "ˋˋˋ");
+            s.push_str(&l);
+            s.push('\n');
+        }
+        s.push_str("```\n");
+    }
+    s.push_str("\n</details>\n\n");
+    s
+}
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unified_diff_of_lines() {
+        let d = unified("a\nb\nc\n", "a\nB\nc\n");
+        assert_eq!(d, vec!["@@ -1,3 +1,3 @@", " a", "-b", "+B", " c"]);
+    }
+}
