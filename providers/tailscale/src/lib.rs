@@ -1,1 +1,825 @@
-//! claw-tailscale (being built).
+//! claw's Tailscale provider: the tailnet's ACL policy file as code.
+//!
+//! One resource type, `tailscale_acl`: the policy from a HuJSON file
+//! (`policy_file`) or an inline table (`policy`).
+//!
+//! - **prepare** reads and parses the policy (HuJSON: comments and trailing
+//!   commas only; errors name `file:line:column`) and turns it into the
+//!   standardized text (sorted keys, two-space JSON) that the plan shows, so
+//!   comments and formatting alone are never a change and a real change shows
+//!   as a readable unified diff of two documents formatted the same way.
+//! - **refresh** makes one `GET …/acl` per provider alias; the live object's
+//!   fingerprint is the policy's `ETag`.
+//! - **diff** compares standardized texts and, when they differ, validates the
+//!   candidate with `POST …/acl/validate`: syntax errors and failing
+//!   `tests`/`sshTests` are plan errors quoting the failing tests. A tailnet
+//!   whose policy is not the default one and that claw has no state for must
+//!   be adopted with `claw import` first (a plan error with that hint).
+//! - **apply** posts the policy with `If-Match` set to the ETag seen at plan
+//!   time (saved in the plan file): an edit made in between fails with "policy
+//!   changed since plan" and nothing is overwritten. Delete only forgets,
+//!   unless `reset_on_destroy = true` (then the default policy is restored,
+//!   under the same precondition).
+//!
+//! Invariant: **credentials never leave the `Authorization` header** — they are
+//! [`Secret`]s, not printed, logged, or put in attributes.
+
+// The SDK's `Diagnostic` is the error type of every provider call.
+#![allow(clippy::result_large_err)]
+
+pub mod api;
+pub mod hujson;
+
+use api::{ApiError, Client, Credentials, Validation};
+use async_trait::async_trait;
+use claw_provider::{
+    ApplyRequest, ApplyResponse, AttrChange, Attrs, ConfigureRequest, Ctx, Diagnostic, DiffRequest,
+    DiffResponse, ImportRequest, InstanceRequest, LiveObject, Op, Owner, Provider, ProviderFactory,
+    RefreshRequest, RefreshResponse, ResourceType, Secret, Shape, StateObject, Value,
+};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The resource type this provider offers.
+pub const ACL: &str = "tailscale_acl";
+/// Where the API lives unless `base_url` says otherwise.
+pub const DEFAULT_BASE_URL: &str = "https://api.tailscale.com";
+/// The policy a new tailnet starts with; what `reset_on_destroy` restores.
+pub const DEFAULT_POLICY: &str = include_str!("default_policy.hujson");
+
+/// `{ env = "NAME" }`, `{ file = "path" }` or a literal string.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum SecretInput {
+    Literal(String),
+    Ref(SecretRef),
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    /// Read from this environment variable.
+    pub env: Option<String>,
+    /// Read from this file (relative to claw.toml).
+    pub file: Option<String>,
+}
+
+/// `[provider.<alias>]` with `type = "tailscale"`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TailscaleConfig {
+    /// The tailnet's name (as in the admin console's Settings), or `-` for the
+    /// credentials' own tailnet. Default: `TAILSCALE_TAILNET`, else `-`.
+    pub tailnet: Option<String>,
+    /// An API access token. Default: the `TAILSCALE_API_KEY` environment variable.
+    pub api_key: Option<SecretInput>,
+    /// An OAuth client id (used with `oauth_client_secret` instead of `api_key`;
+    /// the client needs the `policy_file` scope). Default: `TAILSCALE_OAUTH_CLIENT_ID`.
+    pub oauth_client_id: Option<SecretInput>,
+    /// The OAuth client's secret. Default: `TAILSCALE_OAUTH_CLIENT_SECRET`.
+    pub oauth_client_secret: Option<SecretInput>,
+    /// The API's base URL. Default: `TAILSCALE_BASE_URL`, else `https://api.tailscale.com`.
+    pub base_url: Option<String>,
+}
+
+/// `[tailscale_acl.<name>]`: the tailnet policy file.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AclConfig {
+    /// A HuJSON policy file (comments and trailing commas allowed), relative to claw.toml.
+    pub policy_file: Option<String>,
+    /// The policy as an inline table (instead of `policy_file`).
+    pub policy: Option<BTreeMap<String, serde_json::Value>>,
+    /// On destroy, restore the default policy (allow all). Default false:
+    /// destroy only forgets the policy and leaves the tailnet as it is.
+    pub reset_on_destroy: Option<bool>,
+}
+
+/// The provider factory registered in the `claw` crate.
+pub fn factory() -> Arc<dyn ProviderFactory> {
+    Arc::new(TailscaleFactory)
+}
+
+pub struct TailscaleFactory;
+
+fn env_nonempty(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// A credential attribute as a [`Secret`] (plain strings are wrapped too).
+fn secret_attr(attrs: &Attrs, key: &str, ctx: &Ctx) -> Option<Secret> {
+    match attrs.get(key)? {
+        Value::Secret(s) => Some(s.clone()),
+        Value::String(s) => Some(Secret::new(s.as_str(), &ctx.salt)),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl ProviderFactory for TailscaleFactory {
+    fn kind(&self) -> &'static str {
+        "tailscale"
+    }
+
+    fn resource_types(&self) -> Vec<ResourceType> {
+        vec![ResourceType {
+            name: ACL,
+            description: "The tailnet's ACL policy file (HuJSON), validated at plan time and applied under the ETag seen at plan time",
+            shape: Shape::of::<AclConfig>(),
+            computed: &["id"],
+        }]
+    }
+
+    fn config_shape(&self) -> Shape {
+        Shape::of::<TailscaleConfig>()
+    }
+
+    fn configure(&self, req: ConfigureRequest) -> Result<Arc<dyn Provider>, Diagnostic> {
+        let alias = req.alias.clone();
+        let where_ = format!("[provider.{alias}]");
+        let tailnet = match req.attrs.get("tailnet") {
+            Some(v) => v.expose_str().map(str::to_string).ok_or_else(|| {
+                Diagnostic::error(format!("{where_}: tailnet must be a string"))
+                    .with_attr("tailnet")
+            })?,
+            None => env_nonempty("TAILSCALE_TAILNET").unwrap_or_else(|| "-".into()),
+        };
+        if tailnet.is_empty() {
+            return Err(Diagnostic::error(format!("{where_}: tailnet is empty"))
+                .with_attr("tailnet")
+                .with_hint("use \"-\" for the API key's own tailnet"));
+        }
+        let base_url = match req.attrs.get("base_url") {
+            Some(v) => v.expose_str().map(str::to_string).unwrap_or_default(),
+            None => env_nonempty("TAILSCALE_BASE_URL").unwrap_or_else(|| DEFAULT_BASE_URL.into()),
+        };
+        if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
+            return Err(Diagnostic::error(format!(
+                "{where_}: base_url {base_url:?} is not an http(s) URL"
+            ))
+            .with_attr("base_url")
+            .with_hint(format!("the default is {DEFAULT_BASE_URL}")));
+        }
+        let ctx = &req.ctx;
+        let api_key = secret_attr(&req.attrs, "api_key", ctx);
+        let client_id = req
+            .attrs
+            .get("oauth_client_id")
+            .and_then(Value::expose_str)
+            .map(str::to_string);
+        let client_secret = secret_attr(&req.attrs, "oauth_client_secret", ctx);
+        let creds = match (api_key, client_id, client_secret) {
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+                return Err(Diagnostic::error(format!(
+                    "{where_}: both api_key and an OAuth client are set"
+                ))
+                .with_hint("keep either api_key or oauth_client_id + oauth_client_secret"))
+            }
+            (Some(k), None, None) => Credentials::ApiKey(k),
+            (None, Some(id), Some(secret)) => Credentials::OAuth {
+                client_id: id,
+                client_secret: secret,
+            },
+            (None, Some(_), None) | (None, None, Some(_)) => {
+                return Err(Diagnostic::error(format!(
+                    "{where_}: an OAuth client needs both oauth_client_id and oauth_client_secret"
+                ))
+                .with_hint("oauth_client_secret = { env = \"TAILSCALE_OAUTH_CLIENT_SECRET\" }"))
+            }
+            (None, None, None) => {
+                if let Some(k) = env_nonempty("TAILSCALE_API_KEY") {
+                    Credentials::ApiKey(Secret::new(k, &ctx.salt))
+                } else if let (Some(id), Some(secret)) = (
+                    env_nonempty("TAILSCALE_OAUTH_CLIENT_ID"),
+                    env_nonempty("TAILSCALE_OAUTH_CLIENT_SECRET"),
+                ) {
+                    Credentials::OAuth {
+                        client_id: id,
+                        client_secret: Secret::new(secret, &ctx.salt),
+                    }
+                } else {
+                    // Reported by the first call that needs the API, so that
+                    // `claw validate` works without credentials.
+                    Credentials::Missing
+                }
+            }
+        };
+        Ok(Arc::new(TailscaleProvider {
+            alias,
+            client: Client::new(&base_url, &tailnet, creds),
+        }))
+    }
+}
+
+/// One configured `[provider.x]` of type tailscale.
+pub struct TailscaleProvider {
+    alias: String,
+    client: Client,
+}
+
+/// The standardized text of the desired policy, `None` when it is not known
+/// yet (it references a value known only after apply).
+fn desired_policy(attrs: &Attrs, ctx: &Ctx) -> Result<Option<String>, Diagnostic> {
+    match attrs.get("policy") {
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(v @ Value::Map(_)) => {
+            if v.contains_unknown() {
+                return Ok(None);
+            }
+            Ok(Some(hujson::standardize(&v.to_json_exposed())))
+        }
+        Some(Value::Unknown) => Ok(None),
+        Some(_) => Err(Diagnostic::error("policy must be a table").with_attr("policy")),
+        None => match attrs.get("policy_file") {
+            Some(Value::String(path)) => {
+                let (_, value) = read_policy_file(path, ctx)?;
+                Ok(Some(hujson::standardize(&value)))
+            }
+            Some(Value::Unknown) => Ok(None),
+            _ => Err(Diagnostic::error("set policy_file or policy").with_attr("policy_file")),
+        },
+    }
+}
+
+/// Reads and parses a HuJSON policy file: `(text, value)`.
+fn read_policy_file(path: &str, ctx: &Ctx) -> Result<(String, serde_json::Value), Diagnostic> {
+    let full = ctx.base_dir.join(path);
+    let text = std::fs::read_to_string(&full).map_err(|e| {
+        Diagnostic::error(format!("cannot read the policy file {path}: {e}"))
+            .with_attr("policy_file")
+            .with_hint(format!(
+                "policy_file is relative to claw.toml's folder ({})",
+                ctx.base_dir.display()
+            ))
+    })?;
+    let value = hujson::parse(&text).map_err(|e| {
+        Diagnostic::error(format!(
+            "{path}:{}:{}: {} in the HuJSON policy",
+            e.line, e.column, e.message
+        ))
+        .with_attr("policy_file")
+        .with_hint("HuJSON allows comments and trailing commas, nothing else: double-quoted strings and keys, decimal numbers")
+    })?;
+    if !value.is_object() {
+        return Err(
+            Diagnostic::error(format!("{path}: the policy must be a JSON object"))
+                .with_attr("policy_file"),
+        );
+    }
+    Ok((text, value))
+}
+
+fn reset_on_destroy(attrs: &Attrs) -> bool {
+    attrs
+        .get("reset_on_destroy")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// Policies Tailscale has shipped as a new tailnet's default (standardized).
+/// A live policy equal to one of them is "the default": adopting it needs no import.
+fn default_policies() -> Vec<String> {
+    let ssh = serde_json::json!([{
+        "action": "check",
+        "src": ["autogroup:member"],
+        "dst": ["autogroup:self"],
+        "users": ["autogroup:nonroot", "root"],
+    }]);
+    let acls = serde_json::json!([{"action": "accept", "src": ["*"], "dst": ["*:*"]}]);
+    let funnel = serde_json::json!([{"target": ["autogroup:member"], "attr": ["funnel"]}]);
+    let grants = serde_json::json!([{"src": ["*"], "dst": ["*"], "ip": ["*"]}]);
+    let mut out = vec![
+        hujson::standardize(&serde_json::json!({})),
+        hujson::standardize(&serde_json::json!({ "acls": acls })),
+        hujson::standardize(&serde_json::json!({ "acls": acls, "ssh": ssh })),
+        hujson::standardize(&serde_json::json!({ "acls": acls, "ssh": ssh, "nodeAttrs": funnel })),
+        hujson::standardize(&serde_json::json!({ "grants": grants, "ssh": ssh })),
+        hujson::standardize(
+            &serde_json::json!({ "grants": grants, "ssh": ssh, "nodeAttrs": funnel }),
+        ),
+    ];
+    if let Ok(v) = hujson::parse(DEFAULT_POLICY) {
+        out.push(hujson::standardize(&v));
+    }
+    out
+}
+
+/// True when a standardized policy is a new tailnet's default policy.
+pub fn is_default_policy(standardized: &str) -> bool {
+    default_policies().iter().any(|d| d == standardized)
+}
+
+/// "  test {…}\n    error" lines quoting the failing tests of `policy`.
+fn quote_failures(
+    policy: Option<&serde_json::Value>,
+    message: &str,
+    data: Option<&serde_json::Value>,
+) -> String {
+    let mut out = String::from(message);
+    let Some(serde_json::Value::Array(entries)) = data else {
+        return out;
+    };
+    for e in entries {
+        let user = e.get("user").and_then(|u| u.as_str()).unwrap_or("");
+        let errors: Vec<&str> = e
+            .get("errors")
+            .and_then(|x| x.as_array())
+            .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+            .unwrap_or_default();
+        let mut quoted = false;
+        if let Some(p) = policy {
+            for key in ["tests", "sshTests"] {
+                if let Some(tests) = p.get(key).and_then(|t| t.as_array()) {
+                    for t in tests {
+                        let src = t.get("src").and_then(|s| s.as_str()).unwrap_or("");
+                        let members_match = src.starts_with("group:")
+                            && p.get("groups")
+                                .and_then(|g| g.get(src))
+                                .and_then(|m| m.as_array())
+                                .is_some_and(|m| m.iter().any(|x| x.as_str() == Some(user)));
+                        if src == user || members_match {
+                            out.push_str(&format!(
+                                "\n{} {}",
+                                if key == "tests" { "test" } else { "sshTest" },
+                                serde_json::to_string(&hujson::sorted(t)).unwrap_or_default()
+                            ));
+                            quoted = true;
+                        }
+                    }
+                }
+            }
+        }
+        if !quoted {
+            out.push_str(&format!("\nsrc {user:?}"));
+        }
+        for err in errors {
+            out.push_str(&format!("\n  {err}"));
+        }
+    }
+    out
+}
+
+impl TailscaleProvider {
+    fn api_diag(&self, e: ApiError, doing: &str) -> Diagnostic {
+        let alias = &self.alias;
+        let tailnet = self.client.tailnet();
+        match e {
+            ApiError::Transport(m) => Diagnostic::error(format!(
+                "cannot {doing}: the Tailscale API at {} did not answer: {m}",
+                self.client.base_url()
+            ))
+            .with_hint(format!(
+                "check base_url in [provider.{alias}] and the network connection"
+            )),
+            ApiError::NoCredentials => Diagnostic::error(format!(
+                "cannot {doing}: provider {alias} has no Tailscale credentials"
+            ))
+            .with_hint(format!(
+                "set api_key = {{ env = \"TAILSCALE_API_KEY\" }} (an API access token), or oauth_client_id and oauth_client_secret, in [provider.{alias}]"
+            )),
+            ApiError::Status {
+                status,
+                message,
+                oauth: true,
+                ..
+            } => Diagnostic::error(format!(
+                "cannot {doing}: Tailscale's OAuth token endpoint refused the client credentials of provider {alias} ({status}: {message})"
+            ))
+            .with_hint("check oauth_client_id and oauth_client_secret; the OAuth client needs the policy_file scope"),
+            ApiError::Status {
+                status: 401,
+                message,
+                ..
+            } => {
+                let hint = if self.client.uses_oauth() {
+                    "the OAuth access token was refused; check the OAuth client in the admin console (Settings → OAuth clients)".to_string()
+                } else {
+                    format!("the API access token is invalid or expired: create one in the admin console (Settings → Keys) and set it in [provider.{alias}] api_key (e.g. export TAILSCALE_API_KEY)")
+                };
+                Diagnostic::error(format!(
+                    "cannot {doing}: Tailscale API authentication failed for tailnet {tailnet:?} (401: {message})"
+                ))
+                .with_hint(hint)
+            }
+            ApiError::Status {
+                status: 403,
+                message,
+                ..
+            } => Diagnostic::error(format!(
+                "cannot {doing}: not allowed on tailnet {tailnet:?} (403: {message})"
+            ))
+            .with_hint("an OAuth client needs the policy_file scope; an API key's owner needs the Admin, Network admin or IT admin role"),
+            ApiError::Status {
+                status: 404,
+                message,
+                ..
+            } => Diagnostic::error(format!(
+                "cannot {doing}: tailnet {tailnet:?} not found (404: {message})"
+            ))
+            .with_hint(format!(
+                "set tailnet = \"-\" in [provider.{alias}] for the credentials' own tailnet, or the name shown in the admin console's Settings"
+            )),
+            ApiError::Status {
+                status, message, ..
+            } => Diagnostic::error(format!(
+                "cannot {doing}: the Tailscale API answered {status}: {message}"
+            )),
+            ApiError::BadResponse(m) => Diagnostic::error(format!(
+                "cannot {doing}: unexpected answer from the Tailscale API: {m}"
+            )),
+        }
+    }
+
+    fn import_hint(&self, address: &str) -> String {
+        format!("claw import {address} {}", self.client.tailnet())
+    }
+
+    /// The state recorded for a policy.
+    fn state_for(&self, desired: &Attrs, policy: String, etag: &str) -> StateObject {
+        let mut attrs = Attrs::new();
+        attrs.insert("id".into(), Value::str(self.client.tailnet()));
+        attrs.insert("policy".into(), Value::String(policy));
+        if let Some(Value::String(f)) = desired.get("policy_file") {
+            attrs.insert("policy_file".into(), Value::str(f.clone()));
+        }
+        attrs.insert(
+            "reset_on_destroy".into(),
+            Value::Bool(reset_on_destroy(desired)),
+        );
+        let mut private = Attrs::new();
+        private.insert("etag".into(), Value::str(etag));
+        StateObject {
+            id: self.client.tailnet().to_string(),
+            attrs,
+            private,
+        }
+    }
+
+    fn live_object(&self, p: api::Policy) -> LiveObject {
+        let mut attrs = Attrs::new();
+        attrs.insert("id".into(), Value::str(self.client.tailnet()));
+        attrs.insert(
+            "policy".into(),
+            Value::String(hujson::standardize(&p.value)),
+        );
+        LiveObject {
+            id: self.client.tailnet().to_string(),
+            attrs,
+            fingerprint: p.etag,
+            owner: Owner::NotApplicable,
+        }
+    }
+
+    /// Posts `body` under `If-Match: if_match`, mapping a 412 to "changed since plan".
+    async fn post(
+        &self,
+        address: &str,
+        body: String,
+        content_type: &str,
+        if_match: &str,
+        policy_for_quotes: Option<&serde_json::Value>,
+    ) -> Result<api::Policy, Diagnostic> {
+        match self.client.set_policy(body, content_type, if_match).await {
+            Ok(p) => Ok(p),
+            Err(ApiError::Status { status: 412, .. }) => Err(Diagnostic::error(format!(
+                "policy changed since plan: the tailnet {:?} policy was edited after this plan was made (it no longer has ETag {if_match}); nothing was overwritten",
+                self.client.tailnet()
+            ))
+            .with_address(address)
+            .with_hint("run `claw plan` again to review the current policy (or bring the edit into the policy file), then apply")),
+            Err(ApiError::Status {
+                status: 400,
+                message,
+                data,
+                oauth: false,
+            }) => Err(Diagnostic::error(format!(
+                "the Tailscale API refused the policy for tailnet {:?}",
+                self.client.tailnet()
+            ))
+            .with_detail(quote_failures(policy_for_quotes, &message, data.as_ref()))
+            .with_address(address)
+            .with_hint("fix the policy (or its tests); the tailnet's policy was not changed")),
+            Err(e) => Err(self.api_diag(e, "update the tailnet policy").with_address(address)),
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for TailscaleProvider {
+    fn validate(&self, req: InstanceRequest<'_>) -> Vec<Diagnostic> {
+        let has_file = req.attrs.contains_key("policy_file");
+        let has_inline = req.attrs.contains_key("policy");
+        let mut out = Vec::new();
+        if has_file == has_inline {
+            out.push(
+                Diagnostic::error(if has_file {
+                    "set either policy_file or policy, not both"
+                } else {
+                    "a tailscale_acl needs policy_file (a HuJSON file) or policy (an inline table)"
+                })
+                .with_address(req.address)
+                .with_attr(if has_file { "policy" } else { "policy_file" })
+                .with_hint("policy_file = \"tailscale/policy.hujson\""),
+            );
+        }
+        if let Some(Value::Map(m)) = req.attrs.get("policy") {
+            if m.values().any(Value::contains_secret) {
+                out.push(
+                    Diagnostic::error("the policy may not contain sensitive values")
+                        .with_address(req.address)
+                        .with_attr("policy")
+                        .with_hint(
+                            "the policy file is visible to every tailnet admin; use plain values",
+                        ),
+                );
+            }
+        }
+        out
+    }
+
+    fn prepare(&self, req: InstanceRequest<'_>) -> Result<Attrs, Diagnostic> {
+        let mut out = Attrs::new();
+        if let Some(f) = req.attrs.get("policy_file") {
+            out.insert("policy_file".into(), f.clone());
+        }
+        let policy = desired_policy(req.attrs, req.ctx).map_err(|d| d.with_address(req.address))?;
+        out.insert(
+            "policy".into(),
+            policy.map(Value::String).unwrap_or(Value::Unknown),
+        );
+        out.insert(
+            "reset_on_destroy".into(),
+            Value::Bool(reset_on_destroy(req.attrs)),
+        );
+        Ok(out)
+    }
+
+    async fn refresh(&self, req: RefreshRequest) -> RefreshResponse {
+        let mut resp = RefreshResponse::default();
+        let items: Vec<_> = req.items.iter().filter(|i| i.rtype == ACL).collect();
+        if items.is_empty() {
+            return resp;
+        }
+        let declared: Vec<&str> = items
+            .iter()
+            .filter(|i| i.desired.is_some())
+            .map(|i| i.address.as_str())
+            .collect();
+        if declared.len() > 1 {
+            resp.diagnostics.push(
+                Diagnostic::error(format!(
+                    "{} tailscale_acl resources use provider {} ({}), but a tailnet has one policy file",
+                    declared.len(),
+                    self.alias,
+                    declared.join(", ")
+                ))
+                .with_address(declared[1])
+                .with_hint("keep one tailscale_acl per tailnet"),
+            );
+            return resp;
+        }
+        match self.client.get_policy().await {
+            Ok(p) => {
+                let live = self.live_object(p);
+                for i in items {
+                    resp.live.insert(i.address.clone(), Some(live.clone()));
+                }
+            }
+            Err(e) => resp.diagnostics.push(
+                self.api_diag(e, "read the tailnet policy")
+                    .with_address(items[0].address.clone()),
+            ),
+        }
+        resp
+    }
+
+    async fn diff(&self, req: DiffRequest) -> DiffResponse {
+        let mut resp = DiffResponse::default();
+        let desired = match desired_policy(&req.desired, &req.ctx) {
+            Ok(d) => d,
+            Err(d) => {
+                resp.diagnostics.push(d.with_address(&req.address));
+                return resp;
+            }
+        };
+        let live = req
+            .live
+            .attrs
+            .get("policy")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if desired.as_deref() != Some(live.as_str()) {
+            resp.changes.push(AttrChange::new(
+                "policy",
+                Some(Value::String(live.clone())),
+                Some(desired.clone().map(Value::String).unwrap_or(Value::Unknown)),
+            ));
+            if req.prior.is_none() && !is_default_policy(&live) {
+                resp.diagnostics.push(
+                    Diagnostic::error(format!(
+                        "tailnet {:?} already has a policy that claw did not write (it is not the default policy); claw will not overwrite it without adopting it first",
+                        self.client.tailnet()
+                    ))
+                    .with_address(&req.address)
+                    .with_detail("import records the current policy in the state; the next plan then shows exactly what would change")
+                    .with_hint(self.import_hint(&req.address)),
+                );
+            }
+            if let Some(text) = &desired {
+                if let Ok(candidate) = serde_json::from_str::<serde_json::Value>(text) {
+                    match self.client.validate(&candidate).await {
+                        Ok(Validation::Ok) => {}
+                        Ok(Validation::Failed { message, data }) => {
+                            let what = if message.contains("test") {
+                                "the policy's tests fail"
+                            } else {
+                                "the policy is invalid"
+                            };
+                            let file = match req.desired.get("policy_file") {
+                                Some(Value::String(f)) => f.clone(),
+                                _ => "the policy".into(),
+                            };
+                            resp.diagnostics.push(
+                                Diagnostic::error(format!(
+                                    "{what} (Tailscale's validation of the candidate for tailnet {:?})",
+                                    self.client.tailnet()
+                                ))
+                                .with_address(&req.address)
+                                .with_attr("policy")
+                                .with_detail(quote_failures(Some(&candidate), &message, data.as_ref()))
+                                .with_hint(format!(
+                                    "fix the acls or the tests in {file}; nothing was changed"
+                                )),
+                            );
+                        }
+                        Err(e) => resp.diagnostics.push(
+                            self.api_diag(e, "validate the policy")
+                                .with_address(&req.address),
+                        ),
+                    }
+                }
+            }
+        }
+        let was = req
+            .prior
+            .as_ref()
+            .map(|p| reset_on_destroy(&p.attrs))
+            .unwrap_or(false);
+        let now = reset_on_destroy(&req.desired);
+        if was != now {
+            resp.changes.push(AttrChange::new(
+                "reset_on_destroy",
+                Some(Value::Bool(was)),
+                Some(Value::Bool(now)),
+            ));
+        }
+        resp
+    }
+
+    async fn apply(&self, req: ApplyRequest) -> Result<ApplyResponse, Diagnostic> {
+        let address = req.address.as_str();
+        let precondition = match &req.live {
+            Some(l) if !l.fingerprint.is_empty() => l.fingerprint.clone(),
+            // No live object seen at plan time: only a tailnet still on the
+            // default policy may be written.
+            _ => "\"ts-default\"".to_string(),
+        };
+        match req.op {
+            Op::Delete => {
+                let prior = req.prior.clone().unwrap_or_default();
+                if !reset_on_destroy(&prior.attrs) {
+                    req.ctx.progress.report(
+                        address,
+                        "forgotten: the tailnet policy is left as it is (reset_on_destroy = false)",
+                    );
+                    return Ok(ApplyResponse::default());
+                }
+                req.ctx
+                    .progress
+                    .report(address, "restoring the default tailnet policy");
+                self.post(
+                    address,
+                    DEFAULT_POLICY.to_string(),
+                    "application/hujson",
+                    &precondition,
+                    None,
+                )
+                .await?;
+                Ok(ApplyResponse::default())
+            }
+            Op::Create | Op::Update => {
+                let desired = req.desired.clone().unwrap_or_default();
+                let Some(planned) =
+                    desired_policy(&desired, &req.ctx).map_err(|d| d.with_address(address))?
+                else {
+                    return Err(Diagnostic::error("the policy is not known yet")
+                        .with_address(address)
+                        .with_hint("the policy references a value known only after apply; apply its dependencies first"));
+                };
+                let planned_value: serde_json::Value =
+                    serde_json::from_str(&planned).unwrap_or(serde_json::Value::Null);
+                // Send the file itself (comments kept for the admin console)
+                // when it still says what was planned.
+                let (body, ctype) = match desired.get("policy_file") {
+                    Some(Value::String(path)) => {
+                        let (text, value) = read_policy_file(path, &req.ctx)
+                            .map_err(|d| d.with_address(address))?;
+                        if hujson::standardize(&value) != planned {
+                            return Err(Diagnostic::error(format!(
+                                "the policy file {path} changed since the plan was made"
+                            ))
+                            .with_address(address)
+                            .with_hint("run `claw plan` again to review the new policy"));
+                        }
+                        (text, "application/hujson")
+                    }
+                    _ => (
+                        serde_json::to_string_pretty(&planned_value).unwrap_or_default(),
+                        "application/json",
+                    ),
+                };
+                req.ctx.progress.report(
+                    address,
+                    "updating the tailnet policy (If-Match the planned ETag)",
+                );
+                let p = self
+                    .post(address, body, ctype, &precondition, Some(&planned_value))
+                    .await?;
+                let applied = hujson::standardize(&p.value);
+                let mut state = self.state_for(&desired, planned.clone(), &p.etag);
+                if applied != planned {
+                    // The server normalised something: record what it holds so
+                    // the next plan compares like with like.
+                    state.attrs.insert("policy".into(), Value::String(applied));
+                }
+                Ok(ApplyResponse {
+                    state: Some(state),
+                    diagnostics: Vec::new(),
+                })
+            }
+        }
+    }
+
+    async fn import(&self, req: ImportRequest) -> Result<StateObject, Diagnostic> {
+        let configured = self.client.tailnet();
+        if req.id != configured && req.id != "-" && configured != "-" {
+            return Err(Diagnostic::error(format!(
+                "cannot import tailnet {:?}: provider {} manages tailnet {configured:?}",
+                req.id, self.alias
+            ))
+            .with_address(&req.address)
+            .with_hint(self.import_hint(&req.address)));
+        }
+        let p = self.client.get_policy().await.map_err(|e| {
+            self.api_diag(e, "read the tailnet policy")
+                .with_address(&req.address)
+        })?;
+        let desired = req.desired.unwrap_or_default();
+        let etag = p.etag.clone();
+        Ok(self.state_for(&desired, hujson::standardize(&p.value), &etag))
+    }
+
+    fn counters(&self) -> Vec<(String, u64)> {
+        vec![("tailscale api calls".into(), self.client.calls())]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_default_is_recognised() {
+        let v = hujson::parse(DEFAULT_POLICY).unwrap();
+        assert!(is_default_policy(&hujson::standardize(&v)));
+        let edited = serde_json::json!({"acls": []});
+        assert!(!is_default_policy(&hujson::standardize(&edited)));
+    }
+
+    #[test]
+    fn failures_quote_the_failing_test() {
+        let policy = serde_json::json!({
+            "groups": {"group:dev": ["alice@example.com"]},
+            "tests": [
+                {"src": "tag:dev", "accept": ["tag:clawdbot:8080"]},
+                {"src": "group:dev", "deny": ["tag:clawdbot:22"]},
+                {"src": "other@example.com", "deny": ["tag:clawdbot:8080"]},
+            ]
+        });
+        let data = serde_json::json!([
+            {"user": "tag:dev", "errors": ["address \"tag:clawdbot:8080\": want: Accept, got: Drop"]},
+            {"user": "alice@example.com", "errors": ["address \"tag:clawdbot:22\": want: Drop, got: Accept"]},
+        ]);
+        let s = quote_failures(Some(&policy), "test(s) failed", Some(&data));
+        assert!(s.starts_with("test(s) failed\n"), "{s}");
+        assert!(s.contains("test {\"accept\":[\"tag:clawdbot:8080\"],\"src\":\"tag:dev\"}\n  address \"tag:clawdbot:8080\": want: Accept, got: Drop"), "{s}");
+        assert!(
+            s.contains("test {\"deny\":[\"tag:clawdbot:22\"],\"src\":\"group:dev\"}"),
+            "{s}"
+        );
+        assert!(!s.contains("other@example.com"), "{s}");
+    }
+}
