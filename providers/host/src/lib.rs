@@ -17,6 +17,8 @@ pub mod file;
 pub mod known_hosts;
 pub mod runner;
 pub mod ssh;
+pub mod tmux;
+pub mod worktree;
 
 use async_trait::async_trait;
 use claw_provider::*;
@@ -84,7 +86,11 @@ impl ProviderFactory for HostFactory {
         "host"
     }
     fn resource_types(&self) -> Vec<ResourceType> {
-        vec![file::resource_type()]
+        vec![
+            file::resource_type(),
+            worktree::resource_type(),
+            tmux::resource_type(),
+        ]
     }
     fn config_shape(&self) -> Shape {
         Shape::of::<HostConfig>()
@@ -177,6 +183,8 @@ impl Provider for HostProvider {
     fn validate(&self, req: InstanceRequest<'_>) -> Vec<Diagnostic> {
         match req.rtype {
             "file" => file::validate(&req),
+            "git_worktree" => worktree::validate(&req),
+            "tmux_session" => tmux::validate(&req),
             other => vec![unknown_type(other)],
         }
     }
@@ -184,27 +192,75 @@ impl Provider for HostProvider {
     fn prepare(&self, req: InstanceRequest<'_>) -> Result<Attrs, Diagnostic> {
         match req.rtype {
             "file" => file::prepare(&req),
+            "git_worktree" => Ok(req.attrs.clone()),
+            "tmux_session" => tmux::prepare(&req),
             other => Err(unknown_type(other)),
         }
     }
 
     async fn refresh(&self, req: RefreshRequest) -> RefreshResponse {
         let mut resp = RefreshResponse::default();
-        let files: Vec<&RefreshItem> = req.items.iter().filter(|i| i.rtype == "file").collect();
+        let of =
+            |t: &str| -> Vec<&RefreshItem> { req.items.iter().filter(|i| i.rtype == t).collect() };
+        let files = of("file");
+        let by_repo = worktree::group(&of("git_worktree"), &mut resp);
+        let by_socket = tmux::group(&of("tmux_session"), &mut resp);
+        for item in req.items.iter() {
+            if !matches!(
+                item.rtype.as_str(),
+                "file" | "git_worktree" | "tmux_session"
+            ) {
+                resp.diagnostics
+                    .push(unknown_type(&item.rtype).with_address(&item.address));
+                resp.live.insert(item.address.clone(), None);
+            }
+        }
+        // One probe for the files, one per repository, one per socket; all
+        // at once (multiplexed over the one SSH connection).
+        let runner = self.runner.as_ref();
+        let ctx = &req.ctx;
+        let mut probes: Vec<
+            std::pin::Pin<Box<dyn std::future::Future<Output = RefreshResponse> + Send + '_>>,
+        > = Vec::new();
         if !files.is_empty() {
-            file::refresh(self.runner.as_ref(), &req.ctx, &files, &mut resp).await;
+            probes.push(Box::pin(async move {
+                let mut r = RefreshResponse::default();
+                file::refresh(runner, ctx, &files, &mut r).await;
+                r
+            }));
         }
-        for item in req.items.iter().filter(|i| i.rtype != "file") {
-            resp.diagnostics
-                .push(unknown_type(&item.rtype).with_address(&item.address));
-            resp.live.insert(item.address.clone(), None);
+        for (repo, items) in &by_repo {
+            probes.push(Box::pin(async move {
+                let mut r = RefreshResponse::default();
+                worktree::refresh_repo(runner, ctx, repo, items, &mut r).await;
+                r
+            }));
         }
+        for (socket, items) in &by_socket {
+            probes.push(Box::pin(async move {
+                let mut r = RefreshResponse::default();
+                tmux::refresh_socket(runner, ctx, socket, items, &mut r).await;
+                r
+            }));
+        }
+        for r in futures::future::join_all(probes).await {
+            resp.live.extend(r.live);
+            resp.orphans.extend(r.orphans);
+            resp.diagnostics.extend(r.diagnostics);
+        }
+        // Identical errors (git missing for every worktree) are said once per item
+        // by the probes; connection errors once per probe: keep the first of each.
+        let mut seen = std::collections::BTreeSet::new();
+        resp.diagnostics
+            .retain(|d| seen.insert((d.address.clone(), d.summary.clone())));
         resp
     }
 
     async fn diff(&self, req: DiffRequest) -> DiffResponse {
         match req.rtype.as_str() {
             "file" => file::diff(&req),
+            "git_worktree" => worktree::diff(&req),
+            "tmux_session" => tmux::diff(&req),
             _ => DiffResponse {
                 changes: generic_diff(&req.desired, &req.live.attrs, &[]),
                 ..Default::default()
@@ -215,6 +271,8 @@ impl Provider for HostProvider {
     async fn apply(&self, req: ApplyRequest) -> Result<ApplyResponse, Diagnostic> {
         match req.rtype.as_str() {
             "file" => file::apply(self.runner.as_ref(), &req).await,
+            "git_worktree" => worktree::apply(self.runner.as_ref(), &req).await,
+            "tmux_session" => tmux::apply(self.runner.as_ref(), &req).await,
             other => Err(unknown_type(other).with_address(&req.address)),
         }
     }
@@ -222,6 +280,8 @@ impl Provider for HostProvider {
     async fn import(&self, req: ImportRequest) -> Result<StateObject, Diagnostic> {
         match req.rtype.as_str() {
             "file" => file::import(self.runner.as_ref(), &req).await,
+            "git_worktree" => worktree::import(self.runner.as_ref(), &req).await,
+            "tmux_session" => tmux::import(self.runner.as_ref(), &req).await,
             other => Err(unknown_type(other).with_address(&req.address)),
         }
     }

@@ -1,0 +1,513 @@
+//! The `git_worktree` resource: `git worktree add` on a new or existing
+//! branch, `setup` run once after creation, `git worktree remove` guarded
+//! against losing uncommitted or unpushed work.
+
+use crate::runner::{host_path, sh_path, sh_quote, Runner};
+use claw_provider::*;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// `[git_worktree.<name>]`: a worktree of a repository on a host.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct WorktreeShape {
+    /// The repository (a folder holding `.git`) the worktree belongs to. Must exist.
+    pub repo: String,
+    /// Where the worktree goes (`~/` allowed). Changing it replaces the worktree.
+    pub path: String,
+    /// The branch checked out in the worktree; created from `base` when it does not exist.
+    pub branch: String,
+    /// The start point of a new branch (default `HEAD` of the repository).
+    #[serde(default)]
+    pub base: Option<String>,
+    /// A command run once with `sh -c` in the new worktree (e.g. `pnpm install`).
+    #[serde(default)]
+    pub setup: Option<String>,
+    /// Destroy even with uncommitted changes or commits on no other branch or remote.
+    #[serde(default)]
+    pub force: Option<bool>,
+}
+
+pub fn resource_type() -> ResourceType {
+    ResourceType {
+        name: "git_worktree",
+        description: "A git worktree on a host: branch from base, setup run once, guarded removal",
+        shape: Shape::of::<WorktreeShape>(),
+        computed: &[],
+    }
+}
+
+pub fn validate(req: &InstanceRequest<'_>) -> Vec<Diagnostic> {
+    let mut d = Vec::new();
+    for k in ["repo", "path", "branch"] {
+        if let Some(Value::String(s)) = req.attrs.get(k) {
+            if s.trim().is_empty() {
+                d.push(
+                    Diagnostic::error(format!("`{k}` is empty"))
+                        .with_address(req.address)
+                        .with_attr(k),
+                );
+            }
+        }
+    }
+    if let Some(Value::String(b)) = req.attrs.get("branch") {
+        if b.starts_with('-') || b.contains("..") || b.contains(' ') || b.ends_with('/') {
+            d.push(
+                Diagnostic::error(format!("`branch` {b:?} is not a valid branch name"))
+                    .with_address(req.address)
+                    .with_attr("branch")
+                    .with_hint("see `git check-ref-format --branch`"),
+            );
+        }
+    }
+    d
+}
+
+fn s<'a>(a: &'a Attrs, k: &str) -> Option<&'a str> {
+    a.get(k).and_then(Value::as_str)
+}
+
+/// Path and repo of an item: recorded ones first (a change is then a replace).
+fn item_keys(item: &RefreshItem) -> Option<(String, String)> {
+    let from = |a: &Attrs| Some((s(a, "repo")?.to_string(), s(a, "path")?.to_string()));
+    item.prior
+        .as_ref()
+        .and_then(|p| from(&p.attrs))
+        .or_else(|| item.desired.as_ref().and_then(from))
+}
+
+/// One `git worktree list --porcelain` entry.
+#[derive(Debug, Default, Clone)]
+struct Entry {
+    path: String,
+    physical: String,
+    head: String,
+    branch: Option<String>,
+    prunable: bool,
+    locked: bool,
+}
+
+fn parse_entries(lines: &[&str]) -> Vec<Entry> {
+    let mut out: Vec<Entry> = Vec::new();
+    for l in lines {
+        if let Some(p) = l.strip_prefix("worktree ") {
+            out.push(Entry {
+                path: p.to_string(),
+                ..Default::default()
+            });
+        } else if let Some(e) = out.last_mut() {
+            if let Some(p) = l.strip_prefix("physical ") {
+                e.physical = p.to_string();
+            } else if let Some(h) = l.strip_prefix("HEAD ") {
+                e.head = h.to_string();
+            } else if let Some(b) = l.strip_prefix("branch ") {
+                e.branch = Some(b.strip_prefix("refs/heads/").unwrap_or(b).to_string());
+            } else if l.starts_with("prunable") {
+                e.prunable = true;
+            } else if l.starts_with("locked") {
+                e.locked = true;
+            }
+        }
+    }
+    out
+}
+
+/// sh that sets `start` and resolves a path: `L <logical>` and `P <physical>`
+/// (empty when neither it nor its parent exists). No `readlink -f`.
+fn resolve_fragment(qpath: &str) -> String {
+    format!(
+        "p={qpath}; case \"$p\" in /*) ;; *) p=\"$start/$p\" ;; esac\n\
+         if [ -d \"$p\" ]; then ph=$(cd \"$p\" && pwd -P); else ph=$(cd \"$(dirname -- \"$p\")\" 2>/dev/null && pwd -P); [ -n \"$ph\" ] && ph=\"${{ph%/}}/$(basename -- \"$p\")\"; fi\n\
+         printf 'L %s\\nP %s\\n' \"$p\" \"$ph\"\n"
+    )
+}
+
+const PREAMBLE: &str = "LC_ALL=C; export LC_ALL; start=$(pwd)\n";
+
+fn git_missing(target: &str) -> Diagnostic {
+    Diagnostic::error(format!("git is not installed on {target}")).with_hint(
+        "install git on the host (macOS: `xcode-select --install` or `brew install git`)",
+    )
+}
+
+fn repo_error(code: &str, repo: &str, target: &str) -> Diagnostic {
+    match code {
+        "nogit" => git_missing(target),
+        "norepo" => Diagnostic::error(format!(
+            "the repository folder {repo} does not exist on {target}"
+        ))
+        .with_hint("clone the repository there first, or fix `repo`"),
+        _ => Diagnostic::error(format!("{repo} on {target} is not a git repository"))
+            .with_hint("point `repo` at the folder of a git clone (the one holding .git)"),
+    }
+}
+
+/// Probes one repository for all its items (one round trip).
+pub async fn refresh_repo(
+    runner: &dyn Runner,
+    ctx: &Ctx,
+    repo: &str,
+    items: &[(&RefreshItem, String)],
+    resp: &mut RefreshResponse,
+) {
+    let mut script = String::from(PREAMBLE);
+    for (_, path) in items {
+        script.push_str(&resolve_fragment(&sh_path(&host_path(
+            runner,
+            &ctx.base_dir,
+            path,
+        ))));
+    }
+    script.push_str(&format!(
+        "command -v git >/dev/null 2>&1 || {{ echo 'ERR nogit'; exit 0; }}\n\
+         r={}\n\
+         [ -d \"$r\" ] || {{ echo 'ERR norepo'; exit 0; }}\n\
+         cd \"$r\" || {{ echo 'ERR norepo'; exit 0; }}\n\
+         git rev-parse --git-dir >/dev/null 2>&1 || {{ echo 'ERR notgit'; exit 0; }}\n\
+         echo OK\n\
+         git worktree list --porcelain | while IFS= read -r l; do\n\
+         \x20 case \"$l\" in\n\
+         \x20   'worktree '*) printf '%s\\n' \"$l\"; w=${{l#worktree }}; printf 'physical %s\\n' \"$(cd \"$w\" 2>/dev/null && pwd -P)\" ;;\n\
+         \x20   *) printf '%s\\n' \"$l\" ;;\n\
+         \x20 esac\n\
+         done\n",
+        sh_path(&host_path(runner, &ctx.base_dir, repo))
+    ));
+    let out = match runner.run(&script, b"").await {
+        Ok(o) => o,
+        Err(d) => {
+            for (item, _) in items {
+                resp.live.insert(item.address.clone(), None);
+            }
+            resp.diagnostics.push(d);
+            return;
+        }
+    };
+    let text = out.stdout_str();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut wanted = Vec::new();
+    let mut i = 0;
+    for _ in items {
+        let l = lines
+            .get(i)
+            .and_then(|l| l.strip_prefix("L "))
+            .unwrap_or("")
+            .to_string();
+        let p = lines
+            .get(i + 1)
+            .and_then(|l| l.strip_prefix("P "))
+            .unwrap_or("")
+            .to_string();
+        wanted.push((l, p));
+        i += 2;
+    }
+    let status = lines.get(i).copied().unwrap_or("");
+    if let Some(code) = status.strip_prefix("ERR ") {
+        for (item, _) in items {
+            resp.live.insert(item.address.clone(), None);
+            resp.diagnostics
+                .push(repo_error(code, repo, &runner.target()).with_address(&item.address));
+        }
+        return;
+    }
+    if status != "OK" || !out.ok() {
+        for (item, _) in items {
+            resp.live.insert(item.address.clone(), None);
+        }
+        resp.diagnostics.push(
+            Diagnostic::error(format!(
+                "cannot list the worktrees of {repo} on {}",
+                runner.target()
+            ))
+            .with_detail(out.stderr_str()),
+        );
+        return;
+    }
+    let entries = parse_entries(&lines[i + 1..]);
+    for ((item, path), (logical, physical)) in items.iter().zip(wanted) {
+        let found = entries.iter().find(|e| {
+            e.path == logical
+                || (!physical.is_empty() && (e.physical == physical || e.path == physical))
+        });
+        let live = match found {
+            // A worktree whose folder is gone (prunable) is missing: create prunes it first.
+            Some(e) if !e.prunable && !e.physical.is_empty() => {
+                let mut attrs = Attrs::new();
+                attrs.insert("repo".into(), Value::from(repo));
+                attrs.insert("path".into(), Value::from(path.as_str()));
+                attrs.insert(
+                    "branch".into(),
+                    e.branch.clone().map(Value::String).unwrap_or(Value::Null),
+                );
+                let mut h = Sha256::new();
+                h.update(format!(
+                    "{}\0{}\0{:?}\0{}",
+                    e.path, e.head, e.branch, e.locked
+                ));
+                Some(LiveObject {
+                    id: path.clone(),
+                    attrs,
+                    fingerprint: format!("sha256:{}", hex::encode(h.finalize())),
+                    owner: Owner::NotApplicable,
+                })
+            }
+            _ => None,
+        };
+        resp.live.insert(item.address.clone(), live);
+    }
+}
+
+pub fn diff(req: &DiffRequest) -> DiffResponse {
+    let mut changes = Vec::new();
+    let live = &req.live.attrs;
+    for k in ["repo", "path", "branch"] {
+        let d = req.desired.get(k).cloned().unwrap_or(Value::Null);
+        let l = live.get(k).cloned().unwrap_or(Value::Null);
+        if d != l {
+            changes.push(AttrChange::new(k, Some(l), Some(d)).forcing_replace());
+        }
+    }
+    let replacing = !changes.is_empty();
+    // Attributes that only matter to claw (recorded in state, nothing to
+    // change on the host): an update records them.
+    if !replacing {
+        let prior = req.prior.as_ref().map(|p| &p.attrs);
+        for k in ["base", "setup", "force"] {
+            let d = req.desired.get(k).cloned().unwrap_or(Value::Null);
+            let p = prior.and_then(|a| a.get(k)).cloned().unwrap_or(Value::Null);
+            if d != p {
+                changes.push(AttrChange::new(k, Some(p), Some(d)));
+            }
+        }
+    }
+    let replace_note = replacing.then(|| {
+        "removes the worktree folder (refused if it holds uncommitted or unpushed work) and adds it again"
+            .to_string()
+    });
+    DiffResponse {
+        changes,
+        replace_note,
+        ..Default::default()
+    }
+}
+
+/// Maps a failed git script to a diagnostic.
+fn script_error(
+    what: &str,
+    out: &crate::runner::Output,
+    target: &str,
+    address: &str,
+) -> Diagnostic {
+    let err = out.stderr_str();
+    let d = match out.code {
+        127 => git_missing(target),
+        3 | 4 => Diagnostic::error(format!("{what} on {target} failed: {err}"))
+            .with_hint("point `repo` at the folder of a git clone (the one holding .git)"),
+        _ => Diagnostic::error(format!("{what} on {target} failed (exit {})", out.code))
+            .with_detail(err),
+    };
+    d.with_address(address)
+}
+
+fn repo_prelude(repo: &str) -> String {
+    format!(
+        "command -v git >/dev/null 2>&1 || {{ echo 'git is not installed' >&2; exit 127; }}\n\
+         r={repo}\n\
+         cd \"$r\" 2>/dev/null || {{ echo \"the repository folder $r does not exist\" >&2; exit 3; }}\n\
+         git rev-parse --git-dir >/dev/null 2>&1 || {{ echo \"$r is not a git repository\" >&2; exit 4; }}\n"
+    )
+}
+
+pub async fn apply(runner: &dyn Runner, req: &ApplyRequest) -> Result<ApplyResponse, Diagnostic> {
+    let target = runner.target();
+    let hp = |p: &str| sh_path(&host_path(runner, &req.ctx.base_dir, p));
+    match req.op {
+        Op::Delete => {
+            let prior = req.prior.as_ref().map(|p| &p.attrs).ok_or_else(|| {
+                Diagnostic::error("no recorded worktree to remove").with_address(&req.address)
+            })?;
+            let (Some(repo), Some(path)) = (s(prior, "repo"), s(prior, "path")) else {
+                return Err(
+                    Diagnostic::error("the state lacks repo/path").with_address(&req.address)
+                );
+            };
+            let force = req
+                .desired
+                .as_ref()
+                .and_then(|d| d.get("force"))
+                .or_else(|| prior.get("force"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let script = format!(
+                "{PREAMBLE}p={path}; case \"$p\" in /*) ;; *) p=\"$start/$p\" ;; esac\n{prelude}\
+                 if [ -d \"$p\" ]; then\n\
+                 \x20 if [ {force} = 0 ]; then\n\
+                 \x20   d=$(git -C \"$p\" status --porcelain 2>&1) || {{ printf '%s\\n' \"$d\" >&2; exit 1; }}\n\
+                 \x20   if [ -n \"$d\" ]; then printf '%s\\n' \"$d\" | head -n 20 >&2; exit 20; fi\n\
+                 \x20   b=$(git -C \"$p\" symbolic-ref -q --short HEAD)\n\
+                 \x20   if [ -n \"$b\" ]; then u=$(git -C \"$p\" log --oneline HEAD --not --exclude=\"$b\" --branches --remotes | head -n 20)\n\
+                 \x20   else u=$(git -C \"$p\" log --oneline HEAD --not --branches --remotes | head -n 20); fi\n\
+                 \x20   if [ -n \"$u\" ]; then printf '%s\\n' \"$u\" >&2; exit 21; fi\n\
+                 \x20   git worktree remove \"$p\" || exit 1\n\
+                 \x20 else git worktree remove --force --force \"$p\" || exit 1; fi\n\
+                 else git worktree prune; fi\n",
+                path = hp(path),
+                prelude = repo_prelude(&hp(repo)),
+                force = if force { 1 } else { 0 },
+            );
+            let out = runner.run(&script, b"").await?;
+            match out.code {
+                0 => Ok(ApplyResponse::default()),
+                20 => Err(Diagnostic::error(format!(
+                    "refusing to remove the worktree {path} on {target}: it has uncommitted changes"
+                ))
+                .with_address(&req.address)
+                .with_detail(out.stderr_str())
+                .with_hint("commit or discard the changes, or set `force = true` on the resource to throw them away")),
+                21 => Err(Diagnostic::error(format!(
+                    "refusing to remove the worktree {path} on {target}: it has commits that are on no other branch or remote"
+                ))
+                .with_address(&req.address)
+                .with_detail(out.stderr_str())
+                .with_hint("push or merge them, or set `force = true` on the resource")),
+                _ => Err(script_error(&format!("removing the worktree {path}"), &out, &target, &req.address)),
+            }
+        }
+        Op::Create | Op::Update => {
+            let desired = req.desired.clone().unwrap_or_default();
+            let (Some(repo), Some(path), Some(branch)) = (
+                s(&desired, "repo"),
+                s(&desired, "path"),
+                s(&desired, "branch"),
+            ) else {
+                return Err(Diagnostic::error("repo, path and branch must be known")
+                    .with_address(&req.address));
+            };
+            if req.op == Op::Create {
+                let base = s(&desired, "base").unwrap_or("HEAD");
+                let script = format!(
+                    "{PREAMBLE}p={path}; case \"$p\" in /*) ;; *) p=\"$start/$p\" ;; esac\n{prelude}\
+                     git worktree prune\n\
+                     mkdir -p \"$(dirname -- \"$p\")\" || exit 1\n\
+                     b={branch}\n\
+                     if git show-ref --verify --quiet \"refs/heads/$b\"; then git worktree add \"$p\" \"$b\" || exit 1\n\
+                     else git worktree add -b \"$b\" \"$p\" {base} || exit 1; fi\n",
+                    path = hp(path),
+                    prelude = repo_prelude(&hp(repo)),
+                    branch = sh_quote(branch),
+                    base = sh_quote(base),
+                );
+                let out = runner.run(&script, b"").await?;
+                if !out.ok() {
+                    return Err(script_error(&format!("adding the worktree {path}"), &out, &target, &req.address)
+                        .with_hint("check that the branch is not checked out in another worktree and that the folder is empty or absent"));
+                }
+                if let Some(setup) = s(&desired, "setup").filter(|c| !c.trim().is_empty()) {
+                    req.ctx.progress.report(&req.address, "running setup");
+                    let script = format!(
+                        "{PREAMBLE}p={path}; case \"$p\" in /*) ;; *) p=\"$start/$p\" ;; esac\ncd \"$p\" || exit 1\nsh -c {} 2>&1\n",
+                        sh_quote(setup),
+                        path = hp(path),
+                    );
+                    let out = runner.run(&script, b"").await?;
+                    if !out.ok() {
+                        // Roll back so a rerun starts from scratch (the branch is kept).
+                        let rollback = format!(
+                            "{PREAMBLE}p={path}; case \"$p\" in /*) ;; *) p=\"$start/$p\" ;; esac\n{prelude}git worktree remove --force --force \"$p\"\n",
+                            path = hp(path),
+                            prelude = repo_prelude(&hp(repo)),
+                        );
+                        let _ = runner.run(&rollback, b"").await;
+                        let all = out.stdout_str();
+                        let tail: Vec<&str> = all.lines().rev().take(20).collect();
+                        let tail: Vec<&str> = tail.into_iter().rev().collect();
+                        return Err(Diagnostic::error(format!(
+                            "the setup command of {path} on {target} failed (exit {}); the worktree was removed again",
+                            out.code
+                        ))
+                        .with_address(&req.address)
+                        .with_detail(tail.join("\n"))
+                        .with_hint("fix `setup` (it runs with sh -c in the new worktree) and apply again"));
+                    }
+                }
+            }
+            let mut private = BTreeMap::new();
+            private.insert("created_by".into(), Value::from("claw"));
+            Ok(ApplyResponse {
+                state: Some(StateObject {
+                    id: path.to_string(),
+                    attrs: desired.clone(),
+                    private,
+                }),
+                diagnostics: vec![],
+            })
+        }
+    }
+}
+
+pub async fn import(runner: &dyn Runner, req: &ImportRequest) -> Result<StateObject, Diagnostic> {
+    let desired = req.desired.clone().ok_or_else(|| {
+        Diagnostic::error("import a git_worktree that is in the configuration")
+            .with_address(&req.address)
+    })?;
+    let repo = s(&desired, "repo").unwrap_or_default().to_string();
+    let item = RefreshItem {
+        address: req.address.clone(),
+        rtype: req.rtype.clone(),
+        desired: Some(desired.clone()),
+        prior: None,
+    };
+    let mut resp = RefreshResponse::default();
+    refresh_repo(
+        runner,
+        &req.ctx,
+        &repo,
+        &[(&item, req.id.clone())],
+        &mut resp,
+    )
+    .await;
+    if let Some(d) = resp.diagnostics.into_iter().find(Diagnostic::is_error) {
+        return Err(d);
+    }
+    match resp.live.remove(&req.address).flatten() {
+        Some(live) => {
+            let mut attrs = desired;
+            attrs.insert("path".into(), Value::from(req.id.as_str()));
+            if let Some(b) = live.attrs.get("branch") {
+                attrs.insert("branch".into(), b.clone());
+            }
+            Ok(StateObject {
+                id: req.id.clone(),
+                attrs,
+                private: Attrs::new(),
+            })
+        }
+        None => Err(Diagnostic::error(format!(
+            "{} is not a worktree of {repo} on {}",
+            req.id,
+            runner.target()
+        ))
+        .with_address(&req.address)
+        .with_hint("the import id of a git_worktree is its path")),
+    }
+}
+
+/// Groups refresh items by repository.
+pub fn group<'a>(
+    items: &[&'a RefreshItem],
+    resp: &mut RefreshResponse,
+) -> BTreeMap<String, Vec<(&'a RefreshItem, String)>> {
+    let mut by_repo: BTreeMap<String, Vec<(&RefreshItem, String)>> = BTreeMap::new();
+    for item in items {
+        match item_keys(item) {
+            Some((repo, path)) => by_repo.entry(repo).or_default().push((item, path)),
+            None => {
+                resp.live.insert(item.address.clone(), None);
+            }
+        }
+    }
+    by_repo
+}
