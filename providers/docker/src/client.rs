@@ -95,7 +95,10 @@ fn open(endpoint: &str) -> Result<Docker, BollardError> {
         return Docker::connect_with_unix(endpoint, TIMEOUT_SECS, bollard::API_DEFAULT_VERSION);
     }
     if let Some(rest) = endpoint.strip_prefix("tcp://") {
-        if std::env::var("DOCKER_TLS_VERIFY").map(|v| !v.is_empty()).unwrap_or(false) {
+        if std::env::var("DOCKER_TLS_VERIFY")
+            .map(|v| !v.is_empty())
+            .unwrap_or(false)
+        {
             return Err(BollardError::UnsupportedURISchemeError {
                 uri: format!("{endpoint} with DOCKER_TLS_VERIFY"),
             });
@@ -125,7 +128,11 @@ pub fn too_old(endpoint: &str, major: usize, minor: usize) -> Diagnostic {
 /// permission denied, unsupported scheme); `None` for anything else.
 pub fn connect_error(endpoint: &str, source: &str, e: &BollardError) -> Option<Diagnostic> {
     if let BollardError::SocketNotFoundError(path) = e {
-        return Some(unreachable(endpoint, source, &format!("no socket at {path}")));
+        return Some(unreachable(
+            endpoint,
+            source,
+            &format!("no socket at {path}"),
+        ));
     }
     if let BollardError::UnsupportedURISchemeError { uri } = e {
         return Some(
@@ -133,7 +140,11 @@ pub fn connect_error(endpoint: &str, source: &str, e: &BollardError) -> Option<D
                 .with_hint("claw speaks to Docker over unix:// sockets and plain tcp:// (http); for a TLS or ssh endpoint, forward it to a local socket (e.g. `ssh -L /tmp/docker.sock:/var/run/docker.sock host`) and point `host` at it"),
         );
     }
-    match io_kind(e) {
+    let kind = match e {
+        BollardError::IOError { err } => Some(err.kind()),
+        other => io_kind(other),
+    };
+    match kind {
         Some(std::io::ErrorKind::PermissionDenied) => Some(permission_denied(endpoint, source)),
         Some(
             std::io::ErrorKind::ConnectionRefused
@@ -234,7 +245,10 @@ mod tests {
     #[test]
     fn too_old_names_both_versions() {
         let d = too_old("unix:///s", 1, 24);
-        assert!(d.summary.contains("1.24") && d.summary.contains("1.41"), "{d}");
+        assert!(
+            d.summary.contains("1.24") && d.summary.contains("1.41"),
+            "{d}"
+        );
         assert!(d.hint.is_some());
     }
 }

@@ -14,6 +14,9 @@
 //! - Secret values (container `env`) are sent to the Engine and nowhere else;
 //!   live values are compared as salted hashes.
 
+// `Diagnostic` (the SDK's error type at the provider boundary) is large by design.
+#![allow(clippy::result_large_err)]
+
 mod apply;
 mod client;
 mod diff;
@@ -57,7 +60,8 @@ impl ProviderFactory for DockerFactory {
         vec![
             ResourceType {
                 name: IMAGE,
-                description: "A Docker image, built from a context folder or pulled from a registry",
+                description:
+                    "A Docker image, built from a context folder or pulled from a registry",
                 shape: Shape::of::<shapes::Image>(),
                 computed: &["id"],
             },
@@ -156,16 +160,24 @@ impl Provider for DockerProvider {
 
     async fn apply(&self, req: ApplyRequest) -> Result<ApplyResponse, Diagnostic> {
         let address = req.address.clone();
-        apply::apply(self, req)
-            .await
-            .map_err(|d| if d.address.is_none() { d.with_address(address) } else { d })
+        apply::apply(self, req).await.map_err(|d| {
+            if d.address.is_none() {
+                d.with_address(address)
+            } else {
+                d
+            }
+        })
     }
 
     async fn import(&self, req: ImportRequest) -> Result<StateObject, Diagnostic> {
         let address = req.address.clone();
-        apply::import(self, req)
-            .await
-            .map_err(|d| if d.address.is_none() { d.with_address(address) } else { d })
+        apply::import(self, req).await.map_err(|d| {
+            if d.address.is_none() {
+                d.with_address(address)
+            } else {
+                d
+            }
+        })
     }
 
     fn counters(&self) -> Vec<(String, u64)> {

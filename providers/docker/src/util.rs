@@ -46,8 +46,12 @@ fn parse_port_range(s: &str) -> Result<(u16, u16), String> {
         Some((a, b)) => (a, b),
         None => (s, s),
     };
-    let a: u16 = a.parse().map_err(|_| format!("`{s}` is not a port or port range"))?;
-    let b: u16 = b.parse().map_err(|_| format!("`{s}` is not a port or port range"))?;
+    let a: u16 = a
+        .parse()
+        .map_err(|_| format!("`{s}` is not a port or port range"))?;
+    let b: u16 = b
+        .parse()
+        .map_err(|_| format!("`{s}` is not a port or port range"))?;
     if a == 0 || b < a {
         return Err(format!("`{s}` is not a valid port range"));
     }
