@@ -638,9 +638,9 @@ impl Provider for TailscaleProvider {
                             } else {
                                 "the policy is invalid"
                             };
-                            let file = match req.desired.get("policy_file") {
-                                Some(Value::String(f)) => f.clone(),
-                                _ => "the policy".into(),
+                            let (file, attr) = match req.desired.get("policy_file") {
+                                Some(Value::String(f)) => (f.clone(), "policy_file"),
+                                _ => ("the policy".into(), "policy"),
                             };
                             resp.diagnostics.push(
                                 Diagnostic::error(format!(
@@ -648,7 +648,7 @@ impl Provider for TailscaleProvider {
                                     self.client.tailnet()
                                 ))
                                 .with_address(&req.address)
-                                .with_attr("policy")
+                                .with_attr(attr)
                                 .with_detail(quote_failures(Some(&candidate), &message, data.as_ref()))
                                 .with_hint(format!(
                                     "fix the acls or the tests in {file}; nothing was changed"

@@ -1,0 +1,138 @@
+//! `tailscale_acl` end to end through the CLI: the clawdbot-fleet example's
+//! Tailscale part (`examples/clawdbot-fleet/tailscale.toml.part` and
+//! `tailscale/policy.hujson`) against the Tailscale API double, started
+//! in-process; `base_url` points at it through `CLAW_VAR_tailscale_api_url`.
+
+use crate::common::Ctx;
+use std::path::{Path, PathBuf};
+use tailscale_api_double::{TailscaleDouble, TEST_API_KEY};
+
+fn example(rel: &str) -> String {
+    let p: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/clawdbot-fleet")
+        .join(rel);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
+
+/// A stack holding the example's Tailscale part, and a fresh tailnet.
+fn setup() -> (Ctx, TailscaleDouble) {
+    let double = TailscaleDouble::spawn();
+    let ctx = Ctx::new()
+        .env("TAILSCALE_API_KEY", TEST_API_KEY)
+        .env("CLAW_VAR_tailscale_api_url", &double.base_url());
+    ctx.write(
+        "claw.toml",
+        &format!(
+            "[stack]\nname = \"clawdbot\"\n\n{}",
+            example("tailscale.toml.part")
+        ),
+    );
+    ctx.write("tailscale/policy.hujson", &example("tailscale/policy.hujson"));
+    (ctx, double)
+}
+
+#[test]
+fn example_acl_applies_then_plans_clean() {
+    let (ctx, double) = setup();
+    let plan = ctx.ok(&["plan", "--detailed-exitcode"], 2);
+    assert!(plan.stdout.contains("tailscale_acl.fleet"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("+") && plan.stdout.contains("tag:clawdbot:8080"),
+        "the plan shows the policy as a diff: {}",
+        plan.stdout
+    );
+    assert!(double.is_default(), "plan changes nothing");
+
+    ctx.ok(&["apply", "--auto-approve"], 0);
+    assert_eq!(
+        double.policy(),
+        example("tailscale/policy.hujson"),
+        "the file itself is posted, comments included"
+    );
+    let state = ctx.state().to_string();
+    assert!(!state.contains(TEST_API_KEY), "no key in state");
+
+    let again = ctx.ok(&["plan", "--detailed-exitcode"], 0);
+    assert!(!again.all().contains(TEST_API_KEY));
+
+    // Comments and formatting alone are no change.
+    let reformatted = example("tailscale/policy.hujson")
+        .replace("// ", "// (reworded) ")
+        .replace('\t', "    ");
+    ctx.write("tailscale/policy.hujson", &reformatted);
+    ctx.ok(&["plan", "--detailed-exitcode"], 0);
+}
+
+#[test]
+fn an_edit_behind_claws_back_between_plan_and_apply_is_refused() {
+    let (ctx, double) = setup();
+    ctx.ok(&["apply", "--auto-approve"], 0);
+    let edited = example("tailscale/policy.hujson").replace("8080", "8443");
+    ctx.write("tailscale/policy.hujson", &edited);
+    let plan = ctx.ok(&["plan", "--out", "plan.json", "--detailed-exitcode"], 2);
+    assert!(plan.stdout.contains("8443"), "{}", plan.stdout);
+    let planned = std::fs::read_to_string(ctx.path("plan.json")).unwrap();
+    assert!(
+        planned.contains(&double.etag()),
+        "the plan file keeps the ETag it was planned against"
+    );
+
+    // An admin edits the policy in the console.
+    let console = example("tailscale/policy.hujson").replace(
+        "\"group:dev\": [\"user@example.com\"]",
+        "\"group:dev\": [\"user@example.com\", \"ops@example.com\"]",
+    );
+    double.console_edit(&console).expect("console edit");
+
+    let out = ctx.ok(&["apply", "plan.json"], 1);
+    let all = out.all();
+    assert!(
+        all.contains("stale") || all.contains("policy changed since plan"),
+        "{all}"
+    );
+    assert_eq!(double.policy(), console, "the console edit survives");
+
+    // A new plan shows the console edit being replaced.
+    let replan = ctx.ok(&["plan", "--detailed-exitcode"], 2);
+    assert!(replan.stdout.contains("ops@example.com"), "{}", replan.stdout);
+}
+
+#[test]
+fn failing_policy_tests_fail_the_plan() {
+    let (ctx, double) = setup();
+    let broken = example("tailscale/policy.hujson").replace(
+        "\"dst\": [\"tag:clawdbot:8080\"]",
+        "\"dst\": [\"tag:clawdbot:*\"]",
+    );
+    ctx.write("tailscale/policy.hujson", &broken);
+    let out = ctx.ok(&["plan"], 1);
+    let all = out.all();
+    assert!(all.contains("the policy's tests fail"), "{all}");
+    assert!(
+        all.contains(r#"address "tag:clawdbot:22": want: Drop, got: Accept"#),
+        "{all}"
+    );
+    assert!(double.is_default());
+}
+
+#[test]
+fn an_existing_policy_must_be_imported_before_claw_owns_it() {
+    let (ctx, double) = setup();
+    let console = example("tailscale/policy.hujson").replace("8080", "7000");
+    double.console_edit(&console).unwrap();
+    let out = ctx.ok(&["plan"], 1);
+    assert!(
+        out.all().contains("claw import tailscale_acl.fleet -"),
+        "{}",
+        out.all()
+    );
+    ctx.ok(&["import", "tailscale_acl.fleet", "-"], 0);
+    let plan = ctx.ok(&["plan", "--detailed-exitcode"], 2);
+    assert!(
+        plan.stdout.contains("7000") && plan.stdout.contains("8080"),
+        "{}",
+        plan.stdout
+    );
+    ctx.ok(&["apply", "--auto-approve"], 0);
+    assert_eq!(double.policy(), example("tailscale/policy.hujson"));
+}
