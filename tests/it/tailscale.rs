@@ -27,7 +27,10 @@ fn setup() -> (Ctx, TailscaleDouble) {
             example("tailscale.toml.part")
         ),
     );
-    ctx.write("tailscale/policy.hujson", &example("tailscale/policy.hujson"));
+    ctx.write(
+        "tailscale/policy.hujson",
+        &example("tailscale/policy.hujson"),
+    );
     (ctx, double)
 }
 
@@ -35,7 +38,11 @@ fn setup() -> (Ctx, TailscaleDouble) {
 fn example_acl_applies_then_plans_clean() {
     let (ctx, double) = setup();
     let plan = ctx.ok(&["plan", "--detailed-exitcode"], 2);
-    assert!(plan.stdout.contains("tailscale_acl.fleet"), "{}", plan.stdout);
+    assert!(
+        plan.stdout.contains("tailscale_acl.fleet"),
+        "{}",
+        plan.stdout
+    );
     assert!(
         plan.stdout.contains("+") && plan.stdout.contains("tag:clawdbot:8080"),
         "the plan shows the policy as a diff: {}",
@@ -94,7 +101,11 @@ fn an_edit_behind_claws_back_between_plan_and_apply_is_refused() {
 
     // A new plan shows the console edit being replaced.
     let replan = ctx.ok(&["plan", "--detailed-exitcode"], 2);
-    assert!(replan.stdout.contains("ops@example.com"), "{}", replan.stdout);
+    assert!(
+        replan.stdout.contains("ops@example.com"),
+        "{}",
+        replan.stdout
+    );
 }
 
 #[test]
