@@ -33,7 +33,7 @@ use std::time::Duration;
 #[derive(Deserialize, JsonSchema, Default, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct HostConfig {
-    /// `host` or `host:port` (IPv6 as `[::1]:22`). Absent: this machine, no SSH.
+    /// `host` or `host:port` (IPv6 as `[::1]:22`). Absent or empty: this machine, no SSH.
     #[serde(default)]
     pub address: Option<String>,
     /// The login user (default: the local user name).
@@ -65,6 +65,9 @@ impl HostConfig {
         let j = serde_json::Value::Object(
             attrs
                 .iter()
+                // An empty string is "not set": `address = "${vars.addr}"` with
+                // an empty var means this machine.
+                .filter(|(_, v)| v.as_str() != Some(""))
                 .map(|(k, v)| (k.clone(), v.to_json_exposed()))
                 .collect(),
         );
@@ -150,10 +153,7 @@ impl ProviderFactory for HostFactory {
                 }))
             }
         };
-        Ok(Arc::new(HostProvider {
-            alias: req.alias,
-            runner,
-        }))
+        Ok(Arc::new(HostProvider::with_runner(&req.alias, runner)))
     }
 }
 
@@ -161,6 +161,7 @@ impl ProviderFactory for HostFactory {
 pub struct HostProvider {
     pub alias: String,
     pub runner: Arc<dyn Runner>,
+    repo_locks: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl HostProvider {
@@ -170,6 +171,7 @@ impl HostProvider {
         HostProvider {
             alias: alias.into(),
             runner,
+            repo_locks: Default::default(),
         }
     }
 }
@@ -192,7 +194,7 @@ impl Provider for HostProvider {
     fn prepare(&self, req: InstanceRequest<'_>) -> Result<Attrs, Diagnostic> {
         match req.rtype {
             "file" => file::prepare(&req),
-            "git_worktree" => Ok(req.attrs.clone()),
+            "git_worktree" => worktree::prepare(&req),
             "tmux_session" => tmux::prepare(&req),
             other => Err(unknown_type(other)),
         }
@@ -271,7 +273,17 @@ impl Provider for HostProvider {
     async fn apply(&self, req: ApplyRequest) -> Result<ApplyResponse, Diagnostic> {
         match req.rtype.as_str() {
             "file" => file::apply(self.runner.as_ref(), &req).await,
-            "git_worktree" => worktree::apply(self.runner.as_ref(), &req).await,
+            "git_worktree" => {
+                // One git operation at a time per repository: concurrent
+                // `worktree add` / `prune` in one repository race.
+                let key = worktree::repo_key(&req);
+                let lock = {
+                    let mut m = self.repo_locks.lock().unwrap_or_else(|e| e.into_inner());
+                    m.entry(key).or_default().clone()
+                };
+                let _g = lock.lock().await;
+                worktree::apply(self.runner.as_ref(), &req).await
+            }
             "tmux_session" => tmux::apply(self.runner.as_ref(), &req).await,
             other => Err(unknown_type(other).with_address(&req.address)),
         }
@@ -287,10 +299,6 @@ impl Provider for HostProvider {
     }
 
     fn counters(&self) -> Vec<(String, u64)> {
-        self.runner
-            .counters()
-            .into_iter()
-            .map(|(k, v)| (format!("{k} ({})", self.alias), v))
-            .collect()
+        self.runner.counters()
     }
 }

@@ -105,7 +105,7 @@ impl Runner for LocalRunner {
                     "a command on the local host did not finish within {}s",
                     self.command_timeout.as_secs()
                 ))
-                .with_hint("raise `command_timeout` in [host.local] or check the command"))
+                .with_hint("check the command; a [host.NAME] without `address` runs locally with its own `command_timeout`"))
             }
         };
         let _ = writer.await;

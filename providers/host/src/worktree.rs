@@ -66,6 +66,31 @@ pub fn validate(req: &InstanceRequest<'_>) -> Vec<Diagnostic> {
     d
 }
 
+/// Drops empty optional strings (`setup = "${vars.setup}"` with an empty var).
+pub fn prepare(req: &InstanceRequest<'_>) -> Result<Attrs, Diagnostic> {
+    let mut out = req.attrs.clone();
+    for k in ["base", "setup"] {
+        if out
+            .get(k)
+            .and_then(Value::as_str)
+            .is_some_and(|v| v.trim().is_empty())
+        {
+            out.remove(k);
+        }
+    }
+    Ok(out)
+}
+
+/// The repository an apply works in (for the per-repository lock).
+pub fn repo_key(req: &ApplyRequest) -> String {
+    req.desired
+        .as_ref()
+        .and_then(|d| s(d, "repo"))
+        .or_else(|| req.prior.as_ref().and_then(|p| s(&p.attrs, "repo")))
+        .unwrap_or("")
+        .to_string()
+}
+
 fn s<'a>(a: &'a Attrs, k: &str) -> Option<&'a str> {
     a.get(k).and_then(Value::as_str)
 }
@@ -366,13 +391,13 @@ pub async fn apply(runner: &dyn Runner, req: &ApplyRequest) -> Result<ApplyRespo
                 ))
                 .with_address(&req.address)
                 .with_detail(out.stderr_str())
-                .with_hint("commit or discard the changes, or set `force = true` on the resource to throw them away")),
+                .with_hint("commit or discard the changes; or, to throw them away, set `force = true` on the resource and run `claw apply` (which records it) before destroying")),
                 21 => Err(Diagnostic::error(format!(
                     "refusing to remove the worktree {path} on {target}: it has commits that are on no other branch or remote"
                 ))
                 .with_address(&req.address)
                 .with_detail(out.stderr_str())
-                .with_hint("push or merge them, or set `force = true` on the resource")),
+                .with_hint("push or merge them; or set `force = true` on the resource and run `claw apply` (which records it) before destroying")),
                 _ => Err(script_error(&format!("removing the worktree {path}"), &out, &target, &req.address)),
             }
         }
