@@ -68,6 +68,17 @@ fn example_acl_applies_then_plans_clean() {
         .replace('\t', "    ");
     ctx.write("tailscale/policy.hujson", &reformatted);
     ctx.ok(&["plan", "--detailed-exitcode"], 0);
+
+    // Destroy forgets (reset_on_destroy defaults to false): the tailnet keeps its policy.
+    let etag = double.etag();
+    ctx.ok(&["destroy", "--auto-approve"], 0);
+    assert_eq!(double.etag(), etag);
+    assert_eq!(double.policy(), example("tailscale/policy.hujson"));
+    let left = ctx.state();
+    assert!(
+        left["resources"].as_object().is_none_or(|r| r.is_empty()),
+        "{left}"
+    );
 }
 
 #[test]
