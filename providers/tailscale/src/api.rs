@@ -78,6 +78,18 @@ pub struct Client {
     calls: AtomicU64,
 }
 
+/// Attempts per request when the API rate-limits (429), is unavailable (503)
+/// or cannot be connected to.
+const MAX_ATTEMPTS: u32 = 3;
+
+/// The wait before attempt `attempt + 1`: `Retry-After` (at most 10 s), else 0.5 s, 1 s.
+fn backoff(attempt: u32, retry_after: Option<u64>) -> Duration {
+    match retry_after {
+        Some(s) => Duration::from_secs(s.min(10)),
+        None => Duration::from_millis(500 * u64::from(attempt)),
+    }
+}
+
 /// Percent-encodes a path segment (keeps letters, digits, `-._~@`).
 fn segment(s: &str) -> String {
     let mut out = String::new();
@@ -225,19 +237,41 @@ impl Client {
         req: reqwest::RequestBuilder,
     ) -> Result<(u16, reqwest::header::HeaderMap, String), ApiError> {
         let auth = self.authorization().await?;
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        let resp = req
-            .header(reqwest::header::AUTHORIZATION, auth)
-            .send()
-            .await
-            .map_err(|e| ApiError::Transport(e.without_url().to_string()))?;
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp
-            .text()
-            .await
-            .map_err(|e| ApiError::Transport(e.without_url().to_string()))?;
-        Ok((status, headers, body))
+        let req = req.header(reqwest::header::AUTHORIZATION, auth);
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            // Bodies are strings, so a request can always be cloned.
+            let this = req
+                .try_clone()
+                .ok_or_else(|| ApiError::Transport("the request cannot be repeated".into()))?;
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            let resp = match this.send().await {
+                Ok(r) => r,
+                // Not connected: nothing was sent, so trying again is safe.
+                Err(e) if e.is_connect() && attempt < MAX_ATTEMPTS => {
+                    tokio::time::sleep(backoff(attempt, None)).await;
+                    continue;
+                }
+                Err(e) => return Err(ApiError::Transport(e.without_url().to_string())),
+            };
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            if (status == 429 || status == 503) && attempt < MAX_ATTEMPTS {
+                // Rate limited or unavailable: the request was not processed.
+                let after = headers
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                tokio::time::sleep(backoff(attempt, after)).await;
+                continue;
+            }
+            let body = resp
+                .text()
+                .await
+                .map_err(|e| ApiError::Transport(e.without_url().to_string()))?;
+            return Ok((status, headers, body));
+        }
     }
 
     fn status_error(status: u16, body: &str) -> ApiError {

@@ -1008,3 +1008,37 @@ mod double_api {
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     }
 }
+
+#[tokio::test]
+async fn rate_limits_and_unavailability_are_retried_then_reported() {
+    let f = Fixture::new();
+    let config = f.write_policy(&example_policy());
+    let desired = f.prepare(f.provider.as_ref(), &config).unwrap();
+    f.double.fail_next(&[429, 503]);
+    f.refresh(f.provider.as_ref(), Some(&desired), None)
+        .await
+        .expect("retried after Retry-After");
+    assert_eq!(f.double.request_count(), 3);
+    assert_eq!(f.provider.counters()[0].1, 3);
+
+    f.double.fail_next(&[429, 429, 429]);
+    let errs = f
+        .refresh(f.provider.as_ref(), Some(&desired), None)
+        .await
+        .unwrap_err();
+    assert!(
+        errs[0]
+            .to_string()
+            .contains("answered 429: injected failure"),
+        "{:?}",
+        errs
+    );
+    // Other errors are not retried.
+    f.double.fail_next(&[500]);
+    let errs = f
+        .refresh(f.provider.as_ref(), Some(&desired), None)
+        .await
+        .unwrap_err();
+    assert!(errs[0].to_string().contains("answered 500"), "{errs:?}");
+    assert_eq!(f.double.request_count(), 3 + 3 + 1);
+}

@@ -94,6 +94,8 @@ struct State {
     tokens: HashMap<String, Token>,
     next_token: u64,
     log: Vec<Logged>,
+    /// Statuses to answer the next requests with (fault injection).
+    inject: std::collections::VecDeque<u16>,
 }
 
 impl State {
@@ -194,6 +196,16 @@ impl TailscaleDouble {
         self.state.lock().unwrap().log.clone()
     }
 
+    /// Answers the next requests with these statuses instead of serving them
+    /// (429 and 503 carry `Retry-After: 0`), one status per request.
+    pub fn fail_next(&self, statuses: &[u16]) {
+        self.state
+            .lock()
+            .unwrap()
+            .inject
+            .extend(statuses.iter().copied());
+    }
+
     /// The number of requests served so far.
     pub fn request_count(&self) -> usize {
         self.state.lock().unwrap().log.len()
@@ -217,6 +229,7 @@ fn new_state(cfg: Config) -> Shared {
         tokens: HashMap::new(),
         next_token: 1,
         log: Vec::new(),
+        inject: Default::default(),
     };
     s.set_policy(DEFAULT_POLICY.to_string(), true);
     Arc::new(Mutex::new(s))
@@ -332,7 +345,17 @@ async fn handle(state: Shared, req: Request<Body>) -> Response<Body> {
     let body = to_bytes(req.into_body(), 4 << 20).await.unwrap_or_default();
     let body = String::from_utf8_lossy(&body).into_owned();
     let mut s = state.lock().unwrap();
-    let resp = serve(&mut s, &method, &path, &headers, if_match.as_deref(), &body);
+    let resp = if let Some(code) = s.inject.pop_front() {
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut r = message(status, "injected failure");
+        if code == 429 || code == 503 {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("0"));
+        }
+        r
+    } else {
+        serve(&mut s, &method, &path, &headers, if_match.as_deref(), &body)
+    };
     s.log.push(Logged {
         method: method.to_string(),
         path,
