@@ -284,9 +284,17 @@ impl Client {
         }
     }
 
+    /// The policy of an answer. The body is read as HuJSON (a superset of
+    /// JSON), so a server answering HuJSON to `Accept: application/json` works
+    /// too; an empty body is the empty policy.
     fn policy_from(headers: &reqwest::header::HeaderMap, body: &str) -> Result<Policy, ApiError> {
-        let value: Value = serde_json::from_str(body)
-            .map_err(|e| ApiError::BadResponse(format!("the policy is not JSON: {e}")))?;
+        let value = if body.trim().is_empty() {
+            Value::Object(Default::default())
+        } else {
+            crate::hujson::parse(body).map_err(|e| {
+                ApiError::BadResponse(format!("the policy in the answer does not parse: {e}"))
+            })?
+        };
         let etag = headers
             .get(reqwest::header::ETAG)
             .and_then(|v| v.to_str().ok())
@@ -320,7 +328,9 @@ impl Client {
                     .body(policy.to_string()),
             )
             .await?;
-        if status != 200 {
+        // Tailscale answers 200 even for an invalid policy; a 400 with a
+        // message is read the same way.
+        if status != 200 && status != 400 {
             return Err(Self::status_error(status, &body));
         }
         // 200 with an empty object (or no `message`) means valid.
@@ -329,6 +339,10 @@ impl Client {
             Some(m) if !m.is_empty() => Ok(Validation::Failed {
                 message: m.to_string(),
                 data: v.get("data").cloned().filter(|d| !d.is_null()),
+            }),
+            _ if status == 400 => Ok(Validation::Failed {
+                message: message_of(&body).0,
+                data: None,
             }),
             _ => Ok(Validation::Ok),
         }
@@ -342,19 +356,30 @@ impl Client {
         if_match: &str,
     ) -> Result<Policy, ApiError> {
         let http = self.http()?;
-        let (status, headers, text) = self
-            .send(
-                http.post(self.acl_url(""))
-                    .header(reqwest::header::CONTENT_TYPE, content_type)
-                    .header(reqwest::header::ACCEPT, "application/json")
-                    .header(reqwest::header::IF_MATCH, if_match)
-                    .body(body),
-            )
-            .await?;
-        if status != 200 {
+        let mut req = http
+            .post(self.acl_url(""))
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .body(body);
+        if !if_match.is_empty() {
+            req = req.header(reqwest::header::IF_MATCH, if_match);
+        }
+        let (status, headers, text) = self.send(req).await?;
+        if !(200..300).contains(&status) {
             return Err(Self::status_error(status, &text));
         }
-        Self::policy_from(&headers, &text)
+        // The write succeeded: an unreadable answer must not turn it into a
+        // failure. `Null` tells the caller to record what it sent.
+        Ok(
+            Self::policy_from(&headers, &text).unwrap_or_else(|_| Policy {
+                value: Value::Null,
+                etag: headers
+                    .get(reqwest::header::ETAG)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string(),
+            }),
+        )
     }
 }
 

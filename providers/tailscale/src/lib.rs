@@ -278,37 +278,70 @@ fn reset_on_destroy(attrs: &Attrs) -> bool {
         .unwrap_or(false)
 }
 
-/// Policies Tailscale has shipped as a new tailnet's default (standardized).
-/// A live policy equal to one of them is "the default": adopting it needs no import.
-fn default_policies() -> Vec<String> {
-    let ssh = serde_json::json!([{
-        "action": "check",
-        "src": ["autogroup:member"],
-        "dst": ["autogroup:self"],
-        "users": ["autogroup:nonroot", "root"],
-    }]);
-    let acls = serde_json::json!([{"action": "accept", "src": ["*"], "dst": ["*:*"]}]);
-    let funnel = serde_json::json!([{"target": ["autogroup:member"], "attr": ["funnel"]}]);
-    let grants = serde_json::json!([{"src": ["*"], "dst": ["*"], "ip": ["*"]}]);
-    let mut out = vec![
-        hujson::standardize(&serde_json::json!({})),
-        hujson::standardize(&serde_json::json!({ "acls": acls })),
-        hujson::standardize(&serde_json::json!({ "acls": acls, "ssh": ssh })),
-        hujson::standardize(&serde_json::json!({ "acls": acls, "ssh": ssh, "nodeAttrs": funnel })),
-        hujson::standardize(&serde_json::json!({ "grants": grants, "ssh": ssh })),
-        hujson::standardize(
-            &serde_json::json!({ "grants": grants, "ssh": ssh, "nodeAttrs": funnel }),
-        ),
-    ];
-    if let Ok(v) = hujson::parse(DEFAULT_POLICY) {
-        out.push(hujson::standardize(&v));
-    }
-    out
+fn strs(v: Option<&serde_json::Value>) -> Option<Vec<&str>> {
+    v?.as_array()?.iter().map(|x| x.as_str()).collect()
 }
 
-/// True when a standardized policy is a new tailnet's default policy.
+/// True when a policy is a new tailnet's default policy, or something as
+/// unconfigured: every access rule allows everything (`acls` of
+/// `{"action":"accept","src":["*"],"dst":["*:*"]}` or `grants` of
+/// `{"src":["*"],"dst":["*"],"ip":["*"]}`), SSH is at most the members'
+/// own-device rule, node attributes at most `funnel` for members, and nothing
+/// else (groups, tags, hosts, tests...) is defined. Comments, formatting and
+/// key order do not matter. Adopting such a policy overwrites nothing of value.
 pub fn is_default_policy(standardized: &str) -> bool {
-    default_policies().iter().any(|d| d == standardized)
+    use serde_json::Value as J;
+    let Ok(J::Object(top)) = serde_json::from_str::<J>(standardized) else {
+        return false;
+    };
+    let only = |rule: &J, keys: &[&str]| {
+        rule.as_object()
+            .is_some_and(|o| o.keys().all(|k| keys.contains(&k.as_str())))
+    };
+    let allow_all_acl = |r: &J| {
+        only(r, &["action", "src", "dst"])
+            && r.get("action").and_then(J::as_str) == Some("accept")
+            && strs(r.get("src")) == Some(vec!["*"])
+            && strs(r.get("dst")) == Some(vec!["*:*"])
+    };
+    let allow_all_grant = |r: &J| {
+        only(r, &["src", "dst", "ip"])
+            && strs(r.get("src")) == Some(vec!["*"])
+            && strs(r.get("dst")) == Some(vec!["*"])
+            && strs(r.get("ip")) == Some(vec!["*"])
+    };
+    let own_devices_ssh = |r: &J| {
+        only(r, &["action", "src", "dst", "users", "checkPeriod"])
+            && matches!(
+                r.get("action").and_then(J::as_str),
+                Some("check" | "accept")
+            )
+            && strs(r.get("src")) == Some(vec!["autogroup:member"])
+            && strs(r.get("dst")) == Some(vec!["autogroup:self"])
+            && strs(r.get("users"))
+                .is_some_and(|u| u.iter().all(|x| *x == "autogroup:nonroot" || *x == "root"))
+    };
+    let funnel = |r: &J| {
+        only(r, &["target", "attr"])
+            && strs(r.get("target")) == Some(vec!["autogroup:member"])
+            && strs(r.get("attr")) == Some(vec!["funnel"])
+    };
+    let nonempty_all = |v: &J, f: &dyn Fn(&J) -> bool| {
+        v.as_array()
+            .is_some_and(|a| !a.is_empty() && a.iter().all(f))
+    };
+    top.iter().all(|(k, v)| match k.as_str() {
+        "acls" => nonempty_all(v, &allow_all_acl),
+        "grants" => nonempty_all(v, &allow_all_grant),
+        "ssh" => v.as_array().is_some_and(|a| a.iter().all(own_devices_ssh)),
+        "nodeAttrs" => v.as_array().is_some_and(|a| a.iter().all(funnel)),
+        _ => match v {
+            J::Null | J::Bool(false) => true,
+            J::Array(a) => a.is_empty(),
+            J::Object(o) => o.is_empty(),
+            _ => false,
+        },
+    })
 }
 
 /// "  test {…}\n    error" lines quoting the failing tests of `policy`.
@@ -682,11 +715,17 @@ impl Provider for TailscaleProvider {
     async fn apply(&self, req: ApplyRequest) -> Result<ApplyResponse, Diagnostic> {
         let address = req.address.as_str();
         let precondition = match &req.live {
-            Some(l) if !l.fingerprint.is_empty() => l.fingerprint.clone(),
+            Some(l) => l.fingerprint.clone(),
             // No live object seen at plan time: only a tailnet still on the
             // default policy may be written.
-            _ => "\"ts-default\"".to_string(),
+            None => "\"ts-default\"".to_string(),
         };
+        if precondition.is_empty() {
+            req.ctx.progress.report(
+                address,
+                "warning: the API sent no ETag; writing without an If-Match precondition",
+            );
+        }
         match req.op {
             Op::Delete => {
                 let prior = req.prior.clone().unwrap_or_default();
@@ -750,7 +789,7 @@ impl Provider for TailscaleProvider {
                     .await?;
                 let applied = hujson::standardize(&p.value);
                 let mut state = self.state_for(&desired, planned.clone(), &p.etag);
-                if applied != planned {
+                if !p.value.is_null() && applied != planned {
                     // The server normalised something: record what it holds so
                     // the next plan compares like with like.
                     state.attrs.insert("policy".into(), Value::String(applied));
@@ -795,8 +834,28 @@ mod tests {
     fn the_shipped_default_is_recognised() {
         let v = hujson::parse(DEFAULT_POLICY).unwrap();
         assert!(is_default_policy(&hujson::standardize(&v)));
-        let edited = serde_json::json!({"acls": []});
-        assert!(!is_default_policy(&hujson::standardize(&edited)));
+        let std = |v: serde_json::Value| hujson::standardize(&v);
+        let all = serde_json::json!([{"action": "accept", "src": ["*"], "dst": ["*:*"]}]);
+        let ssh = serde_json::json!([{"action": "check", "src": ["autogroup:member"], "dst": ["autogroup:self"], "users": ["autogroup:nonroot", "root"]}]);
+        let funnel = serde_json::json!([{"target": ["autogroup:member"], "attr": ["funnel"]}]);
+        let grants = serde_json::json!([{"src": ["*"], "dst": ["*"], "ip": ["*"]}]);
+        for d in [
+            serde_json::json!({}),
+            serde_json::json!({"acls": all}),
+            serde_json::json!({"acls": all, "ssh": ssh, "nodeAttrs": funnel, "groups": {}, "tagOwners": {}, "tests": []}),
+            serde_json::json!({"grants": grants, "ssh": ssh}),
+        ] {
+            assert!(is_default_policy(&std(d.clone())), "{d}");
+        }
+        for edited in [
+            serde_json::json!({"acls": []}),
+            serde_json::json!({"acls": all, "groups": {"group:a": ["a@example.com"]}}),
+            serde_json::json!({"acls": [{"action": "accept", "src": ["*"], "dst": ["*:22"]}]}),
+            serde_json::json!({"acls": all, "tests": [{"src": "a@example.com", "accept": ["b@example.com:22"]}]}),
+            serde_json::json!({"grants": [{"src": ["*"], "dst": ["tag:x"], "ip": ["*"]}]}),
+        ] {
+            assert!(!is_default_policy(&std(edited.clone())), "{edited}");
+        }
     }
 
     #[test]

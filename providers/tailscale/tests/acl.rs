@@ -1042,3 +1042,46 @@ async fn rate_limits_and_unavailability_are_retried_then_reported() {
     assert!(errs[0].to_string().contains("answered 500"), "{errs:?}");
     assert_eq!(f.double.request_count(), 3 + 3 + 1);
 }
+
+#[tokio::test]
+async fn another_servers_default_policy_is_adopted_without_import() {
+    // A default written differently: grants instead of acls, empty sections,
+    // other comments, funnel for members.
+    let initial = r#"// a fresh tailnet
+{
+  "groups": {},
+  "tagOwners": {},
+  "grants": [ { "src": ["*"], "dst": ["*"], "ip": ["*"] } ],
+  "ssh": [
+    { "action": "check", "src": ["autogroup:member"], "dst": ["autogroup:self"], "users": ["autogroup:nonroot", "root"] },
+  ],
+  "nodeAttrs": [ { "target": ["autogroup:member"], "attr": ["funnel"] } ],
+  "tests": [],
+}"#;
+    let double = TailscaleDouble::spawn_with(tailscale_api_double::Config {
+        initial_policy: Some(initial.to_string()),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut f = Fixture::new();
+    let mut attrs = Attrs::new();
+    attrs.insert("api_key".into(), secret(&f.ctx, TEST_API_KEY));
+    attrs.insert("base_url".into(), Value::str(double.base_url()));
+    f.provider = Fixture::configure(&f.ctx, attrs).unwrap();
+    f.double = double;
+    let config = f.write_policy(&example_policy());
+    let planned = f.plan(&config, None).await;
+    assert!(
+        errors(&planned.diff.diagnostics).is_empty(),
+        "{:?}",
+        planned.diff.diagnostics
+    );
+    // A server that sends no ETag: the write goes without a precondition.
+    let mut live = planned.live.clone();
+    live.fingerprint.clear();
+    let planned = Planned { live, ..planned };
+    f.apply(&planned, None).await.expect("apply");
+    let last = f.double.requests().pop().unwrap();
+    assert_eq!((last.method.as_str(), last.if_match), ("POST", None));
+    assert_eq!(f.double.policy(), example_policy());
+}

@@ -53,6 +53,9 @@ pub struct Config {
     pub oauth_clients: Vec<(String, String)>,
     /// `127.0.0.1:0` picks a free port.
     pub listen: SocketAddr,
+    /// The policy the tailnet starts with (`None`: [`DEFAULT_POLICY`]); it
+    /// counts as the default policy for `If-Match: "ts-default"`.
+    pub initial_policy: Option<String>,
 }
 
 impl Default for Config {
@@ -62,6 +65,7 @@ impl Default for Config {
             api_keys: vec![TEST_API_KEY.into()],
             oauth_clients: vec![(TEST_OAUTH_ID.into(), TEST_OAUTH_SECRET.into())],
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            initial_policy: None,
         }
     }
 }
@@ -231,7 +235,12 @@ fn new_state(cfg: Config) -> Shared {
         log: Vec::new(),
         inject: Default::default(),
     };
-    s.set_policy(DEFAULT_POLICY.to_string(), true);
+    let initial = s
+        .cfg
+        .initial_policy
+        .clone()
+        .unwrap_or_else(|| DEFAULT_POLICY.to_string());
+    s.set_policy(initial, true);
     Arc::new(Mutex::new(s))
 }
 
