@@ -142,13 +142,8 @@ async fn create_container(
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        if kind == "bind" && !source.starts_with('/') {
-            source = req
-                .ctx
-                .base_dir
-                .join(&source)
-                .to_string_lossy()
-                .into_owned();
+        if kind == "bind" {
+            source = util::abs_path(&req.ctx.base_dir, &source);
         }
         mounts.push(Mount {
             typ: Some(if kind == "bind" {

@@ -206,14 +206,19 @@ pub fn api_error(what: &str, e: &BollardError) -> Diagnostic {
         other => other.to_string(),
     };
     let d = Diagnostic::error(format!("failed to {what}: {msg}"));
+    if msg.contains("is already in use") || msg.contains("already exists") {
+        return d.with_hint("another object already has this name: remove or rename it, choose another `name`, or adopt it with `claw import`");
+    }
+    if msg.contains("in use") || msg.contains("active endpoints") || msg.contains("being used") {
+        return d.with_hint("it is still used by another object (a container on the network, mounting the volume or running the image): remove that first");
+    }
     match status(e) {
-        Some(409) if msg.contains("is already in use") || msg.contains("already exists") => d
-            .with_hint("another object already has this name: remove or rename it, choose another `name`, or adopt it with `claw import`"),
-        Some(409) if msg.contains("in use") || msg.contains("active endpoints") || msg.contains("being used") => d
-            .with_hint("it is still used by another object (a container on the network, mounting the volume or running the image): remove that first"),
-        Some(404) if msg.contains("No such image") => d
-            .with_hint("build or pull the image first (a `docker_image` resource with `build` or `pull = true`), or fix `image`"),
-        Some(404) if msg.contains("network") => d.with_hint("declare the network as a `docker_network` resource or create it first"),
+        Some(404) if msg.contains("No such image") => d.with_hint(
+            "build or pull the image first (a `docker_image` resource with `build` or `pull = true`), or fix `image`",
+        ),
+        Some(404) if msg.contains("network") => {
+            d.with_hint("declare the network as a `docker_network` resource or create it first")
+        }
         _ => d,
     }
 }

@@ -302,8 +302,8 @@ fn norm_mounts(v: Option<&Value>, base: &Path) -> Option<Value> {
     for m in list {
         let kind = m.get_path("type").and_then(Value::as_str)?;
         let mut source = m.get_path("source").and_then(Value::as_str)?.to_string();
-        if kind == "bind" && !source.starts_with('/') {
-            source = base.join(&source).to_string_lossy().into_owned();
+        if kind == "bind" {
+            source = util::abs_path(base, &source);
         }
         let target = m.get_path("target").and_then(Value::as_str)?;
         let ro = m

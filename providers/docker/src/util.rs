@@ -381,6 +381,30 @@ pub fn tar_context(dir: &Path) -> std::io::Result<Vec<u8>> {
     b.into_inner()
 }
 
+/// A bind-mount source as Docker needs it: absolute (relative paths resolve
+/// from the folder of claw.toml, itself made absolute), `.` and `..` removed.
+pub fn abs_path(base: &Path, source: &str) -> String {
+    let joined = base.join(source);
+    let joined = if joined.is_absolute() {
+        joined
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(&joined))
+            .unwrap_or(joined)
+    };
+    let mut out = std::path::PathBuf::new();
+    for c in joined.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out.to_string_lossy().into_owned()
+}
+
 /// Set difference helper for network lists.
 pub fn set(v: &[String]) -> BTreeSet<String> {
     v.iter().cloned().collect()
@@ -440,6 +464,14 @@ mod tests {
         assert_eq!(normalize_ref("busybox"), "busybox:latest");
         assert_eq!(normalize_ref("docker.io/library/busybox:1"), "busybox:1");
         assert_eq!(normalize_ref("localhost:5000/x"), "localhost:5000/x:latest");
+    }
+
+    #[test]
+    fn bind_sources_become_absolute() {
+        assert_eq!(abs_path(Path::new("/a/b"), "."), "/a/b");
+        assert_eq!(abs_path(Path::new("/a/b"), "../c/./d"), "/a/c/d");
+        assert_eq!(abs_path(Path::new("/a/b"), "/x"), "/x");
+        assert!(abs_path(Path::new("."), "w").starts_with('/'));
     }
 
     #[test]
