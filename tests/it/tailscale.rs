@@ -5,7 +5,7 @@
 
 use crate::common::Ctx;
 use std::path::{Path, PathBuf};
-use tailscale_api_double::{TailscaleDouble, TEST_API_KEY};
+use tailscale_api_double::{TailscaleDouble, TEST_API_KEY, TEST_OAUTH_ID, TEST_OAUTH_SECRET};
 
 fn example(rel: &str) -> String {
     let p: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -90,6 +90,7 @@ fn an_edit_behind_claws_back_between_plan_and_apply_is_refused() {
     let plan = ctx.ok(&["plan", "--out", "plan.json", "--detailed-exitcode"], 2);
     assert!(plan.stdout.contains("8443"), "{}", plan.stdout);
     let planned = std::fs::read_to_string(ctx.path("plan.json")).unwrap();
+    assert!(!planned.contains(TEST_API_KEY), "no key in the plan file");
     assert!(
         planned.contains(&double.etag()),
         "the plan file keeps the ETag it was planned against"
@@ -157,4 +158,81 @@ fn an_existing_policy_must_be_imported_before_claw_owns_it() {
     );
     ctx.ok(&["apply", "--auto-approve"], 0);
     assert_eq!(double.policy(), example("tailscale/policy.hujson"));
+}
+
+#[test]
+fn oauth_client_credentials_from_the_environment() {
+    let double = TailscaleDouble::spawn();
+    let ctx = Ctx::new()
+        .env("TS_CLIENT_ID", TEST_OAUTH_ID)
+        .env("TS_CLIENT_SECRET", TEST_OAUTH_SECRET);
+    ctx.write(
+        "claw.toml",
+        &format!(
+            r#"[stack]
+name = "oauth"
+
+[provider.tailnet]
+type = "tailscale"
+tailnet = "example.com"
+oauth_client_id = {{ env = "TS_CLIENT_ID" }}
+oauth_client_secret = {{ env = "TS_CLIENT_SECRET" }}
+base_url = "{}"
+
+[tailscale_acl.fleet]
+policy_file = "policy.hujson"
+"#,
+            double.base_url()
+        ),
+    );
+    ctx.write("policy.hujson", &example("tailscale/policy.hujson"));
+    let out = ctx.ok(&["-v", "apply", "--auto-approve"], 0);
+    assert!(!out.all().contains(TEST_OAUTH_SECRET), "{}", out.all());
+    assert_eq!(double.policy(), example("tailscale/policy.hujson"));
+    let tokens = double
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/v2/oauth/token")
+        .count();
+    assert_eq!(tokens, 1, "one token for the whole run");
+    ctx.ok(&["plan", "--detailed-exitcode"], 0);
+    assert!(!ctx.state().to_string().contains(TEST_OAUTH_SECRET));
+
+    // A wrong secret is a clear error that does not show it.
+    let ctx = ctx.env("TS_CLIENT_SECRET", "tskey-client-WRONG");
+    let out = ctx.ok(&["plan"], 1);
+    assert!(
+        out.all()
+            .contains("OAuth token endpoint refused the client credentials"),
+        "{}",
+        out.all()
+    );
+    assert!(!out.all().contains("tskey-client-WRONG"));
+}
+
+#[test]
+fn hujson_errors_point_into_the_policy_file_and_claw_toml() {
+    let (ctx, double) = setup();
+    let bad = example("tailscale/policy.hujson").replace(
+        "\"tag:dev\": [\"group:dev\"],",
+        "\"tag:dev\": [\"group:dev\"], tag: 0x1F,",
+    );
+    ctx.write("tailscale/policy.hujson", &bad);
+    let line = bad
+        .lines()
+        .position(|l| l.contains("0x1F"))
+        .expect("the edited line")
+        + 1;
+    let out = ctx.ok(&["plan"], 1);
+    let all = out.all();
+    assert!(
+        all.contains(&format!("tailscale/policy.hujson:{line}:")),
+        "{all}"
+    );
+    assert!(all.contains("claw.toml:"), "{all}");
+    assert!(
+        all.contains("HuJSON allows comments and trailing commas"),
+        "{all}"
+    );
+    assert_eq!(double.request_count(), 0, "nothing was asked of the API");
 }
