@@ -547,6 +547,17 @@ impl Store {
                     let owned_below = others.iter().any(|o| o.starts_with(p));
                     if !owned_below {
                         fields::remove(&mut merged, p);
+                        // Maps left empty by the removal go too.
+                        let mut up = p.clone();
+                        while up.pop().is_some() && !up.is_empty() {
+                            let empty = fields::get(&merged, &up)
+                                .map(|v| v.as_object().map(|m| m.is_empty()).unwrap_or(false))
+                                .unwrap_or(false);
+                            if !empty || others.contains(&up) {
+                                break;
+                            }
+                            fields::remove(&mut merged, &up);
+                        }
                     }
                 }
                 fields::apply_merge(&mut merged, &applied);

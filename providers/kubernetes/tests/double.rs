@@ -1,0 +1,500 @@
+//! The Kubernetes provider against the API double (started in-process on a
+//! loopback port per test, so tests run in parallel).
+
+mod common;
+
+use claw_provider::*;
+use common::*;
+use serde_json::json;
+
+const APP: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+        ports: [{containerPort: 80}]
+        resources: {limits: {memory: 128Mi}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: shop
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web-config
+  namespace: shop
+data:
+  greeting: hello
+  mode: fast
+"#;
+
+fn app(env: &Env, yaml: &str) -> Vec<Res> {
+    let f = yaml_file(env, "app.yaml", yaml);
+    vec![res("k8s_manifest", "app", json!({ "file": f }))]
+}
+
+const DEPLOY: &str = "k8s_manifest.app[\"apps/v1/Deployment/shop/web\"]";
+const CM: &str = "k8s_manifest.app[\"v1/ConfigMap/shop/web-config\"]";
+
+#[tokio::test]
+async fn create_then_replan_is_a_no_op_despite_server_defaults() {
+    let env = env("shop");
+    let cfg = app(&env, APP);
+    let mut state = State::new();
+    let p = converge(&env, &cfg, &mut state).await;
+    assert_eq!(p.actions.len(), 4, "{:?}", p.actions);
+    assert!(p.actions.iter().all(|(_, _, a)| *a == Action::Create));
+    // The server defaulted fields claw never set.
+    let d = env
+        .double
+        .get("apps/v1", "Deployment", "shop", "web")
+        .unwrap();
+    assert_eq!(d["spec"]["replicas"], 1);
+    assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
+        30
+    );
+    assert_eq!(d["metadata"]["labels"][LABEL_STACK], "shop");
+    assert_eq!(d["metadata"]["annotations"][LABEL_ADDRESS], DEPLOY);
+    let mf = d["metadata"]["managedFields"].as_array().unwrap();
+    assert!(mf
+        .iter()
+        .any(|m| m["manager"] == "claw" && m["operation"] == "Apply"));
+
+    let p = plan(&env, &cfg, &state).await;
+    assert!(p.is_empty(), "no-op replan shows noise: {:?}", p.actions);
+    assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+    // The fingerprint is the resourceVersion: stable across plans.
+    let p2 = plan(&env, &cfg, &state).await;
+    assert_eq!(
+        p.live[DEPLOY].as_ref().unwrap().fingerprint,
+        p2.live[DEPLOY].as_ref().unwrap().fingerprint
+    );
+}
+
+#[tokio::test]
+async fn drift_by_hand_is_planned_and_converged() {
+    let env = env("drift");
+    let cfg = app(&env, APP);
+    let mut state = State::new();
+    converge(&env, &cfg, &mut state).await;
+    // Someone edits the image (an Update by another manager takes the field).
+    let mut d = env
+        .double
+        .get("apps/v1", "Deployment", "shop", "web")
+        .unwrap();
+    d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:1.25-hacked");
+    env.double.put_object("kubectl-edit", d).unwrap();
+
+    let p = plan(&env, &cfg, &state).await;
+    let Some(Action::Update(changes)) = p.action(DEPLOY) else {
+        panic!("{:?}", p.actions)
+    };
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].path, "spec.template.spec.containers[0].image");
+    assert_eq!(changes[0].before, Some(Value::str("nginx:1.25-hacked")));
+    assert_eq!(changes[0].after, Some(Value::str("nginx:1.27")));
+    assert_eq!(p.actions.len(), 1);
+    apply(&env, &p, &mut state).await.unwrap();
+    let d = env
+        .double
+        .get("apps/v1", "Deployment", "shop", "web")
+        .unwrap();
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.27"
+    );
+    assert!(plan(&env, &cfg, &state).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_field_removed_from_the_config_is_removed() {
+    let env = env("removal");
+    let mut state = State::new();
+    converge(&env, &app(&env, APP), &mut state).await;
+    let less = APP
+        .replace("  mode: fast\n", "")
+        .replace("        resources: {limits: {memory: 128Mi}}\n", "");
+    let cfg = app(&env, &less);
+    let p = plan(&env, &cfg, &state).await;
+    let Some(Action::Update(c)) = p.action(CM) else {
+        panic!("{:?}", p.actions)
+    };
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].path, "data.mode");
+    assert_eq!(c[0].before, Some(Value::str("fast")));
+    assert_eq!(c[0].after, None);
+    let Some(Action::Update(c)) = p.action(DEPLOY) else {
+        panic!("{:?}", p.actions)
+    };
+    assert_eq!(
+        c[0].path,
+        "spec.template.spec.containers[0].resources.limits.memory"
+    );
+    assert_eq!(c[0].after, None);
+    apply(&env, &p, &mut state).await.unwrap();
+    let cm = env
+        .double
+        .get("v1", "ConfigMap", "shop", "web-config")
+        .unwrap();
+    assert_eq!(cm["data"], json!({"greeting": "hello"}));
+    let d = env
+        .double
+        .get("apps/v1", "Deployment", "shop", "web")
+        .unwrap();
+    assert!(d["spec"]["template"]["spec"]["containers"][0]["resources"]
+        .get("limits")
+        .is_none());
+    assert!(plan(&env, &cfg, &state).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_conflict_with_another_manager_names_it_and_force_takes_over() {
+    let env = env("conflict");
+    let mut state = State::new();
+    converge(&env, &app(&env, APP), &mut state).await;
+    // An autoscaler owns replicas; claw never set them.
+    let mut d = env
+        .double
+        .get("apps/v1", "Deployment", "shop", "web")
+        .unwrap();
+    d["spec"]["replicas"] = json!(5);
+    env.double.put_object("kube-autoscaler", d).unwrap();
+    assert!(
+        plan(&env, &app(&env, APP), &state).await.is_empty(),
+        "fields claw does not set are not drift"
+    );
+
+    let with_replicas = APP.replace(
+        "  selector: {matchLabels: {app: web}}",
+        "  replicas: 2\n  selector: {matchLabels: {app: web}}",
+    );
+    let p = plan(&env, &app(&env, &with_replicas), &state).await;
+    let d = p
+        .diagnostics
+        .iter()
+        .find(|d| d.is_error())
+        .unwrap_or_else(|| panic!("{:?}", p.diagnostics));
+    assert!(d.summary.contains("\"kube-autoscaler\""), "{d}");
+    assert!(d.summary.contains(".spec.replicas"), "{d}");
+    assert!(
+        d.hint
+            .as_deref()
+            .unwrap()
+            .contains("force_conflicts = true"),
+        "{d}"
+    );
+    // Apply refuses as well, and leaves the object alone.
+    let p_forced = {
+        let mut p = p;
+        p.diagnostics.clear();
+        p
+    };
+    let err = apply(&env, &p_forced, &mut state).await.unwrap_err();
+    assert!(err.summary.contains("kube-autoscaler"), "{err}");
+    assert_eq!(
+        env.double
+            .get("apps/v1", "Deployment", "shop", "web")
+            .unwrap()["spec"]["replicas"],
+        5
+    );
+
+    let f = yaml_file(&env, "app.yaml", &with_replicas);
+    let cfg = vec![res(
+        "k8s_manifest",
+        "app",
+        json!({ "file": f, "force_conflicts": true }),
+    )];
+    let p = plan(&env, &cfg, &state).await;
+    assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+    apply(&env, &p, &mut state).await.unwrap();
+    assert_eq!(
+        env.double
+            .get("apps/v1", "Deployment", "shop", "web")
+            .unwrap()["spec"]["replicas"],
+        2
+    );
+    assert!(plan(&env, &cfg, &state).await.is_empty());
+}
+
+#[tokio::test]
+async fn an_unmanaged_object_with_the_same_name_is_reported_and_untouched() {
+    let env = env("unmanaged");
+    env.double
+        .put_object(
+            "kubectl-create",
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "web-config", "namespace": "default"}, "data": {"theirs": "1"}}),
+        )
+        .unwrap();
+    let cfg = vec![res(
+        "k8s_manifest",
+        "cm",
+        json!({"manifest": {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web-config"}, "data": {"ours": "1"}}}),
+    )];
+    let mut state = State::new();
+    let p = plan(&env, &cfg, &state).await;
+    let addr = "k8s_manifest.cm[\"v1/ConfigMap/default/web-config\"]";
+    assert_eq!(p.live[addr].as_ref().unwrap().owner, Owner::Unmanaged);
+    assert!(p.diagnostics[0]
+        .hint
+        .as_deref()
+        .unwrap()
+        .starts_with("claw import"));
+    // Even a forced create refuses to touch it.
+    let forced = Plan {
+        actions: vec![(addr.into(), "k8s_manifest".into(), Action::Create)],
+        diagnostics: vec![],
+        ..p
+    };
+    let err = apply(&env, &forced, &mut state).await.unwrap_err();
+    assert!(err.summary.contains("not managed by claw"), "{err}");
+    assert_eq!(err.hint.as_deref(), Some("claw import k8s_manifest.cm[\"v1/ConfigMap/default/web-config\"] v1/ConfigMap/default/web-config"));
+    let cm = env
+        .double
+        .get("v1", "ConfigMap", "default", "web-config")
+        .unwrap();
+    assert_eq!(cm["data"], json!({"theirs": "1"}));
+}
+
+const CRD_AND_CR: &str = r#"
+apiVersion: claw.example/v1
+kind: Widget
+metadata: {name: w1, namespace: shop}
+spec: {size: 3}
+---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.claw.example}
+spec:
+  group: claw.example
+  scope: Namespaced
+  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+"#;
+
+#[tokio::test]
+async fn custom_resources_follow_their_crd_and_namespace_and_deletes_reverse() {
+    let env = env("crd");
+    let f = yaml_file(&env, "crd.yaml", CRD_AND_CR);
+    let cfg = vec![res("k8s_manifest", "w", json!({ "file": f }))];
+    let cr = "k8s_manifest.w[\"claw.example/v1/Widget/shop/w1\"]";
+    let crd = "k8s_manifest.w[\"apiextensions.k8s.io/v1/CustomResourceDefinition//widgets.claw.example\"]";
+    let ns = "k8s_manifest.w[\"v1/Namespace//shop\"]";
+    let mut state = State::new();
+    let p = plan(&env, &cfg, &state).await;
+    assert!(
+        p.deps.contains(&(cr.to_string(), crd.to_string())),
+        "{:?}",
+        p.deps
+    );
+    assert!(
+        p.deps.contains(&(cr.to_string(), ns.to_string())),
+        "{:?}",
+        p.deps
+    );
+    assert_eq!(
+        p.action(cr),
+        Some(&Action::Create),
+        "the CR's kind is not served yet: planned as a create"
+    );
+    apply(&env, &p, &mut state).await.unwrap();
+    assert_eq!(
+        env.double
+            .get("claw.example/v1", "Widget", "shop", "w1")
+            .unwrap()["spec"]["size"],
+        3
+    );
+    assert!(plan(&env, &cfg, &state).await.is_empty());
+
+    // Destroy: everything is deleted, the CR before its CRD, the namespace last.
+    env.double.reset_requests();
+    let p = plan(&env, &[], &state).await;
+    assert_eq!(p.actions.len(), 3);
+    apply(&env, &p, &mut state).await.unwrap();
+    let deletes: Vec<String> = env
+        .double
+        .request_log()
+        .into_iter()
+        .filter(|l| l.starts_with("DELETE"))
+        .collect();
+    assert_eq!(deletes.len(), 3, "{deletes:?}");
+    assert!(deletes[0].contains("/widgets/w1"), "{deletes:?}");
+    assert!(
+        deletes[1].contains("/customresourcedefinitions/"),
+        "{deletes:?}"
+    );
+    assert!(deletes[2].contains("/namespaces/shop"), "{deletes:?}");
+    assert!(env.double.find_labelled("claw.dev/stack=crd").is_empty());
+}
+
+#[tokio::test]
+async fn orphans_left_by_a_crash_are_found_and_deleted() {
+    let env = env("orphans");
+    let mut state = State::new();
+    converge(&env, &app(&env, APP), &mut state).await;
+    // Lose the state of the ConfigMap (a crash between apply and the state
+    // write) and drop it from the config: it is an orphan. (Orphans are found
+    // among the kinds in use: the config keeps another ConfigMap.)
+    state.remove(CM);
+    let less = APP.replace("name: web-config", "name: other-config");
+    let p = plan(&env, &app(&env, &less), &state).await;
+    assert_eq!(p.action(CM), Some(&Action::Delete), "{:?}", p.actions);
+    apply(&env, &p, &mut state).await.unwrap();
+    assert!(env
+        .double
+        .get("v1", "ConfigMap", "shop", "web-config")
+        .is_none());
+}
+
+#[tokio::test]
+async fn secrets_are_sensitive_and_changes_show_only_hashes() {
+    let env = env("secrets");
+    std::env::set_var("CLAW_K8S_TEST_TOKEN", "s3cr3t-value");
+    let ctx = &env.ctx;
+    let mut attrs = Attrs::new();
+    let mut data = std::collections::BTreeMap::new();
+    data.insert("token".to_string(), ctx.secret("s3cr3t-value"));
+    data.insert("plain".to_string(), Value::str("literal-value"));
+    attrs.insert("data".into(), Value::Map(data.clone()));
+    attrs.insert("namespace".into(), Value::str("default"));
+    let cfg = vec![Res {
+        rtype: "k8s_secret",
+        name: "k3s".into(),
+        attrs: attrs.clone(),
+    }];
+    let mut state = State::new();
+    converge(&env, &cfg, &mut state).await;
+    let s = env.double.get("v1", "Secret", "default", "k3s").unwrap();
+    assert_eq!(s["data"]["token"], "czNjcjN0LXZhbHVl");
+    let stored = serde_json::to_string(&state).unwrap();
+    assert!(
+        !stored.contains("s3cr3t-value")
+            && !stored.contains("literal-value")
+            && !stored.contains("czNjcjN0"),
+        "{stored}"
+    );
+    assert!(plan(&env, &cfg, &state).await.is_empty());
+
+    data.insert("token".to_string(), ctx.secret("rotated"));
+    data.remove("plain");
+    attrs.insert("data".into(), Value::Map(data));
+    let cfg = vec![Res {
+        rtype: "k8s_secret",
+        name: "k3s".into(),
+        attrs,
+    }];
+    let p = plan(&env, &cfg, &state).await;
+    let Some(Action::Update(c)) = p.action("k8s_secret.k3s") else {
+        panic!("{:?}", p.actions)
+    };
+    let paths: Vec<&str> = c.iter().map(|c| c.path.as_str()).collect();
+    assert_eq!(paths, vec!["data.token", "data.plain"]);
+    assert!(c.iter().all(|c| c
+        .before
+        .as_ref()
+        .map(|v| matches!(v, Value::Secret(_)))
+        .unwrap_or(true)));
+    assert!(!format!("{c:?}").contains("rotated"));
+    apply(&env, &p, &mut state).await.unwrap();
+    let s = env.double.get("v1", "Secret", "default", "k3s").unwrap();
+    assert_eq!(s["data"], json!({"token": "cm90YXRlZA=="}));
+    assert!(plan(&env, &cfg, &state).await.is_empty());
+}
+
+#[tokio::test]
+async fn wait_for_rollout_and_job_completion() {
+    let env = env("wait");
+    let jobs = r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: e2e}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: e2e, image: "busybox:1.36", command: ["true"]}]
+"#;
+    let f = yaml_file(&env, "job.yaml", jobs);
+    let app = yaml_file(&env, "app.yaml", APP);
+    let cfg = vec![
+        res(
+            "k8s_manifest",
+            "app",
+            json!({"file": app, "wait": "rollout", "wait_timeout": "30s"}),
+        ),
+        res(
+            "k8s_manifest",
+            "e2e",
+            json!({"file": f, "wait": "complete"}),
+        ),
+    ];
+    let mut state = State::new();
+    converge(&env, &cfg, &mut state).await;
+    assert!(plan(&env, &cfg, &state).await.is_empty());
+    let bad = vec![res(
+        "k8s_manifest",
+        "x",
+        json!({"file": f, "wait_timeout": "soon"}),
+    )];
+    let err = instances(&env, &bad).unwrap_err();
+    assert!(err.hint.unwrap().contains("90s"));
+}
+
+#[tokio::test]
+async fn no_change_plan_lists_each_kind_once() {
+    let env = env("bench");
+    let mut docs = vec!["apiVersion: v1\nkind: Namespace\nmetadata: {name: many}\n".to_string()];
+    for i in 0..15 {
+        docs.push(format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm-{i}, namespace: many}}\ndata: {{k: v{i}}}\n"));
+        docs.push(format!(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: sa-{i}, namespace: many}}\n"
+        ));
+        docs.push(format!("apiVersion: v1\nkind: Service\nmetadata: {{name: svc-{i}, namespace: many}}\nspec: {{selector: {{app: a{i}}}, ports: [{{port: 80}}]}}\n"));
+        docs.push(format!("apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: d-{i}, namespace: many}}\nspec:\n  selector: {{matchLabels: {{app: a{i}}}}}\n  template:\n    metadata: {{labels: {{app: a{i}}}}}\n    spec: {{containers: [{{name: c, image: \"nginx:1.27\"}}]}}\n"));
+        docs.push(format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: r-{i}, namespace: many}}\nrules: [{{apiGroups: [\"\"], resources: [pods], verbs: [get]}}]\n"));
+    }
+    let f = yaml_file(&env, "many.yaml", &docs.join("---\n"));
+    let cfg = vec![res("k8s_manifest", "many", json!({ "file": f }))];
+    let mut state = State::new();
+    converge(&env, &cfg, &mut state).await;
+    env.double.reset_requests();
+    let provider = provider_for(&env.kubeconfig, &env.ctx); // a fresh run: discovery not cached
+    let env2 = Env { provider, ..env };
+    let p = plan(&env2, &cfg, &state).await;
+    assert!(p.is_empty(), "{:?}", p.actions);
+    let log = env2.double.request_log();
+    // 6 kinds in 3 group versions: 3 discovery requests + 6 lists.
+    assert_eq!(log.len(), 9, "{log:#?}");
+    assert_eq!(env2.provider.counters()[0].1, 9);
+}

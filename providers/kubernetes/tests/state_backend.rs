@@ -1,0 +1,106 @@
+//! The `kubernetes` state backend against the API double: a Secret holds the
+//! state, a Lease the lock.
+
+use claw_provider::*;
+use kube_api_double::KubeApiDouble;
+use std::time::Duration;
+
+fn info(id: &str) -> LockInfo {
+    LockInfo {
+        id: id.into(),
+        pid: 42,
+        host: "ci-host".into(),
+        user: "dev".into(),
+        command: "claw apply".into(),
+        created: "2026-01-01T00:00:00Z".into(),
+    }
+}
+
+async fn storage(
+    double: &KubeApiDouble,
+    dir: &std::path::Path,
+    lease_seconds: i64,
+) -> Box<dyn StateStorage> {
+    let kc = dir.join("kubeconfig");
+    std::fs::write(&kc, double.kubeconfig("default")).unwrap();
+    let mut provider_attrs = Attrs::new();
+    provider_attrs.insert("kubeconfig".into(), Value::str(kc.to_str().unwrap()));
+    let mut attrs = Attrs::new();
+    attrs.insert("namespace".into(), Value::str("kube-system"));
+    attrs.insert("lease_seconds".into(), Value::Int(lease_seconds));
+    claw_kubernetes::factory()
+        .state_storage(StateStorageRequest {
+            provider_attrs,
+            attrs,
+            ctx: Ctx::for_tests("team", dir),
+        })
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn state_round_trips_through_a_secret() {
+    let double = KubeApiDouble::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = storage(&double, dir.path(), 30).await;
+    assert_eq!(s.read().await.unwrap(), None);
+    s.write(br#"{"serial": 1}"#).await.unwrap();
+    s.write(br#"{"serial": 2}"#).await.unwrap();
+    assert_eq!(
+        s.read().await.unwrap().unwrap(),
+        br#"{"serial": 2}"#.to_vec()
+    );
+    assert!(double
+        .get("v1", "Secret", "kube-system", "claw-state-team")
+        .is_some());
+    assert_eq!(
+        s.describe(),
+        "secret kube-system/claw-state-team (lock: lease claw-lock-team)"
+    );
+}
+
+#[tokio::test]
+async fn a_second_run_finds_the_lock_held_and_names_the_holder() {
+    let double = KubeApiDouble::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let a = storage(&double, dir.path(), 30).await;
+    let b = storage(&double, dir.path(), 30).await;
+    let (ia, ib) = (info("run-a"), info("run-b"));
+    let (ra, rb) = tokio::join!(a.lock(&ia), b.lock(&ib));
+    // Exactly one of two concurrent runs gets the lock.
+    let (winner, loser, held) = match (ra, rb) {
+        (Ok(()), Err(LockError::Held(h))) => (&a, &b, h),
+        (Err(LockError::Held(h)), Ok(())) => (&b, &a, h),
+        other => panic!("expected one winner: {other:?}"),
+    };
+    assert_eq!(held.user, "dev");
+    assert_eq!(held.command, "claw apply");
+    let holder = loser.lock_holder().await.unwrap().unwrap();
+    assert_eq!(holder, held);
+    // The loser cannot release it; the winner can, and then the loser gets it.
+    assert!(loser.unlock(&info("someone-else")).await.is_err());
+    winner.unlock(&held).await.unwrap();
+    assert_eq!(loser.lock_holder().await.unwrap(), None);
+    loser.lock(&info("run-c")).await.unwrap();
+    assert_eq!(winner.force_unlock().await.unwrap().unwrap().id, "run-c");
+}
+
+#[tokio::test]
+async fn a_held_lock_is_renewed_and_an_abandoned_one_expires() {
+    let double = KubeApiDouble::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let a = storage(&double, dir.path(), 3).await;
+    a.lock(&info("run-a")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    // Renewed in the background: still held.
+    let b = storage(&double, dir.path(), 3).await;
+    match b.lock(&info("run-b")).await {
+        Err(LockError::Held(h)) => assert_eq!(h.id, "run-a"),
+        other => panic!("lock should still be held: {other:?}"),
+    }
+    // The holder dies (its renewer stops): the lease expires and is taken over.
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    b.lock(&info("run-b")).await.unwrap();
+    assert_eq!(b.lock_holder().await.unwrap().unwrap().id, "run-b");
+}
