@@ -142,6 +142,8 @@ struct SshRule {
 
 struct Policy {
     groups: Map<String, Value>,
+    /// `groups`, as sets of members.
+    members: std::collections::HashMap<String, std::collections::HashSet<String>>,
     tag_owners: Map<String, Value>,
     hosts: Map<String, Value>,
     rules: Vec<Rule>,
@@ -259,8 +261,16 @@ impl Policy {
             strings(Some(owners), &format!("tagOwners[{k:?}]"))?;
         }
         let hosts = object(top.get("hosts"), "hosts")?;
+        let members = groups
+            .iter()
+            .map(|(k, v)| {
+                let m = strings(Some(v), k).unwrap_or_default();
+                (k.clone(), m.into_iter().collect())
+            })
+            .collect();
         let mut p = Policy {
             groups,
+            members,
             tag_owners,
             hosts,
             rules: Vec::new(),
@@ -422,7 +432,7 @@ impl Policy {
                 matches!((id, src), (Ident::User(a), Some(Ident::User(b))) if a == b)
             }
             _ if sel.starts_with("group:") => match id {
-                Ident::User(u) => self.group_members(sel).iter().any(|m| m == u),
+                Ident::User(u) => self.members.get(sel).is_some_and(|m| m.contains(u)),
                 _ => false,
             },
             _ if sel.starts_with("tag:") => matches!(id, Ident::Tag(t) if t == sel),
