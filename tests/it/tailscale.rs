@@ -223,6 +223,14 @@ fn hujson_errors_point_into_the_policy_file_and_claw_toml() {
         .position(|l| l.contains("0x1F"))
         .expect("the edited line")
         + 1;
+    let checked = ctx.ok(&["validate"], 1);
+    assert!(
+        checked
+            .all()
+            .contains(&format!("tailscale/policy.hujson:{line}:")),
+        "{}",
+        checked.all()
+    );
     let out = ctx.ok(&["plan"], 1);
     let all = out.all();
     assert!(

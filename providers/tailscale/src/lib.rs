@@ -557,6 +557,13 @@ impl Provider for TailscaleProvider {
                 .with_hint("policy_file = \"tailscale/policy.hujson\""),
             );
         }
+        // A local file read (nothing live): lets `claw validate` report HuJSON
+        // errors with their line and column.
+        if let (Some(Value::String(path)), false) = (req.attrs.get("policy_file"), has_inline) {
+            if let Err(d) = read_policy_file(path, req.ctx) {
+                out.push(d.with_address(req.address));
+            }
+        }
         if let Some(Value::Map(m)) = req.attrs.get("policy") {
             if m.values().any(Value::contains_secret) {
                 out.push(

@@ -99,8 +99,14 @@ impl Fixture {
             attrs: config,
             ctx: &self.ctx,
         };
-        let v = p.validate(InstanceRequest { ..req });
-        assert!(errors(&v).is_empty(), "{v:?}");
+        // Validation errors stop an instance before prepare, as in the engine.
+        if let Some(e) = p
+            .validate(InstanceRequest { ..req })
+            .into_iter()
+            .find(Diagnostic::is_error)
+        {
+            return Err(e);
+        }
         p.prepare(InstanceRequest {
             address: ADDR,
             rtype: "tailscale_acl",
