@@ -144,6 +144,9 @@ impl ProviderFactory for HostFactory {
                     port,
                     user: cfg.user.clone().unwrap_or_else(ssh::local_user),
                     identity_file: cfg.identity_file.as_deref().map(resolve),
+                    agent_socket: std::env::var_os("SSH_AUTH_SOCK")
+                        .filter(|s| !s.is_empty())
+                        .map(std::path::PathBuf::from),
                     known_hosts: resolve(
                         cfg.known_hosts.as_deref().unwrap_or("~/.ssh/known_hosts"),
                     ),

@@ -29,6 +29,8 @@ pub struct SshConfig {
     pub port: u16,
     pub user: String,
     pub identity_file: Option<PathBuf>,
+    /// The ssh-agent socket (from `SSH_AUTH_SOCK` when configured by claw).
+    pub agent_socket: Option<PathBuf>,
     pub known_hosts: PathBuf,
     pub accept_new: bool,
     pub connect_timeout: Duration,
@@ -360,9 +362,9 @@ impl SshRunner {
             note(&r, &mut server_methods);
             tried.push(format!("publickey with {} (rejected)", path.display()));
         } else {
-            match std::env::var("SSH_AUTH_SOCK") {
-                Ok(sock) if !sock.is_empty() => {
-                    match russh::keys::agent::client::AgentClient::connect_uds(&sock).await {
+            match &c.agent_socket {
+                Some(sock) => {
+                    match russh::keys::agent::client::AgentClient::connect_uds(sock).await {
                         Ok(mut agent) => {
                             let ids = agent.request_identities().await.unwrap_or_default();
                             let n = ids.len();
@@ -383,15 +385,17 @@ impl SshRunner {
                                 }
                             }
                             tried.push(format!(
-                                "ssh-agent at SSH_AUTH_SOCK ({n} key(s), all rejected)"
+                                "ssh-agent at {} ({n} key(s), all rejected)",
+                                sock.display()
                             ));
                         }
-                        Err(e) => {
-                            tried.push(format!("ssh-agent at SSH_AUTH_SOCK (cannot connect: {e})"))
-                        }
+                        Err(e) => tried.push(format!(
+                            "ssh-agent at {} (cannot connect: {e})",
+                            sock.display()
+                        )),
                     }
                 }
-                _ => tried.push("ssh-agent (SSH_AUTH_SOCK is not set)".into()),
+                None => tried.push("ssh-agent (SSH_AUTH_SOCK is not set)".into()),
             }
             for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
                 let path = expand_local_home(&format!("~/.ssh/{name}"));

@@ -172,6 +172,7 @@ async fn unreachable_host_is_a_clear_error() {
         port,
         user: "nobody".into(),
         identity_file: None,
+        agent_socket: None,
         known_hosts: "/nonexistent/known_hosts".into(),
         accept_new: false,
         connect_timeout: std::time::Duration::from_secs(5),
@@ -184,4 +185,58 @@ async fn unreachable_host_is_a_clear_error() {
     let text = err.to_string();
     assert!(text.contains("cannot reach host gone"), "{text}");
     assert!(text.contains("hint:"), "{text}");
+}
+
+#[tokio::test]
+async fn authenticates_with_the_ssh_agent() {
+    let Some(sshd) = Sshd::start() else { return };
+    if !require("ssh-agent") || !require("ssh-add") {
+        return;
+    }
+    let sock = sshd.dir.path().join("agent.sock");
+    let out = std::process::Command::new("ssh-agent")
+        .arg("-a")
+        .arg(&sock)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let pid: String = String::from_utf8_lossy(&out.stdout)
+        .split("SSH_AGENT_PID=")
+        .nth(1)
+        .and_then(|s| s.split(';').next())
+        .unwrap_or_default()
+        .to_string();
+    struct Kill(String);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            if !self.0.is_empty() {
+                let _ = std::process::Command::new("kill").arg(&self.0).status();
+            }
+        }
+    }
+    let _agent = Kill(pid);
+    let mut cfg = sshd.config();
+    cfg.identity_file = None;
+    cfg.agent_socket = Some(sock.clone());
+    // An empty agent: refused, and the message says the agent was tried.
+    let err = claw_host::ssh::SshRunner::new(cfg.clone())
+        .run("true", b"")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("0 key(s), all rejected"), "{err}");
+    let added = std::process::Command::new("ssh-add")
+        .arg(&sshd.key)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let out = claw_host::ssh::SshRunner::new(cfg)
+        .run("echo via-agent", b"")
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_str().trim(), "via-agent");
 }

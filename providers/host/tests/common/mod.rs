@@ -133,6 +133,7 @@ impl Sshd {
             port: self.port,
             user: claw_host::ssh::local_user(),
             identity_file: Some(self.key.clone()),
+            agent_socket: None,
             known_hosts: self.known_hosts.clone(),
             accept_new: false,
             connect_timeout: Duration::from_secs(10),

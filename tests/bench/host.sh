@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Benchmark: the host provider over SSH to a real sshd on 127.0.0.1.
+#
+# For each size N (default: 200, then 40) it applies N host resources on one
+# SSH host — N/2 git worktrees in 2 repositories and N/2 tmux sessions on 2
+# sockets — then times a no-change `claw -v plan` and prints the SSH round
+# trips it made. The round trips must not grow with N (one probe per
+# repository and one per socket).
+#
+# Usage: tests/bench/host.sh [--claw PATH] [--sizes "200 40"]
+# Needs: openssh-server (/usr/sbin/sshd), ssh-keygen, git, tmux, and a claw
+# binary (default: cargo build --release, into $CARGO_TARGET_DIR or target/).
+set -euo pipefail
+
+SIZES="200 40"
+CLAW=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --claw) CLAW="$2"; shift 2 ;;
+    --sizes) SIZES="$2"; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 1 ;;
+  esac
+done
+
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+if [ -z "$CLAW" ]; then
+  (cd "$ROOT" && cargo build --release --bin claw >&2)
+  CLAW="${CARGO_TARGET_DIR:-$ROOT/target}/release/claw"
+fi
+for t in /usr/sbin/sshd ssh-keygen git tmux; do
+  command -v "$t" >/dev/null || { echo "$t is not installed" >&2; exit 1; }
+done
+
+WORK="$(mktemp -d /tmp/claw-bench-host.XXXXXX)"
+SSHD_PID=""
+cleanup() {
+  for s in "$WORK"/run*/sock*/bench.sock; do
+    [ -S "$s" ] && tmux -S "$s" kill-server 2>/dev/null || true
+  done
+  [ -n "$SSHD_PID" ] && kill "$SSHD_PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# --- a private sshd on a loopback port --------------------------------------
+mkdir -p /run/sshd 2>/dev/null || true
+ssh-keygen -q -t ed25519 -N '' -f "$WORK/host_key"
+ssh-keygen -q -t ed25519 -N '' -f "$WORK/id_ed25519"
+cp "$WORK/id_ed25519.pub" "$WORK/authorized_keys"
+PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo $((20000 + RANDOM % 20000)))"
+cat > "$WORK/sshd_config" <<CFG
+Port $PORT
+ListenAddress 127.0.0.1
+HostKey $WORK/host_key
+AuthorizedKeysFile $WORK/authorized_keys
+PidFile $WORK/sshd.pid
+UsePAM no
+StrictModes no
+PermitRootLogin yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+MaxSessions 100
+MaxStartups 100
+LogLevel ERROR
+CFG
+/usr/sbin/sshd -D -e -f "$WORK/sshd_config" 2>"$WORK/sshd.log" &
+SSHD_PID=$!
+for _ in $(seq 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+  sleep 0.05
+done
+echo "[127.0.0.1]:$PORT $(cut -d' ' -f1,2 "$WORK/host_key.pub")" > "$WORK/known_hosts"
+USER_NAME="$(id -un)"
+
+now_ms() { date +%s%3N; }
+
+keys_json() { # N -> ["a0", "a1", ...]
+  local n=$1 prefix=$2 out="" i
+  for i in $(seq 0 $((n - 1))); do out="$out\"$prefix$i\", "; done
+  echo "[${out%, }]"
+}
+
+run_size() {
+  local n=$1
+  local per=$((n / 4))             # per repository and per socket
+  local dir="$WORK/run$n"
+  mkdir -p "$dir"
+  for r in a b; do
+    git init -q -b main "$dir/repo-$r"
+    git -C "$dir/repo-$r" -c user.name=b -c user.email=b@b commit -q --allow-empty -m init
+  done
+  {
+    cat <<TOML
+[stack]
+name = "bench-host-$n"
+
+[host.bench]
+address = "127.0.0.1:$PORT"
+user = "$USER_NAME"
+identity_file = "$WORK/id_ed25519"
+known_hosts = "$WORK/known_hosts"
+
+TOML
+    for r in a b; do
+      cat <<TOML
+[git_worktree.$r]
+host = "bench"
+for_each = $(keys_json $per w)
+repo = "$dir/repo-$r"
+path = "$dir/wt-$r/\${each.key}"
+branch = "bench/$r-\${each.key}"
+
+TOML
+    done
+    for s in 1 2; do
+      cat <<TOML
+[tmux_session.s$s]
+host = "bench"
+for_each = $(keys_json $per s)
+socket = "$dir/sock$s/bench.sock"
+session = "s$s-\${each.key}"
+window = "main"
+command = "sleep 1000000"
+
+TOML
+    done
+  } > "$dir/claw.toml"
+
+  local t0 t1 out rt
+  t0=$(now_ms)
+  "$CLAW" -C "$dir" apply --auto-approve -q >"$dir/apply.log" 2>&1 || { cat "$dir/apply.log" >&2; exit 1; }
+  t1=$(now_ms)
+  local apply_ms=$((t1 - t0))
+
+  t0=$(now_ms)
+  set +e
+  out="$("$CLAW" -C "$dir" -v plan --detailed-exitcode 2>&1)"
+  local code=$?
+  set -e
+  t1=$(now_ms)
+  local plan_ms=$((t1 - t0))
+  [ "$code" = 0 ] || { echo "the no-change plan exited $code:" >&2; echo "$out" >&2; exit 1; }
+  rt="$(printf '%s\n' "$out" | grep -o '[0-9]* ssh round trips' | head -n1 | cut -d' ' -f1)"
+
+  t0=$(now_ms)
+  "$CLAW" -C "$dir" destroy --auto-approve -q >"$dir/destroy.log" 2>&1 || { cat "$dir/destroy.log" >&2; exit 1; }
+  t1=$(now_ms)
+  local destroy_ms=$((t1 - t0))
+
+  printf '%5d resources (%d worktrees in 2 repos, %d tmux sessions on 2 sockets): no-change plan %6d ms, %s ssh round trips | apply %6d ms, destroy %6d ms\n' \
+    "$n" $((per * 2)) $((per * 2)) "$plan_ms" "${rt:-?}" "$apply_ms" "$destroy_ms"
+  echo "$rt" > "$dir/rt"
+}
+
+echo "claw: $CLAW"
+echo "ssh host: 127.0.0.1:$PORT (one connection per run)"
+first=""
+for n in $SIZES; do
+  run_size "$n"
+  rt="$(cat "$WORK/run$n/rt")"
+  if [ -z "$first" ]; then first="$rt"; elif [ "$rt" != "$first" ]; then
+    echo "FAIL: ssh round trips changed with the resource count ($first vs $rt)" >&2; exit 1
+  fi
+done
+echo "ssh round trips of a no-change plan are the same for every size: $first"
