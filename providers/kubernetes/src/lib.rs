@@ -119,7 +119,13 @@ pub(crate) fn settings_of(
     attrs: &claw_provider::Attrs,
     base: &std::path::Path,
 ) -> client::Settings {
-    let s = |k: &str| attrs.get(k).and_then(Value::as_str).map(str::to_string);
+    let s = |k: &str| {
+        attrs
+            .get(k)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
     client::Settings {
         kubeconfig: s("kubeconfig").map(|p| {
             let p = if let Some(rest) = p.strip_prefix("~/") {
