@@ -51,6 +51,8 @@ pub fn resource_type() -> ResourceType {
 /// Field separator in `list-panes -F` output (tmux turns control characters
 /// into `_`, so it must be printable).
 const SEP: &str = "|~|";
+/// Starts each session's block in the chained `show-environment` output.
+const ENV_MARK: &str = "@@claw-env@@";
 pub const REPLACE_NOTE: &str = "kills the running session and everything running in it";
 
 pub fn validate(req: &InstanceRequest<'_>) -> Vec<Diagnostic> {
@@ -232,13 +234,25 @@ pub async fn refresh_socket(
          echo END\n",
         sh_quote(&fmt)
     ));
-    for (_, sess) in items {
-        script.push_str(&format!(
-            "printf 'ENV %s\\n' {q}; {t} show-environment -t {target} 2>/dev/null; echo ENDENV\n",
-            q = sh_quote(sess),
-            target = sh_quote(&format!("={sess}:")),
-        ));
-    }
+    // The environments of the wanted sessions that exist, with one tmux
+    // client: `display-message -p MARKER \; show-environment -t =S: \; ...`
+    // (a missing session would abort the chain, so only existing ones).
+    let wanted: Vec<String> = items.iter().map(|(_, sess)| sh_quote(sess)).collect();
+    script.push_str(&format!(
+        "nl='\n'\n\
+         names=$({t} list-sessions -F '#{{session_name}}' 2>/dev/null)\n\
+         set --\n\
+         for s in {}; do\n\
+         \x20 case \"$nl$names$nl\" in *\"$nl$s$nl\"*)\n\
+         \x20   printf 'Q %s\\n' \"$s\"\n\
+         \x20   [ $# -gt 0 ] && set -- \"$@\" ';'\n\
+         \x20   set -- \"$@\" display-message -p {ENV_MARK} ';' show-environment -t \"=$s:\" ;;\n\
+         \x20 esac\n\
+         done\n\
+         echo ENVS\n\
+         if [ $# -gt 0 ]; then {t} \"$@\" 2>/dev/null; fi\n",
+        wanted.join(" ")
+    ));
     let out = match runner.run(&script, b"").await {
         Ok(o) => o,
         Err(d) => {
@@ -304,17 +318,23 @@ pub async fn refresh_socket(
         });
     }
     let mut envs: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    let mut cur: Option<String> = None;
+    let mut queried: Vec<String> = Vec::new();
+    for l in lines.by_ref() {
+        if l == "ENVS" {
+            break;
+        }
+        if let Some(name) = l.strip_prefix("Q ") {
+            queried.push(name.to_string());
+        }
+    }
+    let mut cur: Option<usize> = None;
     for l in lines {
-        if let Some(name) = l.strip_prefix("ENV ") {
-            cur = Some(name.to_string());
-            envs.entry(name.to_string()).or_default();
-        } else if l == "ENDENV" {
-            cur = None;
-        } else if let Some(c) = &cur {
+        if l == ENV_MARK {
+            cur = Some(cur.map_or(0, |i| i + 1));
+        } else if let Some(name) = cur.and_then(|i| queried.get(i)) {
             if let Some((k, v)) = l.split_once('=') {
                 if !k.starts_with('-') {
-                    envs.entry(c.clone())
+                    envs.entry(name.clone())
                         .or_default()
                         .insert(k.to_string(), v.to_string());
                 }

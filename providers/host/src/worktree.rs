@@ -288,7 +288,7 @@ pub async fn refresh_repo(
 pub fn diff(req: &DiffRequest) -> DiffResponse {
     let mut changes = Vec::new();
     let live = &req.live.attrs;
-    for k in ["repo", "path", "branch"] {
+    for k in ["repo", "path"] {
         let d = req.desired.get(k).cloned().unwrap_or(Value::Null);
         let l = live.get(k).cloned().unwrap_or(Value::Null);
         if d != l {
@@ -296,6 +296,15 @@ pub fn diff(req: &DiffRequest) -> DiffResponse {
         }
     }
     let replacing = !changes.is_empty();
+    // Another branch checked out in the worktree: switched back in place
+    // (`git checkout`, refused when the worktree has uncommitted changes).
+    let (db, lb) = (
+        req.desired.get("branch").cloned().unwrap_or(Value::Null),
+        live.get("branch").cloned().unwrap_or(Value::Null),
+    );
+    if db != lb {
+        changes.push(AttrChange::new("branch", Some(lb), Some(db)));
+    }
     // Attributes that only matter to claw (recorded in state, nothing to
     // change on the host): an update records them.
     if !replacing {
@@ -456,6 +465,51 @@ pub async fn apply(runner: &dyn Runner, req: &ApplyRequest) -> Result<ApplyRespo
                         .with_address(&req.address)
                         .with_detail(tail.join("\n"))
                         .with_hint("fix `setup` (it runs with sh -c in the new worktree) and apply again"));
+                    }
+                }
+            }
+            let branch_drift = req.changes.iter().any(|c| c.path == "branch")
+                || req
+                    .live
+                    .as_ref()
+                    .is_some_and(|l| l.attrs.get("branch").and_then(Value::as_str) != Some(branch));
+            if req.op == Op::Update && branch_drift {
+                let force = desired
+                    .get("force")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                let base = s(&desired, "base").unwrap_or("HEAD");
+                let script = format!(
+                    "{PREAMBLE}p={path}; case \"$p\" in /*) ;; *) p=\"$start/$p\" ;; esac\n{prelude}\
+                     if [ {force} = 0 ]; then d=$(git -C \"$p\" status --porcelain --untracked-files=no); if [ -n \"$d\" ]; then printf '%s\\n' \"$d\" | head -n 20 >&2; exit 20; fi; fi\n\
+                     b={branch}\n\
+                     if git show-ref --verify --quiet \"refs/heads/$b\"; then git -C \"$p\" checkout -q \"$b\" || exit 1\n\
+                     else git -C \"$p\" checkout -q -b \"$b\" {base} || exit 1; fi\n",
+                    path = hp(path),
+                    prelude = repo_prelude(&hp(repo)),
+                    force = if force { 1 } else { 0 },
+                    branch = sh_quote(branch),
+                    base = sh_quote(base),
+                );
+                let out = runner.run(&script, b"").await?;
+                match out.code {
+                    0 => {}
+                    20 => {
+                        return Err(Diagnostic::error(format!(
+                            "refusing to switch the worktree {path} on {target} to {branch}: it has uncommitted changes"
+                        ))
+                        .with_address(&req.address)
+                        .with_detail(out.stderr_str())
+                        .with_hint("commit or stash them in the worktree, then apply again"))
+                    }
+                    _ => {
+                        return Err(script_error(
+                            &format!("switching the worktree {path} to {branch}"),
+                            &out,
+                            &target,
+                            &req.address,
+                        )
+                        .with_hint("check that the branch is not checked out in another worktree"))
                     }
                 }
             }

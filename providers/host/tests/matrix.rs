@@ -292,6 +292,30 @@ async fn matrix(runner: Arc<dyn Runner>) {
         .changes
         .is_empty());
 
+    // 6b. Another branch checked out by hand: switched back in place.
+    sh(&format!("git -C {} checkout -q -b elsewhere", q(&dev_path)));
+    let l = d.live(wt_dev, &dev, Some(&st_dev)).await.unwrap();
+    assert_eq!(l.attrs["branch"], Value::from("elsewhere"));
+    let diff = d.diff(wt_dev, &dev, &l, Some(&st_dev)).await;
+    assert_eq!(diff.changes.len(), 1, "{:?}", diff.changes);
+    assert_eq!(diff.changes[0].path, "branch");
+    assert!(!diff.changes[0].replace);
+    let st_dev = d.converge(wt_dev, &dev, Some(&st_dev)).await;
+    assert_eq!(
+        sh(&format!(
+            "git -C {} symbolic-ref --short HEAD",
+            q(&dev_path)
+        ))
+        .trim(),
+        "sandbox/agent-dev"
+    );
+    let l = d.live(wt_dev, &dev, Some(&st_dev)).await.unwrap();
+    assert!(d
+        .diff(wt_dev, &dev, &l, Some(&st_dev))
+        .await
+        .changes
+        .is_empty());
+
     // 7. Destroy is refused for a dirty worktree, and for unpushed commits, unless forced.
     std::fs::write(dev_path.join("work-in-progress.txt"), "wip").unwrap();
     let err = d
@@ -399,4 +423,67 @@ async fn repo_errors_are_actionable() {
             .any(|t| t.contains("does not exist") && t.contains("hint:")),
         "{text:?}"
     );
+}
+
+#[tokio::test]
+async fn tmux_sessions_on_one_socket_are_read_in_one_probe() {
+    if !tools() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let sock = root.path().join("s/one.sock");
+    let _guard = TmuxGuard(sock.clone());
+    let runner = local_runner();
+    let d = Driver::new(runner.clone(), root.path());
+    let mk = |name: &str, url: &str| {
+        let mut env = std::collections::BTreeMap::new();
+        env.insert("URL".to_string(), Value::from(url));
+        env.insert("NAME".to_string(), Value::from(name));
+        attrs(&[
+            ("socket", s(&sock)),
+            ("session", name.into()),
+            ("env", Value::Map(env)),
+            ("command", "sleep 100000".into()),
+        ])
+    };
+    let names = ["alpha", "beta", "gamma", "delta"];
+    let desired: Vec<Attrs> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| d.prepare(&format!("tmux_session.{n}"), &mk(n, &format!("ws://h{i}"))))
+        .collect();
+    let mut states = Vec::new();
+    for (n, a) in names.iter().zip(&desired) {
+        if *n == "gamma" {
+            states.push(None); // never created: missing in the middle
+            continue;
+        }
+        states.push(
+            d.apply(&format!("tmux_session.{n}"), Op::Create, Some(a), None)
+                .await
+                .unwrap(),
+        );
+    }
+    let addrs: Vec<String> = names.iter().map(|n| format!("tmux_session.{n}")).collect();
+    let items: Vec<(&str, Option<&Attrs>, Option<&StateObject>)> = addrs
+        .iter()
+        .zip(&desired)
+        .zip(&states)
+        .map(|((a, d), s)| (a.as_str(), Some(d), s.as_ref()))
+        .collect();
+    let before = round_trips(runner.as_ref());
+    let r = d.refresh(&items).await;
+    assert_eq!(round_trips(runner.as_ref()) - before, 1);
+    assert!(r.diagnostics.is_empty(), "{:?}", r.diagnostics);
+    assert!(r.live[&addrs[2]].is_none());
+    for i in [0, 1, 3] {
+        let live = r.live[&addrs[i]].as_ref().unwrap();
+        let env = live.attrs["env"].as_map().unwrap();
+        assert_eq!(env["NAME"], Value::from(names[i]));
+        assert_eq!(env["URL"], Value::from(format!("ws://h{i}")));
+        let diff = d
+            .diff(&addrs[i], &desired[i], live, states[i].as_ref())
+            .await;
+        assert!(diff.changes.is_empty(), "{:?}", diff.changes);
+    }
 }

@@ -302,9 +302,20 @@ impl Driver {
                 .unwrap()
                 .unwrap();
         }
-        self.apply(address, Op::Update, Some(desired), prior)
+        self.p
+            .apply(ApplyRequest {
+                ctx: self.ctx.clone(),
+                address: address.into(),
+                rtype: name_of(address).0.into(),
+                op: Op::Update,
+                desired: Some(desired.clone()),
+                prior: prior.cloned(),
+                live: Some(live),
+                changes: d.changes,
+            })
             .await
             .unwrap()
+            .state
             .unwrap()
     }
 }
