@@ -59,7 +59,6 @@ StrictModes no
 PermitRootLogin yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
-MaxSessions 100
 MaxStartups 100
 LogLevel ERROR
 CFG

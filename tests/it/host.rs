@@ -92,7 +92,7 @@ impl Sshd {
                 format!(
                     "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\n\
                      UsePAM no\nStrictModes no\nPermitRootLogin yes\nPasswordAuthentication no\n\
-                     KbdInteractiveAuthentication no\nMaxSessions 100\nMaxStartups 100\nLogLevel ERROR\n",
+                     KbdInteractiveAuthentication no\nMaxStartups 100\nLogLevel ERROR\n",
                     d.join("host_key").display(),
                     d.join("authorized_keys").display(),
                     d.join("sshd.pid").display()

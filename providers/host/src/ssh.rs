@@ -167,6 +167,9 @@ impl client::Handler for Verifier {
 
 type Handle = client::Handle<Verifier>;
 
+/// Channels open at once on one connection (OpenSSH's `MaxSessions` defaults to 10).
+pub const MAX_CHANNELS: usize = 8;
+
 /// Runs scripts on one host over one shared SSH connection.
 pub struct SshRunner {
     cfg: Arc<SshConfig>,
@@ -175,6 +178,9 @@ pub struct SshRunner {
     /// caller gets the same error at once.
     failed: Mutex<Option<Diagnostic>>,
     round_trips: AtomicU64,
+    /// Bounds the channels open at once below sshd's `MaxSessions`
+    /// (OpenSSH's default is 10).
+    sessions: tokio::sync::Semaphore,
     connections: AtomicU64,
 }
 
@@ -186,6 +192,7 @@ impl SshRunner {
             failed: Mutex::new(None),
             round_trips: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            sessions: tokio::sync::Semaphore::new(MAX_CHANNELS),
         }
     }
 
@@ -467,6 +474,11 @@ impl SshRunner {
                 ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
                 ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr.extend_from_slice(&data),
                 ChannelMsg::ExitStatus { exit_status } => out.code = exit_status as i32,
+                ChannelMsg::Failure => {
+                    out.stderr.extend_from_slice(
+                        b"the SSH server refused to run the command (check ForceCommand / the login shell of the user)",
+                    );
+                }
                 ChannelMsg::ExitSignal { signal_name, .. } => {
                     out.code = -1;
                     out.stderr
@@ -502,6 +514,9 @@ impl Runner for SshRunner {
         let mut attempt = 0;
         loop {
             let h = self.handle().await?;
+            let _permit = self.sessions.acquire().await.map_err(|_| {
+                Diagnostic::error(format!("the connection to {} was closed", self.describe()))
+            })?;
             self.round_trips.fetch_add(1, Ordering::Relaxed);
             let r =
                 tokio::time::timeout(self.cfg.command_timeout, self.run_once(&h, script, stdin))

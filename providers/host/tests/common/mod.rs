@@ -80,7 +80,7 @@ impl Sshd {
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\n\
                  PidFile {pid}\nUsePAM no\nStrictModes no\nPermitRootLogin yes\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 MaxSessions 100\nMaxStartups 100\nLogLevel ERROR\n",
+                 MaxStartups 100\nLogLevel ERROR\n",
                 hk = d.join("host_key").display(),
                 ak = d.join("authorized_keys").display(),
                 pid = d.join("sshd.pid").display(),
