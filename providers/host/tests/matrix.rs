@@ -487,3 +487,102 @@ async fn tmux_sessions_on_one_socket_are_read_in_one_probe() {
         assert!(diff.changes.is_empty(), "{:?}", diff.changes);
     }
 }
+
+#[tokio::test]
+async fn import_adopts_existing_worktrees_and_sessions() {
+    if !tools() {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let repo = make_repo(root.path());
+    let wt = root.path().join("by-hand");
+    sh(&format!(
+        "git -C {} worktree add -q -b by-hand {}",
+        q(&repo),
+        q(&wt)
+    ));
+    let sock = root.path().join("s/imp.sock");
+    let _guard = TmuxGuard(sock.clone());
+    std::fs::create_dir_all(sock.parent().unwrap()).unwrap();
+    sh(&format!(
+        "tmux -S {} new-session -d -s manual -n w1 -c {} 'sleep 100000'",
+        q(&sock),
+        q(&wt)
+    ));
+    let d = Driver::new(local_runner(), root.path());
+
+    let desired = d.prepare(
+        "git_worktree.hand",
+        &attrs(&[
+            ("repo", s(&repo)),
+            ("path", s(&wt)),
+            ("branch", "by-hand".into()),
+        ]),
+    );
+    let st =
+        d.p.import(ImportRequest {
+            ctx: d.ctx.clone(),
+            address: "git_worktree.hand".into(),
+            rtype: "git_worktree".into(),
+            id: wt.to_string_lossy().into_owned(),
+            desired: Some(desired.clone()),
+        })
+        .await
+        .unwrap();
+    let live = d
+        .live("git_worktree.hand", &desired, Some(&st))
+        .await
+        .unwrap();
+    assert!(d
+        .diff("git_worktree.hand", &desired, &live, Some(&st))
+        .await
+        .changes
+        .is_empty());
+
+    let tdesired = d.prepare(
+        "tmux_session.manual",
+        &attrs(&[
+            ("socket", s(&sock)),
+            ("window", "w1".into()),
+            ("cwd", s(&wt)),
+            ("command", "sleep 100000".into()),
+        ]),
+    );
+    let st =
+        d.p.import(ImportRequest {
+            ctx: d.ctx.clone(),
+            address: "tmux_session.manual".into(),
+            rtype: "tmux_session".into(),
+            id: "manual".into(),
+            desired: Some(tdesired.clone()),
+        })
+        .await
+        .unwrap();
+    let live = d
+        .live("tmux_session.manual", &tdesired, Some(&st))
+        .await
+        .unwrap();
+    // A session made by hand is compared on tmux's own session_path and start command.
+    let diff = d
+        .diff("tmux_session.manual", &tdesired, &live, Some(&st))
+        .await;
+    assert!(diff.changes.is_empty(), "{:?}", diff.changes);
+    // Creating over it is refused with the import hint.
+    let err = d
+        .apply("tmux_session.manual", Op::Create, Some(&tdesired), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("claw import"), "{err}");
+
+    let missing =
+        d.p.import(ImportRequest {
+            ctx: d.ctx.clone(),
+            address: "tmux_session.none".into(),
+            rtype: "tmux_session".into(),
+            id: "none".into(),
+            desired: Some(tdesired),
+        })
+        .await
+        .unwrap_err();
+    assert!(missing.hint.is_some());
+}
