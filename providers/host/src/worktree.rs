@@ -436,8 +436,17 @@ pub async fn apply(runner: &dyn Runner, req: &ApplyRequest) -> Result<ApplyRespo
                 );
                 let out = runner.run(&script, b"").await?;
                 if !out.ok() {
-                    return Err(script_error(&format!("adding the worktree {path}"), &out, &target, &req.address)
-                        .with_hint("check that the branch is not checked out in another worktree and that the folder is empty or absent"));
+                    let d = script_error(
+                        &format!("adding the worktree {path}"),
+                        &out,
+                        &target,
+                        &req.address,
+                    );
+                    return Err(if d.hint.is_some() {
+                        d
+                    } else {
+                        d.with_hint("check that the branch is not checked out in another worktree and that the folder is empty or absent")
+                    });
                 }
                 if let Some(setup) = s(&desired, "setup").filter(|c| !c.trim().is_empty()) {
                     req.ctx.progress.report(&req.address, "running setup");
@@ -503,13 +512,17 @@ pub async fn apply(runner: &dyn Runner, req: &ApplyRequest) -> Result<ApplyRespo
                         .with_hint("commit or stash them in the worktree, then apply again"))
                     }
                     _ => {
-                        return Err(script_error(
+                        let d = script_error(
                             &format!("switching the worktree {path} to {branch}"),
                             &out,
                             &target,
                             &req.address,
-                        )
-                        .with_hint("check that the branch is not checked out in another worktree"))
+                        );
+                        return Err(if d.hint.is_some() {
+                            d
+                        } else {
+                            d.with_hint("check that the branch is not checked out in another worktree")
+                        });
                     }
                 }
             }

@@ -586,3 +586,77 @@ async fn import_adopts_existing_worktrees_and_sessions() {
         .unwrap_err();
     assert!(missing.hint.is_some());
 }
+
+/// A host without git and tmux: the local runner with an empty PATH.
+struct NoTools(Arc<claw_host::runner::LocalRunner>);
+
+#[async_trait::async_trait]
+impl Runner for NoTools {
+    fn target(&self) -> String {
+        "host bare (test)".into()
+    }
+    fn is_local(&self) -> bool {
+        true
+    }
+    async fn run(
+        &self,
+        script: &str,
+        stdin: &[u8],
+    ) -> Result<claw_host::runner::Output, Diagnostic> {
+        self.0
+            .run(
+                &format!("PATH=/nonexistent-claw-test; export PATH\n{script}"),
+                stdin,
+            )
+            .await
+    }
+    fn counters(&self) -> Vec<(String, u64)> {
+        self.0.counters()
+    }
+}
+
+#[tokio::test]
+async fn missing_git_and_tmux_are_reported_with_a_hint() {
+    let root = tempfile::tempdir().unwrap();
+    let d = Driver::new(Arc::new(NoTools(local_runner())), root.path());
+    let wt = attrs(&[
+        ("repo", s(root.path())),
+        ("path", s(&root.path().join("w"))),
+        ("branch", "b".into()),
+    ]);
+    let tm = d.prepare(
+        "tmux_session.t",
+        &attrs(&[("socket", s(&root.path().join("x.sock")))]),
+    );
+    let r = d
+        .refresh(&[
+            ("git_worktree.w", Some(&wt), None),
+            ("tmux_session.t", Some(&tm), None),
+        ])
+        .await;
+    let text: Vec<String> = r.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert!(
+        text.iter()
+            .any(|t| t.contains("git is not installed on host bare") && t.contains("hint:")),
+        "{text:?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.contains("tmux is not installed on host bare") && t.contains("hint:")),
+        "{text:?}"
+    );
+    let err = d
+        .apply("tmux_session.t", Op::Create, Some(&tm), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("tmux is not installed"), "{err}");
+    let err = d
+        .apply("git_worktree.w", Op::Create, Some(&wt), None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("git is not installed"), "{err}");
+    assert!(
+        err.hint.as_deref().unwrap().contains("install git"),
+        "{err}"
+    );
+}
