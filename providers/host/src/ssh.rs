@@ -491,6 +491,16 @@ impl SshRunner {
     }
 }
 
+/// Non-interactive SSH sessions get a minimal PATH (on macOS `/usr/bin:/bin:
+/// /usr/sbin:/sbin`), without Homebrew's git, tmux or pnpm: append the usual
+/// Homebrew and /usr/local prefixes (the user's own PATH keeps priority).
+pub const PATH_INIT: &str =
+    "PATH=\"${PATH:-/usr/bin:/bin}:/opt/homebrew/bin:/opt/homebrew/sbin:/usr/local/bin:/usr/local/sbin\"; export PATH\n";
+
+fn with_path(script: &str) -> String {
+    format!("{PATH_INIT}{script}")
+}
+
 fn key_file_kind(k: &PublicKey) -> &'static str {
     let a = k.algorithm();
     if a.clone().is_rsa() {
@@ -518,9 +528,11 @@ impl Runner for SshRunner {
                 Diagnostic::error(format!("the connection to {} was closed", self.describe()))
             })?;
             self.round_trips.fetch_add(1, Ordering::Relaxed);
-            let r =
-                tokio::time::timeout(self.cfg.command_timeout, self.run_once(&h, script, stdin))
-                    .await;
+            let r = tokio::time::timeout(
+                self.cfg.command_timeout,
+                self.run_once(&h, &with_path(script), stdin),
+            )
+            .await;
             match r {
                 Ok(Ok(out)) => return Ok(out),
                 Ok(Err(e)) => {

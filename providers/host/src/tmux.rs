@@ -149,7 +149,7 @@ fn tmux_cmd(runner: &dyn Runner, ctx: &Ctx, socket: &str) -> String {
 
 fn tmux_missing(target: &str) -> Diagnostic {
     Diagnostic::error(format!("tmux is not installed on {target}"))
-        .with_hint("install tmux 3.0 or newer on the host (macOS: `brew install tmux`)")
+        .with_hint("install tmux 3.0 or newer on the host (macOS: `brew install tmux`); claw looks in the login PATH plus /opt/homebrew/bin and /usr/local/bin")
 }
 
 /// Undoes tmux's quoting of `pane_start_command` (3.2+ quotes arguments with spaces).

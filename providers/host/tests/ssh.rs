@@ -18,6 +18,13 @@ async fn runs_scripts_over_one_connection() {
     assert_eq!(out.stdout_str(), "xfrom stdin");
     assert_eq!(out.stderr_str(), "err");
     assert_eq!(out.code, 3);
+    // Homebrew's prefixes are on PATH for non-interactive sessions.
+    let path = r
+        .run("printf '%s' \"$PATH\"", b"")
+        .await
+        .unwrap()
+        .stdout_str();
+    assert!(path.contains(":/opt/homebrew/bin:"), "{path}");
     // Concurrent scripts share the one connection (multiplexed channels).
     let futs: Vec<_> = (0..20)
         .map(|i| {
@@ -30,7 +37,7 @@ async fn runs_scripts_over_one_connection() {
         assert_eq!(o.trim(), i.to_string());
     }
     let c = r.counters();
-    assert_eq!(c[0], ("ssh round trips".to_string(), 21));
+    assert_eq!(c[0], ("ssh round trips".to_string(), 22));
     assert_eq!(c[1], ("ssh connections".to_string(), 1));
 }
 
