@@ -23,6 +23,15 @@ pub enum SecretString {
     },
 }
 
+/// A file mode as written in claw.toml.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum ModeShape {
+    Octal(String),
+    Bits(i64),
+}
+
 /// `[file.<name>]`: a file on a host.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -38,9 +47,9 @@ pub struct FileShape {
     /// A local file (relative to `claw.toml`) whose content is copied.
     #[serde(default)]
     pub source: Option<String>,
-    /// Permission bits as an octal string, e.g. `"0644"`.
+    /// Permission bits: an octal string (`"0644"`) or a TOML octal integer (`0o644`).
     #[serde(default)]
-    pub mode: Option<String>,
+    pub mode: Option<ModeShape>,
     /// Never show the content (the plan says `(sensitive)`).
     #[serde(default)]
     pub sensitive: Option<bool>,
@@ -101,6 +110,16 @@ pub fn validate(req: &InstanceRequest<'_>) -> Vec<Diagnostic> {
                 ),
         );
     }
+    if let Some(Value::Int(m)) = a.get("mode") {
+        if !(0..=0o7777).contains(m) {
+            d.push(
+                Diagnostic::error(format!("`mode` {m} is out of range"))
+                    .with_address(req.address)
+                    .with_attr("mode")
+                    .with_hint("write it as an octal string such as \"0644\", or as a TOML octal number 0o644"),
+            );
+        }
+    }
     if let Some(Value::String(m)) = a.get("mode") {
         if parse_mode(m).is_none() {
             d.push(
@@ -142,10 +161,17 @@ pub fn prepare(req: &InstanceRequest<'_>) -> Result<Attrs, Diagnostic> {
             out.insert("content".into(), s);
         }
     }
-    if let Some(Value::String(m)) = out.get("mode") {
-        if let Some(bits) = parse_mode(m) {
+    match out.get("mode") {
+        Some(Value::String(m)) => {
+            if let Some(bits) = parse_mode(m) {
+                out.insert("mode".into(), Value::String(format_mode(bits)));
+            }
+        }
+        Some(Value::Int(m)) if (0..=0o7777).contains(m) => {
+            let bits = *m as u32;
             out.insert("mode".into(), Value::String(format_mode(bits)));
         }
+        _ => {}
     }
     Ok(out)
 }

@@ -116,6 +116,16 @@ async fn create_noop_drift_converge_delete() {
     ]);
     let desired = prepare(p.as_ref(), &ctx, &raw);
     assert_eq!(desired["mode"], Value::from("0640"));
+    let mut as_int = raw.clone();
+    as_int.insert("mode".into(), Value::Int(0o640));
+    assert_eq!(
+        prepare(p.as_ref(), &ctx, &as_int)["mode"],
+        Value::from("0640")
+    );
+    let shape = claw_host::file::resource_type().shape;
+    assert!((shape.check)(&serde_json::json!({"path": "x", "content": "y", "mode": 416})).is_ok());
+    assert!((shape.check)(&serde_json::json!({"path": "x", "content": {"env": "Y"}})).is_ok());
+    assert!((shape.check)(&serde_json::json!({"path": "x", "contents": "y"})).is_err());
     assert!(refresh(p.as_ref(), &ctx, &desired, None).await.is_none());
 
     let state = apply(p.as_ref(), &ctx, Op::Create, Some(&desired), None)
