@@ -203,6 +203,36 @@ impl Provider for HostProvider {
         }
     }
 
+    /// A session started in a worktree, or a file inside one, waits for the
+    /// worktree (and is deleted before it), without a `depends_on`.
+    fn implicit_deps(&self, items: &[(String, String, Attrs)]) -> Vec<(String, String)> {
+        let norm = |p: &str| p.trim_end_matches('/').to_string();
+        let worktrees: Vec<(&String, String)> = items
+            .iter()
+            .filter(|(_, t, _)| t == "git_worktree")
+            .filter_map(|(a, _, attrs)| Some((a, norm(attrs.get("path")?.as_str()?))))
+            .filter(|(_, p)| !p.is_empty())
+            .collect();
+        let mut out = Vec::new();
+        for (addr, rtype, attrs) in items {
+            let key = match rtype.as_str() {
+                "tmux_session" => "cwd",
+                "file" => "path",
+                _ => continue,
+            };
+            let Some(p) = attrs.get(key).and_then(Value::as_str).map(norm) else {
+                continue;
+            };
+            for (wt, wp) in &worktrees {
+                let inside = p.starts_with(&format!("{wp}/"));
+                if inside || (key == "cwd" && p == *wp) {
+                    out.push((addr.clone(), (*wt).clone()));
+                }
+            }
+        }
+        out
+    }
+
     async fn refresh(&self, req: RefreshRequest) -> RefreshResponse {
         let mut resp = RefreshResponse::default();
         let of =

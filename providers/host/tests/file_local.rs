@@ -333,3 +333,38 @@ async fn validation_and_import() {
         .unwrap_err();
     assert!(missing.hint.is_some());
 }
+
+#[test]
+fn sessions_and_files_in_a_worktree_depend_on_it() {
+    let p = provider();
+    let item =
+        |a: &str, t: &str, pairs: &[(&str, Value)]| (a.to_string(), t.to_string(), attrs(pairs));
+    let items = vec![
+        item(
+            "git_worktree.w",
+            "git_worktree",
+            &[("path", "~/s/agent-dev/".into())],
+        ),
+        item(
+            "tmux_session.a",
+            "tmux_session",
+            &[("cwd", "~/s/agent-dev".into())],
+        ),
+        item(
+            "tmux_session.b",
+            "tmux_session",
+            &[("cwd", "~/s/agent-dev-2".into())],
+        ),
+        item("file.in", "file", &[("path", "~/s/agent-dev/.env".into())]),
+        item("file.out", "file", &[("path", "~/s/agent-dev".into())]),
+    ];
+    let mut deps = p.implicit_deps(&items);
+    deps.sort();
+    assert_eq!(
+        deps,
+        vec![
+            ("file.in".to_string(), "git_worktree.w".to_string()),
+            ("tmux_session.a".to_string(), "git_worktree.w".to_string()),
+        ]
+    );
+}
