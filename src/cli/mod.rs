@@ -479,6 +479,16 @@ async fn apply_locked(
     color: bool,
     store: Arc<Store>,
 ) -> Result<i32> {
+    if let Some(p) = &saved {
+        // A plan made before the first apply fixes the new state's identity.
+        let mut st = store.state.lock().await;
+        if st.serial == 0 && st.resources.is_empty() {
+            if let Some(salt) = &p.new_state_salt {
+                st.salt = salt.clone();
+                st.lineage = p.state_lineage.clone();
+            }
+        }
+    }
     let st = store.snapshot().await;
     let ws = Workspace::build(cfg, reg, &st.salt, Some(&st), events, o.verbose)?;
     let (plan, observed) = match saved {
@@ -490,7 +500,7 @@ async fn apply_locked(
                         .hint("make a new plan with `claw plan --out FILE` and review it"),
                 )
             };
-            if p.state_lineage != st.lineage && !(p.state_serial == 0 && st.serial == 0) {
+            if p.state_lineage != st.lineage {
                 return Err(stale("it was made against another state".into()));
             }
             if p.state_serial != st.serial {

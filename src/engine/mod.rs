@@ -917,6 +917,7 @@ impl Workspace {
             config_hash: self.config_hash(),
             state_lineage: state.lineage.clone(),
             state_serial: state.serial,
+            new_state_salt: (state.serial == 0).then(|| state.salt.clone()),
             destroy: opts.destroy,
             targets: opts.targets.clone(),
             changes,

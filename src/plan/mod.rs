@@ -111,6 +111,11 @@ pub struct Plan {
     /// The state this plan was made against.
     pub state_lineage: String,
     pub state_serial: u64,
+    /// Only for a plan made before any state exists: the salt the new state
+    /// will use, so that secret hashes in this plan stay comparable. (A salt
+    /// is not secret; the state file holds it too.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_state_salt: Option<String>,
     pub destroy: bool,
     #[serde(default)]
     pub targets: Vec<String>,

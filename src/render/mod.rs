@@ -172,7 +172,12 @@ pub fn attr_lines(c: &Change) -> Vec<String> {
                 ""
             };
             out.push(format!("{sym} {}:{tag}", d.path));
+            // A whole new (or removed) text needs no hunk header.
+            let whole = d.before.is_none() || d.after.is_none();
             for l in unified(before, after) {
+                if whole && l.starts_with("@@") {
+                    continue;
+                }
                 out.push(format!("    {l}"));
             }
             continue;

@@ -1,0 +1,8 @@
+//! The one integration-test binary: CLI end-to-end tests against real things.
+
+mod common;
+mod engine;
+mod errors;
+mod golden;
+mod schemas;
+mod tailscale;
