@@ -660,3 +660,69 @@ async fn missing_git_and_tmux_are_reported_with_a_hint() {
         "{err}"
     );
 }
+
+/// The local runner with a non-GNU userland: busybox's sh, ls, wc, cut, cp,
+/// mv, ... (and the real git and tmux), to catch GNU-only flags in the
+/// scripts the way a macOS host would.
+struct Busybox {
+    inner: Arc<claw_host::runner::LocalRunner>,
+    bin: tempfile::TempDir,
+}
+
+impl Busybox {
+    fn new() -> Option<Busybox> {
+        let bb = ["/usr/bin/busybox", "/bin/busybox"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())?;
+        let bin = tempfile::tempdir().unwrap();
+        for tool in [
+            "sh", "ls", "wc", "cut", "cat", "mkdir", "cp", "mv", "chmod", "rm", "dirname",
+            "basename", "head", "tr", "printf", "env", "sleep", "true", "false", "echo", "test",
+            "[",
+        ] {
+            std::os::unix::fs::symlink(bb, bin.path().join(tool)).unwrap();
+        }
+        for tool in ["git", "tmux"] {
+            let real = sh(&format!("command -v {tool}")).trim().to_string();
+            std::os::unix::fs::symlink(real, bin.path().join(tool)).unwrap();
+        }
+        Some(Busybox {
+            inner: local_runner(),
+            bin,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Runner for Busybox {
+    fn target(&self) -> String {
+        "host busybox (test)".into()
+    }
+    fn is_local(&self) -> bool {
+        true
+    }
+    async fn run(
+        &self,
+        script: &str,
+        stdin: &[u8],
+    ) -> Result<claw_host::runner::Output, Diagnostic> {
+        let b = self.bin.path().display().to_string();
+        let wrapped = format!(
+            "PATH={b}; export PATH; exec {b}/sh -c {}",
+            claw_host::runner::sh_quote(script)
+        );
+        self.inner.run(&wrapped, stdin).await
+    }
+    fn counters(&self) -> Vec<(String, u64)> {
+        self.inner.counters()
+    }
+}
+
+#[tokio::test]
+async fn matrix_busybox_userland() {
+    if !tools() || !require("busybox") {
+        return;
+    }
+    let Some(bb) = Busybox::new() else { return };
+    matrix(Arc::new(bb)).await;
+}
