@@ -956,6 +956,16 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // The double's own control endpoints (not counted): `GET /_double/requests`
+    // returns the count so far, `DELETE /_double/requests` resets it.
+    if uri.path() == "/_double/requests" {
+        if method == Method::DELETE {
+            shared.requests.store(0, Ordering::SeqCst);
+            shared.log.lock().expect("log").clear();
+        }
+        let n = shared.requests.load(Ordering::SeqCst);
+        return respond(200, json!({ "requests": n }));
+    }
     shared.requests.fetch_add(1, Ordering::SeqCst);
     shared.log.lock().expect("log").push(format!(
         "{} {}",
