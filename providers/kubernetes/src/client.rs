@@ -110,6 +110,8 @@ impl ApiRes {
 
 pub struct Conn {
     pub client: kube::Client,
+    /// The API server URL (for messages).
+    pub url: String,
 }
 
 /// A lazily connected cluster, shared by a provider alias and its state backend.
@@ -224,6 +226,7 @@ impl Cluster {
                 }
             },
         };
+        let url = config.cluster_url.to_string();
         let counter = self.requests.clone();
         let layer = tower::util::MapRequestLayer::new(move |r: Request<kube::client::Body>| {
             counter.fetch_add(1, Ordering::Relaxed);
@@ -233,7 +236,7 @@ impl Cluster {
             .map_err(|e| Diagnostic::error(format!("cannot build a Kubernetes client: {e}")))?
             .with_layer(&layer)
             .build();
-        Ok(Conn { client })
+        Ok(Conn { client, url })
     }
 
     pub async fn conn(&self) -> Result<&Conn, Diagnostic> {
@@ -281,7 +284,22 @@ impl Cluster {
                     })
                     .unwrap_or_default(),
             }),
-            Err(e) => Err(ApiError::Other(e.to_string())),
+            Err(e) => {
+                let mut msg = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    let t = s.to_string();
+                    if !msg.contains(&t) {
+                        msg.push_str(": ");
+                        msg.push_str(&t);
+                    }
+                    src = s.source();
+                }
+                Err(ApiError::Other(format!(
+                    "cannot reach the Kubernetes API at {}: {msg}",
+                    conn.url.trim_end_matches('/')
+                )))
+            }
         }
     }
 

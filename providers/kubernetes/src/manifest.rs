@@ -258,7 +258,55 @@ pub fn resolve<'a>(
 
 // ---- diff --------------------------------------------------------------------
 
-/// Scalars equal up to representation: `1` and `"1"`, `1` and `1.0`.
+/// A resource quantity in milli-units (`"1"` → 1000, `"500m"` → 500,
+/// `"1Gi"` → 1073741824000), for comparing what the server normalises.
+pub fn quantity_milli(v: &Value) -> Option<i128> {
+    let s = match v {
+        Value::String(s) => s.trim().to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => f.to_string(),
+        _ => return None,
+    };
+    let suffixes: [(&str, f64); 9] = [
+        ("Ki", 1024.0),
+        ("Mi", 1048576.0),
+        ("Gi", 1073741824.0),
+        ("Ti", 1099511627776.0),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("m", 1e-3),
+    ];
+    let (num, mult) = suffixes
+        .iter()
+        .find(|(sfx, _)| s.ends_with(sfx))
+        .map(|(sfx, m)| (&s[..s.len() - sfx.len()], *m))
+        .unwrap_or((s.as_str(), 1.0));
+    let x: f64 = num.parse().ok()?;
+    Some((x * mult * 1000.0).round() as i128)
+}
+
+/// Paths whose values are resource quantities the server canonicalises.
+fn is_quantity_path(path: &str) -> bool {
+    path.contains("resources.limits.")
+        || path.contains("resources.requests.")
+        || path.contains("spec.hard.")
+        || path.ends_with(".sizeLimit")
+        || path.contains("capacity.")
+}
+
+/// Scalars equal up to representation: `1` and `"1"`, `1` and `1.0`; under
+/// resource fields, quantities by value (`1000m` = `1`).
+fn loosely_equal_at(path: &str, a: &Value, b: &Value) -> bool {
+    if is_quantity_path(path) {
+        if let (Some(x), Some(y)) = (quantity_milli(a), quantity_milli(b)) {
+            return x == y;
+        }
+    }
+    loosely_equal(a, b)
+}
+
 fn loosely_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Int(x), Value::Float(y)) | (Value::Float(y), Value::Int(x)) => (*x as f64) == *y,
@@ -347,7 +395,7 @@ pub fn diff_value(path: &str, desired: &Value, live: Option<&Value>, out: &mut V
             }
         }
         (d, Some(l)) => {
-            if !loosely_equal(d, l) {
+            if !loosely_equal_at(path, d, l) {
                 out.push(AttrChange::new(path, Some(l.clone()), Some(d.clone())));
             }
         }

@@ -945,11 +945,15 @@ impl Provider for KubeProvider {
                 Ok(Some(r)) => r,
                 Ok(None) => continue, // not served (yet): nothing of this kind exists
                 Err(e) => {
+                    let unreachable = matches!(e, ApiError::Other(_));
                     resp.diagnostics.push(api_diag(
                         &req.items[members[0].0].address,
                         &format!("discovery of {api_version}"),
                         &e,
                     ));
+                    if unreachable {
+                        break; // one error, not one per kind
+                    }
                     continue;
                 }
             };
@@ -1181,7 +1185,7 @@ impl Provider for KubeProvider {
                                 Some(_) => {
                                     let mut inner = Vec::new();
                                     if let Some(av) = av {
-                                        manifest::diff_value("x", av, lv, &mut inner);
+                                        manifest::diff_value(&c.path, av, lv, &mut inner);
                                     }
                                     av.is_none() || !inner.is_empty()
                                 }

@@ -26,6 +26,7 @@ pub struct KubeStateStorage {
     /// Seconds a lease lives without renewal.
     pub lease_seconds: u64,
     renewer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    notices: Mutex<Vec<Diagnostic>>,
 }
 
 fn micro_time(t: SystemTime) -> String {
@@ -54,6 +55,7 @@ impl KubeStateStorage {
             stack,
             ctx: ctx.clone(),
             renewer: Mutex::new(None),
+            notices: Mutex::new(Vec::new()),
         }
     }
 
@@ -278,16 +280,19 @@ impl StateStorage for KubeStateStorage {
         {
             Ok(_) => {
                 if let Some(h) = holder {
-                    self.ctx.progress.report(
-                        "state",
-                        &format!(
-                            "took over an expired lock held by {} (pid {} on {}, {:?}, since {})",
-                            if h.user.is_empty() { "?" } else { &h.user },
-                            h.pid,
-                            h.host,
-                            h.command,
-                            h.created
-                        ),
+                    let msg = format!(
+                        "took over an expired lock held by {} (pid {} on {}, {:?}, since {}; not renewed for {}s)",
+                        if h.user.is_empty() { "?" } else { &h.user },
+                        h.pid,
+                        h.host,
+                        h.command,
+                        h.created,
+                        self.lease_seconds
+                    );
+                    self.ctx.progress.report("state", &msg);
+                    self.notices.lock().expect("notices").push(
+                        Diagnostic::warning(format!("state backend: {msg}"))
+                            .with_hint("that run probably died; check that it is really gone"),
                     );
                 }
                 self.start_renewing(info);
@@ -357,6 +362,10 @@ impl StateStorage for KubeStateStorage {
             .map_err(|e| diag("reading the lock", &e))?
             .as_ref()
             .and_then(Self::holder_of))
+    }
+
+    fn take_notices(&self) -> Vec<Diagnostic> {
+        std::mem::take(&mut *self.notices.lock().expect("notices"))
     }
 
     async fn force_unlock(&self) -> Result<Option<LockInfo>, Diagnostic> {

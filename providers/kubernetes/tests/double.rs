@@ -498,3 +498,163 @@ async fn no_change_plan_lists_each_kind_once() {
     assert_eq!(log.len(), 9, "{log:#?}");
     assert_eq!(env2.provider.counters()[0].1, 9);
 }
+
+#[tokio::test]
+async fn quantities_the_server_normalises_are_not_drift() {
+    let env = env("quantities");
+    let with_cpu = APP.replace(
+        "resources: {limits: {memory: 128Mi}}",
+        "resources: {limits: {memory: 1024Mi, cpu: 1000m}, requests: {cpu: 0.5}}",
+    );
+    let cfg = app(&env, &with_cpu);
+    let mut state = State::new();
+    converge(&env, &cfg, &mut state).await;
+    let d = env
+        .double
+        .get("apps/v1", "Deployment", "shop", "web")
+        .unwrap();
+    let r = &d["spec"]["template"]["spec"]["containers"][0]["resources"];
+    assert_eq!(
+        r["limits"],
+        json!({"memory": "1Gi", "cpu": "1"}),
+        "the double canonicalises like a real server"
+    );
+    assert_eq!(r["requests"], json!({"cpu": "500m"}));
+    env.double.reset_requests();
+    let p = plan(&env, &cfg, &state).await;
+    assert!(p.is_empty(), "{:?}", p.actions);
+    assert!(
+        env.double
+            .request_log()
+            .iter()
+            .all(|l| !l.contains("dryRun")),
+        "no dry-run needed for a no-change plan"
+    );
+    // A real change is still seen.
+    let cfg = app(&env, &with_cpu.replace("cpu: 1000m", "cpu: 1500m"));
+    let p = plan(&env, &cfg, &state).await;
+    let Some(Action::Update(c)) = p.action(DEPLOY) else {
+        panic!("{:?}", p.actions)
+    };
+    assert_eq!(
+        c[0].path,
+        "spec.template.spec.containers[0].resources.limits.cpu"
+    );
+}
+
+#[tokio::test]
+async fn import_adopts_an_unmanaged_object_and_labels_it() {
+    let env = env("import");
+    env.double
+        .put_object(
+            "kubectl-create",
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "legacy", "namespace": "default"}, "data": {"k": "v"}}),
+        )
+        .unwrap();
+    let addr = "k8s_manifest.legacy[\"v1/ConfigMap/default/legacy\"]";
+    let s = env
+        .provider
+        .import(ImportRequest {
+            ctx: env.ctx.clone(),
+            address: addr.into(),
+            rtype: "k8s_manifest".into(),
+            id: "v1/ConfigMap/default/legacy".into(),
+            desired: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(s.id, "v1/ConfigMap/default/legacy");
+    let cm = env
+        .double
+        .get("v1", "ConfigMap", "default", "legacy")
+        .unwrap();
+    assert_eq!(cm["metadata"]["labels"][LABEL_STACK], "import");
+    assert_eq!(cm["metadata"]["annotations"][LABEL_ADDRESS], addr);
+    let cfg = vec![res(
+        "k8s_manifest",
+        "legacy",
+        json!({"manifest": {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "legacy"}, "data": {"k": "v"}}}),
+    )];
+    let mut state = State::new();
+    state.insert(addr.into(), ("k8s_manifest".into(), s));
+    let p = plan(&env, &cfg, &state).await;
+    assert!(
+        p.is_empty() && p.diagnostics.is_empty(),
+        "{:?} {:?}",
+        p.actions,
+        p.diagnostics
+    );
+    let err = env
+        .provider
+        .import(ImportRequest {
+            ctx: env.ctx.clone(),
+            address: addr.into(),
+            rtype: "k8s_manifest".into(),
+            id: "legacy".into(),
+            desired: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(err.hint.unwrap().contains("apps/v1/Deployment"));
+}
+
+#[tokio::test]
+async fn a_custom_resource_waits_until_its_crd_is_established() {
+    let mut env = env("establish");
+    env.double
+        .set_crd_establish_delay(std::time::Duration::from_millis(1500));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let s2 = seen.clone();
+    env.ctx.progress = Progress(std::sync::Arc::new(move |a: &str, m: &str| {
+        s2.lock().unwrap().push(format!("{a}: {m}"))
+    }));
+    let f = yaml_file(&env, "crd.yaml", CRD_AND_CR);
+    let cfg = vec![res("k8s_manifest", "w", json!({ "file": f }))];
+    let mut state = State::new();
+    let started = std::time::Instant::now();
+    converge(&env, &cfg, &mut state).await;
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1000));
+    assert!(env
+        .double
+        .get("claw.example/v1", "Widget", "shop", "w1")
+        .is_some());
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|m| m.contains("Widget")
+            && m.contains(
+                "waiting for the CustomResourceDefinition of Widget.claw.example to be Established"
+            )),
+        "{seen:?}"
+    );
+    assert!(plan(&env, &cfg, &state).await.is_empty());
+}
+
+#[tokio::test]
+async fn an_unreachable_cluster_is_one_error_with_a_hint() {
+    let env = env("unreachable");
+    drop(env.double); // the kubeconfig now points at a closed port
+    let kc = env.dir.path().join("kubeconfig");
+    let provider = provider_for(&kc, &env.ctx);
+    let f = yaml_file_in(env.dir.path(), "app.yaml", APP);
+    let env2 = Env {
+        double: kube_api_double::KubeApiDouble::start().unwrap(),
+        provider,
+        ..env
+    };
+    let cfg = vec![res("k8s_manifest", "app", json!({ "file": f }))];
+    let p = plan(&env2, &cfg, &State::new()).await;
+    let errors: Vec<_> = p.diagnostics.iter().filter(|d| d.is_error()).collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0]
+            .hint
+            .as_deref()
+            .unwrap()
+            .contains("kubectl cluster-info"),
+        "{}",
+        errors[0]
+    );
+    eprintln!("{}", errors[0]);
+}

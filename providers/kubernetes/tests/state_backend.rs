@@ -103,4 +103,14 @@ async fn a_held_lock_is_renewed_and_an_abandoned_one_expires() {
     tokio::time::sleep(Duration::from_millis(4000)).await;
     b.lock(&info("run-b")).await.unwrap();
     assert_eq!(b.lock_holder().await.unwrap().unwrap().id, "run-b");
+    let notes = b.take_notices();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0]
+            .summary
+            .contains("took over an expired lock held by dev (pid 42 on ci-host"),
+        "{}",
+        notes[0]
+    );
+    assert!(b.take_notices().is_empty());
 }

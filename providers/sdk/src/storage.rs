@@ -41,4 +41,9 @@ pub trait StateStorage: Send + Sync {
     async fn lock_holder(&self) -> Result<Option<LockInfo>, Diagnostic>;
     /// Removes the lock whoever holds it; returns who held it.
     async fn force_unlock(&self) -> Result<Option<LockInfo>, Diagnostic>;
+    /// Warnings gathered since the last call, for the engine to print (e.g.
+    /// "took over an expired lock held by ..."). Default: none.
+    fn take_notices(&self) -> Vec<Diagnostic> {
+        Vec::new()
+    }
 }

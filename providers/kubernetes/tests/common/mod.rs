@@ -337,3 +337,8 @@ pub fn yaml_file(env: &Env, name: &str, text: &str) -> String {
     std::fs::write(env.dir.path().join(name), text).unwrap();
     name.to_string()
 }
+
+pub fn yaml_file_in(dir: &std::path::Path, name: &str, text: &str) -> String {
+    std::fs::write(dir.join(name), text).unwrap();
+    name.to_string()
+}

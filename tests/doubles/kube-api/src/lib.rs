@@ -60,6 +60,10 @@ struct Stored {
 
 #[derive(Default)]
 struct Store {
+    /// How long a new CRD stays not Established (0: at once).
+    crd_delay: std::time::Duration,
+    /// CRDs waiting to become Established: (name, when).
+    pending: Vec<(String, std::time::Instant)>,
     types: Vec<ResType>,
     /// `group/plural` → (namespace, name) → object.
     objects: BTreeMap<String, BTreeMap<(String, String), Stored>>,
@@ -203,6 +207,12 @@ impl KubeApiDouble {
             }
         }
         out
+    }
+
+    /// Makes new CRDs become Established only after `d` (their kinds are not
+    /// served until then), as on a real server under load.
+    pub fn set_crd_establish_delay(&self, d: std::time::Duration) {
+        self.shared.store.lock().expect("store").crd_delay = d;
     }
 
     /// Stores an object as another client would (an `Update` by `manager`).
@@ -743,10 +753,25 @@ impl Store {
         }
         let stored = Stored { obj: new, managers };
         let out = self.render(rt, &stored, &api_version);
+        let mut stored = stored;
+        let mut out = out;
+        let delay_crd =
+            rt.kind == "CustomResourceDefinition" && old.is_none() && !self.crd_delay.is_zero();
+        if delay_crd {
+            let conds = json!([
+                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found"},
+                {"type": "Established", "status": "False", "reason": "Installing", "message": "the initial names have been accepted"}
+            ]);
+            stored.obj["status"]["conditions"] = conds.clone();
+            out["status"]["conditions"] = conds;
+        }
         if !dry_run {
             self.rv = seq;
             self.objects.entry(k).or_default().insert(id, stored);
-            if rt.kind == "CustomResourceDefinition" {
+            if delay_crd {
+                self.pending
+                    .push((name.clone(), std::time::Instant::now() + self.crd_delay));
+            } else if rt.kind == "CustomResourceDefinition" {
                 if let Some(t) = types::from_crd(&out) {
                     self.types
                         .retain(|x| !(x.group == t.group && x.kind == t.kind));
@@ -755,6 +780,41 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Establishes the CRDs whose delay has passed.
+    fn establish_due(&mut self) {
+        let now = std::time::Instant::now();
+        let due: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, t)| *t <= now)
+            .map(|(n, _)| n.clone())
+            .collect();
+        self.pending.retain(|(_, t)| *t > now);
+        for name in due {
+            let key = "apiextensions.k8s.io/customresourcedefinitions".to_string();
+            self.rv += 1;
+            let rv = self.rv;
+            let Some(s) = self
+                .objects
+                .get_mut(&key)
+                .and_then(|m| m.get_mut(&(String::new(), name.clone())))
+            else {
+                continue;
+            };
+            s.obj["status"]["conditions"] = json!([
+                {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found"},
+                {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted"}
+            ]);
+            s.obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+            let obj = s.obj.clone();
+            if let Some(t) = types::from_crd(&obj) {
+                self.types
+                    .retain(|x| !(x.group == t.group && x.kind == t.kind));
+                self.types.push(t);
+            }
+        }
     }
 
     fn delete(
@@ -993,6 +1053,7 @@ fn route(
         .collect();
     let q = query_map(uri);
     let mut st = shared.store.lock().expect("store");
+    st.establish_due();
     let seg = |i: usize| segs.get(i).map(String::as_str);
     let get_only = || -> Result<(), ApiError> {
         if method != Method::GET {

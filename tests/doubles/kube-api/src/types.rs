@@ -238,6 +238,19 @@ fn default_pod_spec(spec: &mut Value, restart: &str) {
                 default(cm, "terminationMessagePath", json!("/dev/termination-log"));
                 default(cm, "terminationMessagePolicy", json!("File"));
                 default(cm, "resources", json!({}));
+                for part in ["limits", "requests"] {
+                    if let Some(q) = cm
+                        .get_mut("resources")
+                        .and_then(|r| r.get_mut(part))
+                        .and_then(Value::as_object_mut)
+                    {
+                        for v in q.values_mut() {
+                            if let Some(c) = canonical_quantity(v) {
+                                *v = json!(c);
+                            }
+                        }
+                    }
+                }
                 if let Some(ps) = cm.get_mut("ports").and_then(Value::as_array_mut) {
                     for p in ps {
                         default(obj(p), "protocol", json!("TCP"));
@@ -617,4 +630,79 @@ pub fn validate(rt: &ResType, o: &Value) -> Vec<FieldError> {
         _ => {}
     }
     errs
+}
+
+/// The canonical form a real API server stores a resource quantity in:
+/// `1000m` → `1`, `0.5` → `500m`, `1024Mi` → `1Gi`, `2` (a number) → `2`.
+pub fn canonical_quantity(v: &Value) -> Option<String> {
+    let s = match v {
+        Value::String(s) => s.trim().to_string(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    let binary = [
+        ("Ki", 1i128 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("Ti", 1 << 40),
+    ];
+    for (suffix, mult) in binary {
+        if let Some(num) = s.strip_suffix(suffix) {
+            let x: f64 = num.parse().ok()?;
+            let bytes = (x * mult as f64).round() as i128;
+            for (sfx, m) in binary.iter().rev() {
+                if bytes % m == 0 {
+                    return Some(format!("{}{}", bytes / m, sfx));
+                }
+            }
+            return Some(bytes.to_string());
+        }
+    }
+    let decimal = [
+        ("k", 1_000i128),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+        ("T", 1_000_000_000_000),
+    ];
+    let (num, milli_mult) = if let Some(n) = s.strip_suffix('m') {
+        (n.to_string(), 1i128)
+    } else if let Some((sfx, m)) = decimal.iter().find(|(sfx, _)| s.ends_with(sfx)) {
+        (s[..s.len() - sfx.len()].to_string(), m * 1000)
+    } else {
+        (s.clone(), 1000)
+    };
+    let x: f64 = num.parse().ok()?;
+    let milli = (x * milli_mult as f64).round() as i128;
+    if milli % 1000 != 0 {
+        return Some(format!("{milli}m"));
+    }
+    let units = milli / 1000;
+    for (sfx, m) in decimal.iter().rev() {
+        if units != 0 && units % m == 0 {
+            return Some(format!("{}{}", units / m, sfx));
+        }
+    }
+    Some(units.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_take_their_canonical_form() {
+        for (a, b) in [
+            ("1000m", "1"),
+            ("0.5", "500m"),
+            ("2000m", "2"),
+            ("1024Mi", "1Gi"),
+            ("1.5Gi", "1536Mi"),
+            ("4Gi", "4Gi"),
+            ("128Mi", "128Mi"),
+            ("250m", "250m"),
+        ] {
+            assert_eq!(canonical_quantity(&json!(a)).as_deref(), Some(b), "{a}");
+        }
+        assert_eq!(canonical_quantity(&json!(2)).as_deref(), Some("2"));
+    }
 }
