@@ -244,6 +244,39 @@ impl KubeProvider {
         self.cluster.default_namespace()
     }
 
+    /// Lists a kind: in one namespace, or cluster-wide; when a cluster-wide
+    /// list is forbidden (namespace-scoped RBAC), one list per namespace.
+    async fn list(
+        &self,
+        res: &ApiRes,
+        ns: &str,
+        namespaces: &BTreeSet<&str>,
+        query: &str,
+        accept: Option<&str>,
+    ) -> Result<Vec<serde_json::Value>, ApiError> {
+        let items = |v: serde_json::Value| {
+            v.get("items")
+                .and_then(|i| i.as_array())
+                .cloned()
+                .unwrap_or_default()
+        };
+        let path = format!("{}{query}", res.collection(ns));
+        match self.cluster.call(Method::GET, &path, None, accept).await {
+            Ok(v) => Ok(items(v)),
+            Err(e) if e.code() == 403 && res.namespaced && ns.is_empty() => {
+                let mut out = Vec::new();
+                for n in namespaces {
+                    let path = format!("{}{query}", res.collection(n));
+                    out.extend(items(
+                        self.cluster.call(Method::GET, &path, None, accept).await?,
+                    ));
+                }
+                Ok(out)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     async fn ssa(
         &self,
         res: &ApiRes,
@@ -471,6 +504,21 @@ impl KubeProvider {
             }
             _ => {
                 let doc = doc_of(desired);
+                fn hidden_secret(v: &Value) -> bool {
+                    match v {
+                        Value::Secret(s) => s.expose().is_none(),
+                        Value::List(l) => l.iter().any(hidden_secret),
+                        Value::Map(m) => m.values().any(hidden_secret),
+                        _ => false,
+                    }
+                }
+                if doc.values().any(hidden_secret) {
+                    return Err(Diagnostic::error(
+                        "a sensitive value of the manifest is not available (only its hash is known)",
+                    )
+                    .with_address(address)
+                    .with_hint("run `claw apply` without a saved plan so secret values are read from their source"));
+                }
                 if doc.values().any(Value::contains_unknown) {
                     return Err(Diagnostic::error(
                         "the manifest still has values known only after apply",
@@ -967,8 +1015,8 @@ impl Provider for KubeProvider {
                 ""
             };
             let sel = format!("{LABEL_MANAGED_BY}=claw");
-            let path = format!("{}?labelSelector={}", res.collection(list_ns), enc(&sel));
-            let list = match self.cluster.get(&path).await {
+            let query = format!("?labelSelector={}", enc(&sel));
+            let list = match self.list(&res, list_ns, &nss, &query, None).await {
                 Ok(v) => v,
                 Err(e) => {
                     resp.diagnostics.push(api_diag(
@@ -980,12 +1028,7 @@ impl Provider for KubeProvider {
                 }
             };
             let mut by_id: HashMap<(String, String), serde_json::Value> = HashMap::new();
-            for o in list
-                .get("items")
-                .and_then(|i| i.as_array())
-                .cloned()
-                .unwrap_or_default()
-            {
+            for o in list {
                 let r = ref_of_obj(&o, &res);
                 if req.find_orphans && owner_of(&o, &ctx.stack) == Owner::Stack {
                     if let Some(addr) = address_of(&o) {
@@ -1047,18 +1090,27 @@ impl Provider for KubeProvider {
                     }
                 }
             } else {
+                let missing_ns: BTreeSet<&str> = missing
+                    .iter()
+                    .map(|(_, r, _)| r.namespace.as_str())
+                    .collect();
+                let meta_ns = if res.namespaced && missing_ns.len() == 1 {
+                    missing_ns.iter().next().copied().unwrap_or("")
+                } else {
+                    ""
+                };
                 match self
-                    .cluster
-                    .call(
-                        Method::GET,
-                        &res.collection(list_ns),
-                        None,
+                    .list(
+                        &res,
+                        meta_ns,
+                        &missing_ns,
+                        "",
                         Some("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"),
                     )
                     .await
                 {
-                    Ok(v) => {
-                        for o in v.get("items").and_then(|i| i.as_array()).cloned().unwrap_or_default() {
+                    Ok(items) => {
+                        for o in items {
                             let r = ref_of_obj(&o, &res);
                             unlabelled.insert((r.namespace, r.name), o);
                         }

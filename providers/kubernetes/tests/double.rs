@@ -658,3 +658,52 @@ async fn an_unreachable_cluster_is_one_error_with_a_hint() {
     );
     eprintln!("{}", errors[0]);
 }
+
+#[tokio::test]
+async fn namespace_scoped_rbac_lists_per_namespace() {
+    let env = env("rbac");
+    env.double.forbid_cluster_wide_lists(true);
+    let two = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-a}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-b}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: team-a}
+data: {k: a}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: team-b}
+data: {k: b}
+"#;
+    let f = yaml_file(&env, "two.yaml", two);
+    let cfg = vec![res("k8s_manifest", "two", json!({ "file": f }))];
+    let mut state = State::new();
+    let p = converge(&env, &cfg, &mut state).await;
+    assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+    env.double.reset_requests();
+    let p = plan(&env, &cfg, &state).await;
+    assert!(
+        p.is_empty() && p.diagnostics.is_empty(),
+        "{:?} {:?}",
+        p.actions,
+        p.diagnostics
+    );
+    let lists: Vec<String> = env
+        .double
+        .request_log()
+        .into_iter()
+        .filter(|l| l.contains("/configmaps"))
+        .collect();
+    assert_eq!(
+        lists.len(),
+        3,
+        "a forbidden cluster-wide list, then one per namespace: {lists:?}"
+    );
+}

@@ -60,6 +60,9 @@ struct Stored {
 
 #[derive(Default)]
 struct Store {
+    /// Refuse cluster-wide lists of namespaced kinds with 403, like a user
+    /// whose RBAC is namespace-scoped.
+    forbid_cluster_lists: bool,
     /// How long a new CRD stays not Established (0: at once).
     crd_delay: std::time::Duration,
     /// CRDs waiting to become Established: (name, when).
@@ -213,6 +216,16 @@ impl KubeApiDouble {
     /// served until then), as on a real server under load.
     pub fn set_crd_establish_delay(&self, d: std::time::Duration) {
         self.shared.store.lock().expect("store").crd_delay = d;
+    }
+
+    /// Answers cluster-wide lists of namespaced kinds with 403 Forbidden, as
+    /// for a user with namespace-scoped RBAC.
+    pub fn forbid_cluster_wide_lists(&self, forbid: bool) {
+        self.shared
+            .store
+            .lock()
+            .expect("store")
+            .forbid_cluster_lists = forbid;
     }
 
     /// Stores an object as another client would (an `Update` by `manager`).
@@ -1288,6 +1301,21 @@ fn route(
         .and_then(|_| st.objects.get(&key(&rt)).and_then(|m| m.get(&id)).cloned());
 
     match (method.clone(), name.as_ref()) {
+        (Method::GET, None) if st.forbid_cluster_lists && rt.namespaced && ns.is_empty() => {
+            Err(ApiError {
+                details: json!({"group": rt.group, "kind": rt.plural}),
+                ..ApiError::new(
+                    403,
+                    "Forbidden",
+                    format!(
+                        "{} is forbidden: User \"double\" cannot list resource {:?} in API group {:?} at the cluster scope",
+                        rt.qualified(),
+                        rt.plural,
+                        rt.group
+                    ),
+                )
+            })
+        }
         (Method::GET, None) => {
             let sel = q
                 .get("labelSelector")
