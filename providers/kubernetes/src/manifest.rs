@@ -152,12 +152,15 @@ pub enum Seg {
 
 pub type FieldPath = Vec<Seg>;
 
+/// A list of objects that all carry a distinct string `name`.
 pub fn is_assoc(l: &[Value]) -> bool {
+    let mut seen = BTreeSet::new();
     !l.is_empty()
         && l.iter().all(|i| {
             i.as_map()
                 .and_then(|m| m.get("name"))
-                .map(|n| n.as_str().is_some())
+                .and_then(Value::as_str)
+                .map(|n| seen.insert(n))
                 .unwrap_or(false)
         })
 }
@@ -332,36 +335,16 @@ pub fn diff_value(path: &str, desired: &Value, live: Option<&Value>, out: &mut V
                 diff_value(&join_key(path, k), dv, lm.get(k), out);
             }
         }
-        (Value::List(dl), Some(Value::List(ll)))
-            if is_assoc(dl) && (ll.is_empty() || is_assoc(ll)) =>
-        {
-            let same_names = dl.len() == ll.len()
-                && dl.iter().zip(ll).all(|(a, b)| item_name(a) == item_name(b));
-            if !same_names {
-                // Items added, removed or reordered: show the list as a whole,
-                // restricted to the fields claw sets.
-                let projected: Vec<Value> = dl
-                    .iter()
-                    .map(|d| match ll.iter().find(|l| item_name(l) == item_name(d)) {
-                        Some(l) => project(d, l),
-                        None => Value::Null,
-                    })
-                    .filter(|v| !matches!(v, Value::Null))
-                    .collect();
-                if projected.len() != dl.len()
-                    || dl.len() != ll.len()
-                    || !dl.iter().zip(&projected).all(|(a, b)| same(a, b))
-                {
-                    out.push(AttrChange::new(
-                        path,
-                        Some(Value::List(ll.clone())),
-                        Some(desired.clone()),
-                    ));
+        (Value::List(dl), Some(Value::List(ll))) if is_assoc(dl) => {
+            // Items match by name; live items claw does not set (a sidecar
+            // injected by a webhook) are not drift, and items claw set before
+            // and no longer sets are removals found from the prior fields.
+            for (i, dv) in dl.iter().enumerate() {
+                let p = format!("{path}[{i}]");
+                match ll.iter().find(|l| item_name(l) == item_name(dv)) {
+                    Some(lv) => diff_value(&p, dv, Some(lv), out),
+                    None => out.push(AttrChange::new(p, None, Some(dv.clone()))),
                 }
-                return;
-            }
-            for (i, (dv, lv)) in dl.iter().zip(ll).enumerate() {
-                diff_value(&format!("{path}[{i}]"), dv, Some(lv), out);
             }
         }
         (Value::List(dl), Some(Value::List(ll))) if dl.len() == ll.len() && !dl.is_empty() => {
@@ -402,27 +385,6 @@ pub fn diff_value(path: &str, desired: &Value, live: Option<&Value>, out: &mut V
     }
 }
 
-/// The live value restricted to the shape of the desired value.
-fn project(desired: &Value, live: &Value) -> Value {
-    match (desired, live) {
-        (Value::Map(dm), Value::Map(lm)) => Value::Map(
-            dm.keys()
-                .filter_map(|k| lm.get(k).map(|lv| (k.clone(), project(&dm[k], lv))))
-                .collect(),
-        ),
-        (Value::List(dl), Value::List(ll)) if dl.len() == ll.len() => {
-            Value::List(dl.iter().zip(ll).map(|(d, l)| project(d, l)).collect())
-        }
-        (_, l) => l.clone(),
-    }
-}
-
-fn same(desired: &Value, projected: &Value) -> bool {
-    let mut c = Vec::new();
-    diff_value("x", desired, Some(projected), &mut c);
-    c.is_empty()
-}
-
 /// Changes between the desired document and the live object: the fields claw
 /// sets, then the fields claw set last time (`prior_fields`) and no longer sets
 /// (planned as removals when they still exist).
@@ -438,7 +400,17 @@ pub fn diff_doc(
         }
         diff_value(&join_key("", k), d, live.get(k), &mut out);
     }
-    out.extend(removals(desired, live, prior_fields));
+    for r in removals(desired, live, prior_fields) {
+        // Not again under a path that already shows as changed.
+        let covered = out.iter().any(|c| {
+            r.path == c.path
+                || r.path.starts_with(&format!("{}.", c.path))
+                || r.path.starts_with(&format!("{}[", c.path))
+        });
+        if !covered {
+            out.push(r);
+        }
+    }
     out
 }
 

@@ -1233,7 +1233,7 @@ impl Provider for KubeProvider {
                             let av = a.get_path(&c.path);
                             let lv = l.get_path(&c.path);
                             match &c.after {
-                                None => av.is_none(),
+                                None => av != lv, // removed (or, at this index, replaced by another item)
                                 Some(_) => {
                                     let mut inner = Vec::new();
                                     if let Some(av) = av {

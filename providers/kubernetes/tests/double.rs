@@ -707,3 +707,47 @@ data: {k: b}
         "a forbidden cluster-wide list, then one per namespace: {lists:?}"
     );
 }
+
+#[tokio::test]
+async fn a_removed_container_is_removed_and_injected_ones_are_not_drift() {
+    let env = env("containers");
+    let two = APP.replace(
+        "        resources: {limits: {memory: 128Mi}}\n",
+        "        resources: {limits: {memory: 128Mi}}\n      - name: logger\n        image: busybox:1.36\n        args: [tail, -f, /dev/null]\n",
+    );
+    let mut state = State::new();
+    converge(&env, &app(&env, &two), &mut state).await;
+    // A webhook-style sidecar added by another manager is not drift.
+    let mut d = env
+        .double
+        .get("apps/v1", "Deployment", "shop", "web")
+        .unwrap();
+    d["spec"]["template"]["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "mesh-proxy", "image": "proxy:1"}));
+    env.double.put_object("mesh-injector", d).unwrap();
+    assert!(plan(&env, &app(&env, &two), &state).await.is_empty());
+
+    let cfg = app(&env, APP);
+    let p = plan(&env, &cfg, &state).await;
+    let Some(Action::Update(c)) = p.action(DEPLOY) else {
+        panic!("{:?}", p.actions)
+    };
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(c[0].path, "spec.template.spec.containers[1]");
+    assert_eq!(c[0].after, None);
+    apply(&env, &p, &mut state).await.unwrap();
+    let d = env
+        .double
+        .get("apps/v1", "Deployment", "shop", "web")
+        .unwrap();
+    let names: Vec<&str> = d["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["web", "mesh-proxy"]);
+    assert!(plan(&env, &cfg, &state).await.is_empty());
+}

@@ -35,10 +35,14 @@ pub fn render(path: &Path) -> String {
 }
 
 pub fn is_assoc(list: &[Value]) -> bool {
+    let mut seen = std::collections::BTreeSet::new();
     !list.is_empty()
-        && list
-            .iter()
-            .all(|i| i.get("name").map(Value::is_string).unwrap_or(false))
+        && list.iter().all(|i| {
+            i.get("name")
+                .and_then(Value::as_str)
+                .map(|n| seen.insert(n))
+                .unwrap_or(false)
+        })
 }
 
 fn item_name(v: &Value) -> Option<&str> {
