@@ -998,6 +998,12 @@ fn discovery_resources(types: &[ResType], group: &str, version: &str) -> Value {
             "name": format!("{}/status", t.plural), "singularName": "", "namespaced": t.namespaced,
             "kind": t.kind, "verbs": ["get", "patch", "update"],
         }));
+        if matches!(t.kind.as_str(), "Deployment" | "StatefulSet" | "ReplicaSet") {
+            res.push(json!({
+                "name": format!("{}/scale", t.plural), "singularName": "", "namespaced": t.namespaced,
+                "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"],
+            }));
+        }
     }
     json!({
         "kind": "APIResourceList", "apiVersion": "v1",
@@ -1236,8 +1242,12 @@ fn route(
             "the server could not find the requested resource",
         ));
     }
+    let scalable = matches!(
+        rt.kind.as_str(),
+        "Deployment" | "StatefulSet" | "ReplicaSet"
+    );
     if let Some(s) = &sub {
-        if s != "status" {
+        if s != "status" && !(s == "scale" && scalable) {
             return Err(ApiError::new(
                 404,
                 "NotFound",
@@ -1299,6 +1309,59 @@ fn route(
     let current = name
         .as_ref()
         .and_then(|_| st.objects.get(&key(&rt)).and_then(|m| m.get(&id)).cloned());
+
+    // The scale subresource (kubectl scale): an autoscaling/v1 Scale view of
+    // spec.replicas; a change is an Update of the object by the caller.
+    if sub.as_deref() == Some("scale") {
+        let n = name.clone().unwrap_or_default();
+        let Some(cur) = current else {
+            return Err(ApiError::not_found(&rt, &n));
+        };
+        let scale_of = |o: &Value| {
+            json!({
+                "apiVersion": "autoscaling/v1", "kind": "Scale",
+                "metadata": {"name": n, "namespace": ns_for_item,
+                    "resourceVersion": o.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null)},
+                "spec": {"replicas": o.pointer("/spec/replicas").cloned().unwrap_or(json!(1))},
+                "status": {"replicas": o.pointer("/status/replicas").cloned().unwrap_or(json!(0))},
+            })
+        };
+        let mut scale = scale_of(&cur.obj);
+        match method.clone() {
+            Method::GET => return Ok((200, scale)),
+            Method::PUT => scale = parse_body(&content_type)?,
+            Method::PATCH => {
+                let patch = parse_body(&content_type)?;
+                match content_type.split(';').next().unwrap_or("").trim() {
+                    "application/json-patch+json" => fields::json_patch(&mut scale, &patch)
+                        .map_err(|e| ApiError::new(422, "Invalid", e))?,
+                    _ => fields::merge_patch(&mut scale, &patch),
+                }
+            }
+            _ => {
+                return Err(ApiError::new(
+                    405,
+                    "MethodNotAllowed",
+                    "the server does not allow this method on the requested resource",
+                ))
+            }
+        }
+        let mut obj = st.render(&rt, &cur, &api_version);
+        obj["spec"]["replicas"] = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(1));
+        if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        let out = st.write(
+            &rt,
+            version,
+            &ns_for_item,
+            &n,
+            obj,
+            WriteOp::Update(manager_of(true)),
+            dry_run,
+        )?;
+        return Ok((200, scale_of(&out)));
+    }
 
     match (method.clone(), name.as_ref()) {
         (Method::GET, None) if st.forbid_cluster_lists && rt.namespaced && ns.is_empty() => {

@@ -205,6 +205,26 @@ fn kubectl_discovers_applies_patches_and_deletes() {
         "jsonpath={.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort}"]);
     assert_eq!(text(&o).trim(), "nginx:1.28 80");
 
+    // The scale subresource.
+    let o = kubectl(
+        home.path(),
+        &["scale", "deployment", "web", "-n", "demo", "--replicas=4"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = kubectl(
+        home.path(),
+        &[
+            "get",
+            "deployment",
+            "web",
+            "-n",
+            "demo",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ],
+    );
+    assert_eq!(text(&o).trim(), "4");
+
     // Errors carry real Status reasons.
     // (`kubectl create <kind>` sends protobuf, which the double refuses with 415; files go as JSON.)
     let cm = home.path().join("cm.yaml");
