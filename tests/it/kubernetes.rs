@@ -249,6 +249,40 @@ fn an_unmanaged_object_with_the_same_name_stops_the_plan_untouched() {
         .get("v1", "ConfigMap", "clawdbot", "clawdbot-config")
         .unwrap();
     assert_eq!(cm["data"], serde_json::json!({"mine": "yes"}));
+
+    // Adopting them as the hint says: then the plan updates them in place.
+    ctx.ok(
+        &[
+            "import",
+            r#"k8s_manifest.namespace["v1/Namespace//clawdbot"]"#,
+            "v1/Namespace//clawdbot",
+        ],
+        0,
+    );
+    ctx.ok(
+        &[
+            "import",
+            r#"k8s_manifest.gateway["v1/ConfigMap/clawdbot/clawdbot-config"]"#,
+            "v1/ConfigMap/clawdbot/clawdbot-config",
+        ],
+        0,
+    );
+    let cm = d
+        .get("v1", "ConfigMap", "clawdbot", "clawdbot-config")
+        .unwrap();
+    assert_eq!(cm["metadata"]["labels"]["claw.dev/stack"], "clawdbot");
+    let plan = ctx.ok(&["plan", "--detailed-exitcode"], 2);
+    assert!(plan.stdout.contains("1 to update"), "{}", plan.stdout);
+    ctx.ok(&["apply", "--auto-approve"], 0);
+    ctx.ok(&["plan", "--detailed-exitcode"], 0);
+    let cm = d
+        .get("v1", "ConfigMap", "clawdbot", "clawdbot-config")
+        .unwrap();
+    assert_eq!(
+        cm["data"]["mine"], "yes",
+        "fields only the old manager set stay"
+    );
+    assert!(cm["data"]["clawdbot.json"].is_string());
 }
 
 #[test]

@@ -1490,12 +1490,32 @@ impl Provider for KubeProvider {
             .await
             .map_err(|e| api_diag(address, &format!("labelling {}", r.display()), &e))?;
         let live = to_live(&req.rtype, &out, &res, &req.ctx);
+        // Adopting means taking over: the fields the configuration sets count
+        // as claw's, so the first apply takes them from their old manager.
+        let fields: BTreeSet<FieldPath> = match (&req.desired, req.rtype.as_str()) {
+            (Some(d), SECRET) => d
+                .get("data")
+                .and_then(Value::as_map)
+                .map(|m| {
+                    m.keys()
+                        .map(|k| vec![Seg::Key("data".into()), Seg::Key(k.clone())])
+                        .collect()
+                })
+                .unwrap_or_default(),
+            (Some(d), _) => manifest::field_set(&doc_of(d)),
+            (None, _) => BTreeSet::new(),
+        };
         let mut attrs = req.desired.clone().unwrap_or(live.attrs);
         attrs.insert("id".into(), Value::str(r.key()));
+        let mut private = Attrs::new();
+        private.insert(
+            "fields".into(),
+            Value::List(fields.iter().map(manifest::encode_path).collect()),
+        );
         Ok(StateObject {
             id: r.key(),
             attrs,
-            private: Attrs::new(),
+            private,
         })
     }
 
