@@ -92,9 +92,9 @@ pub fn parse_template(s: &str, span: &Range<usize>) -> Result<Vec<Piece>, String
     while let Some(i) = rest.find('$') {
         lit.push_str(&rest[..i]);
         let after = &rest[i..];
-        if after.starts_with("$${") {
+        if let Some(r) = after.strip_prefix("$${") {
             lit.push_str("${");
-            rest = &after[3..];
+            rest = r;
         } else if let Some(body) = after.strip_prefix("${") {
             let end = body
                 .find('}')

@@ -134,7 +134,7 @@ impl Workspace {
                     return Err(Error::one(
                         Problem::new(format!(
                             "{addr} in the state is managed by [{}], which is no longer in claw.toml",
-                            e.provider.replacen('.', ".", 1)
+                            e.provider
                         ))
                         .hint(format!("restore the [{}] block until it is destroyed, or drop it from the state with `claw state rm {addr}`", e.provider)),
                     ));

@@ -261,8 +261,7 @@ pub fn markdown(plan: &Plan) -> String {
     }
     head.push('\n');
     let mut body = String::new();
-    let mut shown = 0;
-    for c in &plan.changes {
+    for (shown, c) in plan.changes.iter().enumerate() {
         let sec = markdown_section(c);
         // Keep room for the truncation note.
         if head.len() + body.len() + sec.len() + 200 > MARKDOWN_LIMIT {
@@ -273,7 +272,6 @@ pub fn markdown(plan: &Plan) -> String {
             break;
         }
         body.push_str(&sec);
-        shown += 1;
     }
     head + &body
 }

@@ -17,6 +17,7 @@ if [ -z "$claw" ]; then
   (cd "$root" && cargo build --release -q --bin claw)
   claw="$root/target/release/claw"
 fi
+claw="$(cd "$(dirname "$claw")" && pwd)/$(basename "$claw")"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 python3 - "$work" "$n" <<'PY'
@@ -29,7 +30,7 @@ with open(f"{work}/claw.toml", "w") as f:
         f.write(f'\n[file.f{i:04d}]\npath = "${{vars.root}}/d{i//100}/f{i:04d}.txt"\ncontent = "file {i}\\nline two\\n"\nmode = "0644"{dep}\n')
 PY
 cd "$work"
-"$claw" apply --auto-approve -q >/dev/null 2>&1
+"$claw" apply --auto-approve -q >"$work/apply.log" 2>&1 || { echo "setup apply failed:"; tail -20 "$work/apply.log"; exit 1; }
 measure() {  # prints "<best ms> <peak MB>" over 5 runs of: claw "$@"
   python3 - "$claw" "$@" <<'PY'
 import resource, subprocess, sys, time

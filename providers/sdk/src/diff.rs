@@ -81,7 +81,10 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn attrs(pairs: &[(&str, Value)]) -> Attrs {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
     }
 
     #[test]
@@ -91,7 +94,11 @@ mod tests {
         let mut lm = dm.clone();
         lm.insert("b".to_string(), Value::from("server default"));
         let d = attrs(&[("env", Value::Map(dm)), ("image", "x:2".into())]);
-        let l = attrs(&[("env", Value::Map(lm)), ("image", "x:1".into()), ("id", "abc".into())]);
+        let l = attrs(&[
+            ("env", Value::Map(lm)),
+            ("image", "x:1".into()),
+            ("id", "abc".into()),
+        ]);
         let c = generic_diff(&d, &l, &["image"]);
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].path, "image");

@@ -66,7 +66,10 @@ pub struct ResourceType {
 
 /// Reports progress of a long operation: `(address, message)`.
 #[derive(Clone)]
-pub struct Progress(pub Arc<dyn Fn(&str, &str) + Send + Sync>);
+pub struct Progress(pub Arc<ProgressFn>);
+
+/// The callback behind [`Progress`]: `(address, message)`.
+pub type ProgressFn = dyn Fn(&str, &str) + Send + Sync;
 
 impl Progress {
     pub fn none() -> Progress {
@@ -347,7 +350,10 @@ pub trait Provider: Send + Sync {
     async fn apply(&self, req: ApplyRequest) -> Result<ApplyResponse, Diagnostic>;
     /// Adopts an existing object (and labels it where the system allows).
     async fn import(&self, req: ImportRequest) -> Result<StateObject, Diagnostic> {
-        Err(Diagnostic::error(format!("{} does not support import", req.rtype)))
+        Err(Diagnostic::error(format!(
+            "{} does not support import",
+            req.rtype
+        )))
     }
     /// Counters for `-v` (e.g. `("ssh round trips", 3)`, `("docker api calls", 4)`).
     fn counters(&self) -> Vec<(String, u64)> {

@@ -185,7 +185,9 @@ impl Value {
             Value::Null => J::Null,
             Value::Bool(b) => J::Bool(*b),
             Value::Int(i) => J::from(*i),
-            Value::Float(x) => serde_json::Number::from_f64(*x).map(J::Number).unwrap_or(J::Null),
+            Value::Float(x) => serde_json::Number::from_f64(*x)
+                .map(J::Number)
+                .unwrap_or(J::Null),
             Value::String(s) => J::String(s.clone()),
             Value::List(l) => J::Array(l.iter().map(Value::to_json).collect()),
             Value::Map(m) => J::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
@@ -207,7 +209,10 @@ impl Value {
     pub fn to_json_exposed(&self) -> serde_json::Value {
         use serde_json::Value as J;
         match self {
-            Value::Secret(s) => s.expose().map(|p| J::String(p.to_string())).unwrap_or(J::Null),
+            Value::Secret(s) => s
+                .expose()
+                .map(|p| J::String(p.to_string()))
+                .unwrap_or(J::Null),
             Value::Unknown => J::Null,
             Value::List(l) => J::Array(l.iter().map(Value::to_json_exposed).collect()),
             Value::Map(m) => J::Object(
@@ -240,7 +245,11 @@ impl Value {
                         return Value::Unknown;
                     }
                 }
-                Value::Map(o.iter().map(|(k, v)| (k.clone(), Value::from_json(v))).collect())
+                Value::Map(
+                    o.iter()
+                        .map(|(k, v)| (k.clone(), Value::from_json(v)))
+                        .collect(),
+                )
             }
         }
     }
