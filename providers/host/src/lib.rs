@@ -51,13 +51,23 @@ pub struct HostConfig {
     /// `"strict"` (default: unknown keys are refused) or `"accept-new"`
     /// (unknown keys are recorded; changed keys are still refused).
     #[serde(default)]
-    pub host_key_policy: Option<String>,
+    pub host_key_policy: Option<HostKeyPolicy>,
     /// Seconds to wait for the TCP connection and SSH handshake (default 10).
     #[serde(default)]
     pub connect_timeout: Option<u64>,
     /// Seconds one command may run before it is abandoned (default 600).
     #[serde(default)]
     pub command_timeout: Option<u64>,
+}
+
+/// How unknown host keys are treated.
+#[derive(Deserialize, JsonSchema, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyPolicy {
+    /// Unknown and changed keys are refused.
+    Strict,
+    /// Unknown keys are recorded in known_hosts; changed keys are refused.
+    AcceptNew,
 }
 
 impl HostConfig {
@@ -71,8 +81,10 @@ impl HostConfig {
                 .map(|(k, v)| (k.clone(), v.to_json_exposed()))
                 .collect(),
         );
-        serde_json::from_value(j)
-            .map_err(|e| Diagnostic::error(format!("invalid host configuration: {e}")))
+        serde_json::from_value(j).map_err(|e| {
+            Diagnostic::error(format!("invalid host configuration: {e}"))
+                .with_hint("see docs/providers/host.md for the attributes of [host.NAME]")
+        })
     }
 }
 
@@ -101,16 +113,6 @@ impl ProviderFactory for HostFactory {
     fn configure(&self, req: ConfigureRequest) -> Result<Arc<dyn Provider>, Diagnostic> {
         let cfg = HostConfig::from_attrs(&req.attrs)?;
         let command_timeout = Duration::from_secs(cfg.command_timeout.unwrap_or(600));
-        if let Some(p) = &cfg.host_key_policy {
-            if p != "strict" && p != "accept-new" {
-                return Err(Diagnostic::error(format!(
-                    "host {}: unknown host_key_policy {p:?}",
-                    req.alias
-                ))
-                .with_attr("host_key_policy")
-                .with_hint("use \"strict\" (the default) or \"accept-new\""));
-            }
-        }
         let runner: Arc<dyn Runner> = match &cfg.address {
             None => {
                 if cfg.user.is_some() || cfg.identity_file.is_some() || cfg.port.is_some() {
@@ -150,7 +152,7 @@ impl ProviderFactory for HostFactory {
                     known_hosts: resolve(
                         cfg.known_hosts.as_deref().unwrap_or("~/.ssh/known_hosts"),
                     ),
-                    accept_new: cfg.host_key_policy.as_deref() == Some("accept-new"),
+                    accept_new: cfg.host_key_policy == Some(HostKeyPolicy::AcceptNew),
                     connect_timeout: Duration::from_secs(cfg.connect_timeout.unwrap_or(10)),
                     command_timeout,
                 }))

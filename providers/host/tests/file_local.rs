@@ -1,4 +1,5 @@
 //! The `file` resource through the provider API on the local runner.
+#![allow(clippy::result_large_err)]
 
 use claw_host::factory;
 use claw_provider::*;
@@ -367,4 +368,33 @@ fn sessions_and_files_in_a_worktree_depend_on_it() {
             ("tmux_session.a".to_string(), "git_worktree.w".to_string()),
         ]
     );
+}
+
+#[test]
+fn host_configuration_is_checked() {
+    let f = factory();
+    let shape = f.config_shape();
+    assert!((shape.check)(
+        &serde_json::json!({"address": "mac:22", "host_key_policy": "accept-new"})
+    )
+    .is_ok());
+    assert!((shape.check)(&serde_json::json!({"host_key_policy": "trust-me"})).is_err());
+    assert!((shape.check)(&serde_json::json!({"adress": "x"})).is_err());
+    let configure = |pairs: &[(&str, Value)]| {
+        f.configure(ConfigureRequest {
+            alias: "mac".into(),
+            attrs: attrs(pairs),
+            ctx: Ctx::for_tests("t", "/"),
+        })
+    };
+    // Empty strings mean "not set": this machine.
+    assert!(configure(&[("address", "".into()), ("user", "".into())]).is_ok());
+    // configure does not connect, even to an address nothing listens on.
+    assert!(configure(&[("address", "127.0.0.1:1".into())]).is_ok());
+    let err = configure(&[("address", "mac:notaport".into())])
+        .err()
+        .unwrap();
+    assert!(err.hint.is_some(), "{err}");
+    let err = configure(&[("user", "dev".into())]).err().unwrap();
+    assert!(err.to_string().contains("without an `address`"), "{err}");
 }
