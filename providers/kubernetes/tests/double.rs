@@ -751,3 +751,37 @@ async fn a_removed_container_is_removed_and_injected_ones_are_not_drift() {
     assert_eq!(names, vec!["web", "mesh-proxy"]);
     assert!(plan(&env, &cfg, &state).await.is_empty());
 }
+
+#[tokio::test]
+async fn https_with_a_private_ca_and_client_certificates_like_k3s() {
+    let env = env_tls("tls");
+    assert!(env.double.url().starts_with("https://"));
+    let cfg = app(&env, APP);
+    let mut state = State::new();
+    let p = converge(&env, &cfg, &mut state).await;
+    assert_eq!(p.actions.len(), 4);
+    assert!(plan(&env, &cfg, &state).await.is_empty());
+
+    // Without the client certificate the server refuses the handshake: one clear error.
+    let kc = env.dir.path().join("kubeconfig-nocert");
+    let text: String = std::fs::read_to_string(&env.kubeconfig)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("client-certificate-data") && !l.contains("client-key-data"))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        .replace("  user:\n", "  user:\n    token: nope\n");
+    std::fs::write(&kc, text).unwrap();
+    let provider = provider_for(&kc, &env.ctx);
+    let env2 = Env { provider, ..env };
+    let p = plan(&env2, &cfg, &state).await;
+    let errors: Vec<_> = p.diagnostics.iter().filter(|d| d.is_error()).collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0]
+            .summary
+            .contains("cannot reach the Kubernetes API at https://127.0.0.1"),
+        "{}",
+        errors[0]
+    );
+}

@@ -17,7 +17,18 @@ pub struct Env {
 }
 
 pub fn env(stack: &str) -> Env {
-    let double = KubeApiDouble::start().expect("start the API double");
+    env_with(stack, KubeApiDouble::start().expect("start the API double"))
+}
+
+/// Like [`env`], with a double serving HTTPS and requiring a client certificate.
+pub fn env_tls(stack: &str) -> Env {
+    env_with(
+        stack,
+        KubeApiDouble::start_tls().expect("start the TLS API double"),
+    )
+}
+
+pub fn env_with(stack: &str, double: KubeApiDouble) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, double.kubeconfig("default")).unwrap();

@@ -28,6 +28,7 @@
 
 pub mod fields;
 pub mod selector;
+pub mod tls;
 pub mod types;
 
 use axum::body::Bytes;
@@ -83,6 +84,8 @@ struct Shared {
 /// A running double. Dropping it stops the server.
 pub struct KubeApiDouble {
     addr: SocketAddr,
+    /// PEMs for the kubeconfig when serving TLS.
+    tls: Option<(String, String, String)>,
     shared: Arc<Shared>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -104,6 +107,21 @@ impl KubeApiDouble {
 
     /// Starts a double on a given address (port 0: any free port).
     pub fn start_on(addr: SocketAddr) -> std::io::Result<KubeApiDouble> {
+        Self::serve(addr, None)
+    }
+
+    /// Starts a double that serves HTTPS with a private CA and requires a
+    /// client certificate (mutual TLS, as k3s does); [`KubeApiDouble::kubeconfig`]
+    /// then carries the CA and the client certificate and key.
+    pub fn start_tls() -> std::io::Result<KubeApiDouble> {
+        Self::serve("127.0.0.1:0".parse().expect("addr"), Some(tls::generate()?))
+    }
+
+    pub fn start_tls_on(addr: SocketAddr) -> std::io::Result<KubeApiDouble> {
+        Self::serve(addr, Some(tls::generate()?))
+    }
+
+    fn serve(addr: SocketAddr, tls: Option<tls::TlsMaterial>) -> std::io::Result<KubeApiDouble> {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -115,6 +133,14 @@ impl KubeApiDouble {
         });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = Router::new().fallback(handle).with_state(shared.clone());
+        let pems = tls.as_ref().map(|t| {
+            (
+                t.ca_pem.clone(),
+                t.client_cert_pem.clone(),
+                t.client_key_pem.clone(),
+            )
+        });
+        let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.server_config));
         let thread = std::thread::Builder::new()
             .name(format!("kube-api-double-{}", addr.port()))
             .spawn(move || {
@@ -125,15 +151,49 @@ impl KubeApiDouble {
                     .expect("runtime");
                 rt.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                    let _ = axum::serve(listener, app)
-                        .with_graceful_shutdown(async move {
-                            let _ = rx.await;
-                        })
-                        .await;
+                    match acceptor {
+                        None => {
+                            let _ = axum::serve(listener, app)
+                                .with_graceful_shutdown(async move {
+                                    let _ = rx.await;
+                                })
+                                .await;
+                        }
+                        Some(acceptor) => {
+                            let accept_loop = async move {
+                                loop {
+                                    let Ok((tcp, _)) = listener.accept().await else {
+                                        continue;
+                                    };
+                                    let acceptor = acceptor.clone();
+                                    let app = app.clone();
+                                    tokio::spawn(async move {
+                                        // A handshake without a valid client certificate fails here.
+                                        let Ok(stream) = acceptor.accept(tcp).await else {
+                                            return;
+                                        };
+                                        let svc =
+                                            hyper_util::service::TowerToHyperService::new(app);
+                                        let _ = hyper::server::conn::http1::Builder::new()
+                                            .serve_connection(
+                                                hyper_util::rt::TokioIo::new(stream),
+                                                svc,
+                                            )
+                                            .await;
+                                    });
+                                }
+                            };
+                            tokio::select! {
+                                _ = accept_loop => {}
+                                _ = rx => {}
+                            }
+                        }
+                    }
                 });
             })?;
         Ok(KubeApiDouble {
             addr,
+            tls: pems,
             shared,
             stop: Some(tx),
             thread: Some(thread),
@@ -144,9 +204,17 @@ impl KubeApiDouble {
         self.addr
     }
 
-    /// `http://127.0.0.1:<port>`
+    /// `http://127.0.0.1:<port>` (`https://` when serving TLS)
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.tls {
+            Some(_) => format!("https://{}", self.addr),
+            None => format!("http://{}", self.addr),
+        }
+    }
+
+    /// The CA certificate (PEM) when serving TLS.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.tls.as_ref().map(|t| t.0.as_str())
     }
 
     /// Requests served so far.
@@ -166,8 +234,21 @@ impl KubeApiDouble {
 
     /// A kubeconfig (YAML) with one context `double` pointing at this server.
     pub fn kubeconfig(&self, namespace: &str) -> String {
+        use base64::Engine;
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let (ca, user) = match &self.tls {
+            Some((ca, cert, key)) => (
+                format!("    certificate-authority-data: {}\n", b64(ca)),
+                format!(
+                    "    client-certificate-data: {}\n    client-key-data: {}\n",
+                    b64(cert),
+                    b64(key)
+                ),
+            ),
+            None => (String::new(), "    token: double-token\n".to_string()),
+        };
         format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster:\n    server: {}\ncontexts:\n- name: double\n  context:\n    cluster: double\n    user: double\n    namespace: {}\ncurrent-context: double\nusers:\n- name: double\n  user:\n    token: double-token\n",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: double\n  cluster:\n    server: {}\n{ca}contexts:\n- name: double\n  context:\n    cluster: double\n    user: double\n    namespace: {}\ncurrent-context: double\nusers:\n- name: double\n  user:\n{user}",
             self.url(),
             namespace
         )

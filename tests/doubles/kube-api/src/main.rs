@@ -1,4 +1,4 @@
-//! `kube-api-double [--listen 127.0.0.1:8001] [--kubeconfig FILE] [--namespace NS]`:
+//! `kube-api-double [--listen 127.0.0.1:8001] [--kubeconfig FILE] [--namespace NS] [--tls]`:
 //! serves the Kubernetes API double until interrupted, for manual use with
 //! kubectl or claw. Prints the server URL; on exit prints the request count.
 
@@ -8,12 +8,14 @@ fn main() {
     let mut listen = "127.0.0.1:0".to_string();
     let mut kubeconfig: Option<String> = None;
     let mut namespace = "default".to_string();
+    let mut tls = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--listen" => listen = args.next().unwrap_or(listen),
             "--kubeconfig" => kubeconfig = args.next(),
             "--namespace" => namespace = args.next().unwrap_or(namespace),
+            "--tls" => tls = true,
             "-h" | "--help" => {
                 println!(
                     "usage: kube-api-double [--listen ADDR] [--kubeconfig FILE] [--namespace NS]"
@@ -33,7 +35,12 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let double = match KubeApiDouble::start_on(addr) {
+    let started = if tls {
+        KubeApiDouble::start_tls_on(addr)
+    } else {
+        KubeApiDouble::start_on(addr)
+    };
+    let double = match started {
         Ok(d) => d,
         Err(e) => {
             eprintln!("kube-api-double: cannot listen on {listen}: {e}");

@@ -374,3 +374,36 @@ spec:
     );
     assert_eq!(text(&o).trim(), "3");
 }
+
+#[test]
+fn kubectl_talks_mutual_tls_to_the_double() {
+    if !kubectl_available() {
+        return;
+    }
+    let double = KubeApiDouble::start_tls().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("kubeconfig"), double.kubeconfig("default")).unwrap();
+    let o = kubectl(home.path(), &["get", "namespaces", "-o", "name"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("namespace/kube-system"), "{}", text(&o));
+    std::fs::write(
+        home.path().join("cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: over-tls}\ndata: {a: b}\n",
+    )
+    .unwrap();
+    let cm = home.path().join("cm.yaml");
+    let o = kubectl(
+        home.path(),
+        &[
+            "apply",
+            "--server-side",
+            "--validate=false",
+            "-f",
+            cm.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(double
+        .get("v1", "ConfigMap", "default", "over-tls")
+        .is_some());
+}
