@@ -785,3 +785,65 @@ async fn https_with_a_private_ca_and_client_certificates_like_k3s() {
         errors[0]
     );
 }
+
+#[tokio::test]
+async fn the_provider_context_picks_the_cluster_and_its_namespace() {
+    let first = kube_api_double::KubeApiDouble::start().unwrap();
+    let second = kube_api_double::KubeApiDouble::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kc,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: one\n  cluster: {{server: {}}}\n- name: two\n  cluster: {{server: {}}}\n\
+             contexts:\n- name: first\n  context: {{cluster: one, user: u}}\n- name: second\n  context: {{cluster: two, user: u, namespace: team}}\n\
+             current-context: first\nusers:\n- name: u\n  user: {{token: t}}\n",
+            first.url(),
+            second.url()
+        ),
+    )
+    .unwrap();
+    second
+        .put_object(
+            "setup",
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}}),
+        )
+        .unwrap();
+    let ctx = Ctx::for_tests("ctx", dir.path());
+    let mut attrs = Attrs::new();
+    attrs.insert("kubeconfig".into(), Value::str(kc.to_str().unwrap()));
+    attrs.insert("context".into(), Value::str("second"));
+    let provider = claw_kubernetes::factory()
+        .configure(ConfigureRequest {
+            alias: "k".into(),
+            attrs,
+            ctx: ctx.clone(),
+        })
+        .unwrap();
+    let env = Env {
+        double: second,
+        dir,
+        provider,
+        ctx,
+        kubeconfig: kc,
+    };
+    let cfg = vec![res(
+        "k8s_manifest",
+        "cm",
+        json!({"manifest": {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}}}),
+    )];
+    let mut state = State::new();
+    let p = converge(&env, &cfg, &mut state).await;
+    assert_eq!(
+        p.actions[0].0, "k8s_manifest.cm[\"v1/ConfigMap/team/c\"]",
+        "the context's namespace"
+    );
+    assert!(env.double.get("v1", "ConfigMap", "team", "c").is_some());
+    assert!(first.get("v1", "ConfigMap", "team", "c").is_none());
+    assert_eq!(
+        first.requests(),
+        0,
+        "the current context's cluster is never contacted"
+    );
+}
