@@ -152,6 +152,11 @@ impl ProviderFactory for HostFactory {
                     known_hosts: resolve(
                         cfg.known_hosts.as_deref().unwrap_or("~/.ssh/known_hosts"),
                     ),
+                    global_known_hosts: if cfg.known_hosts.is_none() {
+                        vec!["/etc/ssh/ssh_known_hosts".into()]
+                    } else {
+                        Vec::new()
+                    },
                     accept_new: cfg.host_key_policy == Some(HostKeyPolicy::AcceptNew),
                     connect_timeout: Duration::from_secs(cfg.connect_timeout.unwrap_or(10)),
                     command_timeout,

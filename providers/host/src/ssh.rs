@@ -32,6 +32,9 @@ pub struct SshConfig {
     /// The ssh-agent socket (from `SSH_AUTH_SOCK` when configured by claw).
     pub agent_socket: Option<PathBuf>,
     pub known_hosts: PathBuf,
+    /// Read-only system-wide files checked after `known_hosts`
+    /// (`/etc/ssh/ssh_known_hosts` when `known_hosts` is not configured).
+    pub global_known_hosts: Vec<PathBuf>,
     pub accept_new: bool,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
@@ -104,9 +107,19 @@ pub fn expand_local_home(p: &str) -> PathBuf {
 /// What went wrong with the host key, kept by the handler for the error message.
 #[derive(Debug, Clone)]
 enum KeyProblem {
-    Unknown { key: PublicKey },
-    Changed { key: PublicKey, line: usize },
-    Revoked { key: PublicKey, line: usize },
+    Unknown {
+        key: PublicKey,
+    },
+    Changed {
+        key: PublicKey,
+        file: PathBuf,
+        line: usize,
+    },
+    Revoked {
+        key: PublicKey,
+        file: PathBuf,
+        line: usize,
+    },
     Io(String),
 }
 
@@ -122,30 +135,45 @@ impl Verifier {
             *self.problem.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
             false
         };
-        match known_hosts::check(&c.known_hosts, &c.host, c.port, key) {
-            Ok(HostKeyStatus::Known) => true,
-            Ok(HostKeyStatus::Changed { line }) => set(KeyProblem::Changed {
-                key: key.clone(),
-                line,
-            }),
-            Ok(HostKeyStatus::Revoked { line }) => set(KeyProblem::Revoked {
-                key: key.clone(),
-                line,
-            }),
-            Ok(HostKeyStatus::Unknown) if c.accept_new => {
-                match known_hosts::append(&c.known_hosts, &c.host, c.port, key) {
-                    Ok(()) => true,
-                    Err(e) => set(KeyProblem::Io(format!(
-                        "cannot record the new host key in {}: {e}",
-                        c.known_hosts.display()
-                    ))),
+        // The configured file first, then the system-wide ones (read only).
+        let mut files = vec![c.known_hosts.clone()];
+        files.extend(c.global_known_hosts.iter().cloned());
+        for file in files {
+            match known_hosts::check(&file, &c.host, c.port, key) {
+                Ok(HostKeyStatus::Known) => return true,
+                Ok(HostKeyStatus::Changed { line }) => {
+                    return set(KeyProblem::Changed {
+                        key: key.clone(),
+                        file,
+                        line,
+                    })
+                }
+                Ok(HostKeyStatus::Revoked { line }) => {
+                    return set(KeyProblem::Revoked {
+                        key: key.clone(),
+                        file,
+                        line,
+                    })
+                }
+                Ok(HostKeyStatus::Unknown) => {}
+                Err(e) => {
+                    return set(KeyProblem::Io(format!(
+                        "cannot read {}: {e}",
+                        file.display()
+                    )))
                 }
             }
-            Ok(HostKeyStatus::Unknown) => set(KeyProblem::Unknown { key: key.clone() }),
-            Err(e) => set(KeyProblem::Io(format!(
-                "cannot read {}: {e}",
-                c.known_hosts.display()
-            ))),
+        }
+        if c.accept_new {
+            match known_hosts::append(&c.known_hosts, &c.host, c.port, key) {
+                Ok(()) => true,
+                Err(e) => set(KeyProblem::Io(format!(
+                    "cannot record the new host key in {}: {e}",
+                    c.known_hosts.display()
+                ))),
+            }
+        } else {
+            set(KeyProblem::Unknown { key: key.clone() })
         }
     }
 }
@@ -300,22 +328,25 @@ impl SshRunner {
                 key_file_kind(&key),
                 c.alias
             )),
-            KeyProblem::Changed { key, line } => Diagnostic::error(format!(
-                "HOST KEY CHANGED for {}: the server offers {} but {kh}:{line} records a different key",
+            KeyProblem::Changed { key, file, line } => Diagnostic::error(format!(
+                "HOST KEY CHANGED for {}: the server offers {} but {}:{line} records a different key",
                 self.describe(),
-                fp(&key)
+                fp(&key),
+                file.display()
             ))
             .with_detail(format!(
                 "this can mean the host was reinstalled, or that someone is intercepting the connection; the new entry would be:\n{}",
                 known_hosts::entry_line(&c.host, c.port, &key)
             ))
             .with_hint(format!(
-                "if the change is expected, remove the old entry with `ssh-keygen -R '{name}' -f {kh}` and add the line above"
+                "if the change is expected, remove the old entry with `ssh-keygen -R '{name}' -f {}` and add the line above",
+                file.display()
             )),
-            KeyProblem::Revoked { key, line } => Diagnostic::error(format!(
-                "the host key of {} ({}) is marked @revoked in {kh}:{line}",
+            KeyProblem::Revoked { key, file, line } => Diagnostic::error(format!(
+                "the host key of {} ({}) is marked @revoked in {}:{line}",
                 self.describe(),
-                fp(&key)
+                fp(&key),
+                file.display()
             ))
             .with_hint("the host must be given a new key; claw will not connect with a revoked one"),
             KeyProblem::Io(msg) => Diagnostic::error(format!(

@@ -181,6 +181,7 @@ async fn unreachable_host_is_a_clear_error() {
         identity_file: None,
         agent_socket: None,
         known_hosts: "/nonexistent/known_hosts".into(),
+        global_known_hosts: Vec::new(),
         accept_new: false,
         connect_timeout: std::time::Duration::from_secs(5),
         command_timeout: std::time::Duration::from_secs(5),
@@ -246,4 +247,35 @@ async fn authenticates_with_the_ssh_agent() {
         .await
         .unwrap();
     assert_eq!(out.stdout_str().trim(), "via-agent");
+}
+
+#[tokio::test]
+async fn system_wide_known_hosts_are_consulted_read_only() {
+    let Some(sshd) = Sshd::start() else { return };
+    let global = sshd.dir.path().join("ssh_known_hosts");
+    std::fs::copy(&sshd.known_hosts, &global).unwrap();
+    let mut cfg = sshd.config();
+    cfg.known_hosts = sshd.dir.path().join("user_known_hosts_missing");
+    cfg.global_known_hosts = vec![global.clone()];
+    let out = claw_host::ssh::SshRunner::new(cfg.clone())
+        .run("echo global", b"")
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_str().trim(), "global");
+    assert!(
+        !cfg.known_hosts.exists(),
+        "nothing is written for a key known system-wide"
+    );
+
+    // A changed key in the system-wide file names that file.
+    let (_, other_pub) = other_key(sshd.dir.path());
+    let mut parts = other_pub.split_whitespace();
+    let (t, k) = (parts.next().unwrap(), parts.next().unwrap());
+    std::fs::write(&global, format!("[127.0.0.1]:{} {t} {k}\n", sshd.port)).unwrap();
+    let err = claw_host::ssh::SshRunner::new(cfg)
+        .run("true", b"")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&format!("{}:1", global.display())), "{err}");
 }

@@ -135,6 +135,7 @@ impl Sshd {
             identity_file: Some(self.key.clone()),
             agent_socket: None,
             known_hosts: self.known_hosts.clone(),
+            global_known_hosts: Vec::new(),
             accept_new: false,
             connect_timeout: Duration::from_secs(10),
             command_timeout: Duration::from_secs(60),
