@@ -847,3 +847,73 @@ async fn the_provider_context_picks_the_cluster_and_its_namespace() {
         "the current context's cluster is never contacted"
     );
 }
+
+#[tokio::test]
+async fn an_immutable_field_change_is_planned_as_a_replace() {
+    let env = env("immutable");
+    let job = r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: e2e}
+spec:
+  backoffLimit: 3
+  template:
+    metadata: {labels: {app: e2e}}
+    spec:
+      restartPolicy: Never
+      containers: [{name: e2e, image: "runner:1", command: ["pnpm", "test:e2e"]}]
+"#;
+    let f = yaml_file(&env, "job.yaml", job);
+    let cfg = vec![res("k8s_manifest", "e2e", json!({ "file": f }))];
+    let mut state = State::new();
+    converge(&env, &cfg, &mut state).await;
+    let live = env.double.get("batch/v1", "Job", "default", "e2e").unwrap();
+    assert!(
+        live["spec"]["template"]["metadata"]["labels"]["job-name"].is_string(),
+        "controller labels added"
+    );
+    assert!(
+        plan(&env, &cfg, &state).await.is_empty(),
+        "controller-added labels are not drift"
+    );
+    let old_uid = live["metadata"]["uid"].clone();
+
+    // backoffLimit may change in place; the pod template may not.
+    yaml_file(
+        &env,
+        "job.yaml",
+        &job.replace("backoffLimit: 3", "backoffLimit: 4"),
+    );
+    let p = plan(&env, &cfg, &state).await;
+    assert!(
+        matches!(
+            p.action("k8s_manifest.e2e[\"batch/v1/Job/default/e2e\"]"),
+            Some(Action::Update(_))
+        ),
+        "{:?}",
+        p.actions
+    );
+    apply(&env, &p, &mut state).await.unwrap();
+
+    yaml_file(
+        &env,
+        "job.yaml",
+        &job.replace("backoffLimit: 3", "backoffLimit: 4")
+            .replace("runner:1", "runner:2"),
+    );
+    let p = plan(&env, &cfg, &state).await;
+    assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+    let Some(Action::Replace(c)) = p.action("k8s_manifest.e2e[\"batch/v1/Job/default/e2e\"]")
+    else {
+        panic!("{:?}", p.actions)
+    };
+    assert_eq!(c[0].path, "spec.template.spec.containers[0].image");
+    apply(&env, &p, &mut state).await.unwrap();
+    let live = env.double.get("batch/v1", "Job", "default", "e2e").unwrap();
+    assert_ne!(live["metadata"]["uid"], old_uid, "a new Job");
+    assert_eq!(
+        live["spec"]["template"]["spec"]["containers"][0]["image"],
+        "runner:2"
+    );
+    assert!(plan(&env, &cfg, &state).await.is_empty());
+}

@@ -752,7 +752,40 @@ impl Store {
             }
         }
         types::apply_defaults(&rt.kind, &mut new, seq);
-        let errs = types::validate(rt, &new);
+        if rt.kind == "Job" {
+            // The job controller's selector and pod labels, set at creation.
+            let uid = new.pointer("/metadata/uid").cloned().unwrap_or(Value::Null);
+            if new.pointer("/spec/selector").is_none() {
+                new["spec"]["selector"] =
+                    json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+            }
+            if let Some(t) = new
+                .pointer_mut("/spec/template")
+                .and_then(Value::as_object_mut)
+            {
+                let md = t.entry("metadata").or_insert(json!({}));
+                if !md.get("labels").map(Value::is_object).unwrap_or(false) {
+                    md["labels"] = json!({});
+                }
+                for (k, v) in [
+                    ("batch.kubernetes.io/controller-uid", uid.clone()),
+                    ("batch.kubernetes.io/job-name", json!(name)),
+                    ("controller-uid", uid.clone()),
+                    ("job-name", json!(name)),
+                ] {
+                    md["labels"][k] = v;
+                }
+            }
+        }
+        let mut errs = types::validate(rt, &new);
+        if rt.kind == "Job" && old.is_some() {
+            if old_obj.pointer("/spec/template") != new.pointer("/spec/template") {
+                errs.push((
+                    "spec.template".into(),
+                    "Invalid value: field is immutable".into(),
+                ));
+            }
+        }
         if !errs.is_empty() {
             let causes: Vec<Value> = errs
                 .iter()
