@@ -778,13 +778,14 @@ impl Store {
             }
         }
         let mut errs = types::validate(rt, &new);
-        if rt.kind == "Job" && old.is_some() {
-            if old_obj.pointer("/spec/template") != new.pointer("/spec/template") {
-                errs.push((
-                    "spec.template".into(),
-                    "Invalid value: field is immutable".into(),
-                ));
-            }
+        if rt.kind == "Job"
+            && old.is_some()
+            && old_obj.pointer("/spec/template") != new.pointer("/spec/template")
+        {
+            errs.push((
+                "spec.template".into(),
+                "Invalid value: field is immutable".into(),
+            ));
         }
         if !errs.is_empty() {
             let causes: Vec<Value> = errs
