@@ -1091,7 +1091,15 @@ impl Provider for KubeProvider {
         }
         let mut out = Vec::new();
         for (addr, rtype, attrs) in items {
-            let Some(r) = ident(rtype, attrs) else {
+            // Before `prepare`: a k8s_secret without `namespace` goes to the default one.
+            let mut attrs = attrs.clone();
+            if rtype == SECRET {
+                attrs
+                    .entry("namespace".into())
+                    .or_insert_with(|| Value::str(self.default_ns()));
+                attrs.entry("name".into()).or_insert_with(|| Value::str(""));
+            }
+            let Some(r) = ident(rtype, &attrs) else {
                 continue;
             };
             if r.kind == "Namespace" && r.api_version == "v1" {

@@ -917,3 +917,32 @@ spec:
     );
     assert!(plan(&env, &cfg, &state).await.is_empty());
 }
+
+#[test]
+fn a_secret_without_namespace_waits_for_the_default_namespace_document() {
+    let env = env("deps");
+    let Value::Map(ns) = Value::from_json(
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}),
+    ) else {
+        panic!()
+    };
+    let Value::Map(secret) = Value::from_json(&json!({"data": {"k": "v"}})) else {
+        panic!()
+    };
+    let items = vec![
+        (
+            "k8s_manifest.ns[\"v1/Namespace//default\"]".to_string(),
+            "k8s_manifest".to_string(),
+            ns,
+        ),
+        ("k8s_secret.s".to_string(), "k8s_secret".to_string(), secret),
+    ];
+    let deps = env.provider.implicit_deps(&items);
+    assert_eq!(
+        deps,
+        vec![(
+            "k8s_secret.s".to_string(),
+            "k8s_manifest.ns[\"v1/Namespace//default\"]".to_string()
+        )]
+    );
+}
