@@ -256,13 +256,22 @@ async fn run_op(
             } else {
                 prior.as_ref().map(Entry::object).or_else(from_live)
             };
+            // Still configured (destroy, or a replace): the provider sees the
+            // configured attributes too (e.g. a worktree's `force`).
+            let desired = if ws.nodes.contains_key(&c.address) {
+                let snapshot = store.state.lock().await.clone();
+                ws.desired(&c.address, &|r| lookup(&snapshot, observed, r))
+                    .ok()
+            } else {
+                None
+            };
             let resp = p
                 .apply(ApplyRequest {
                     ctx: ws.ctx(),
                     address: c.address.clone(),
                     rtype: c.rtype.clone(),
                     op: Op::Delete,
-                    desired: None,
+                    desired,
                     prior: prior_obj,
                     live: live.clone(),
                     changes: vec![],
@@ -291,21 +300,8 @@ async fn run_op(
                 )));
             };
             let snapshot = store.state.lock().await.clone();
-            let lookup = |r: &template::ResRef| -> Value {
-                snapshot
-                    .resources
-                    .get(&r.instance())
-                    .and_then(|e| Value::Map(e.attrs.clone()).get_path(&r.attr).cloned())
-                    .or_else(|| {
-                        observed
-                            .get(&r.instance())
-                            .and_then(|o| o.live.as_ref())
-                            .and_then(|l| Value::Map(l.attrs.clone()).get_path(&r.attr).cloned())
-                    })
-                    .unwrap_or(Value::Unknown)
-            };
             let desired = ws
-                .desired(&c.address, &lookup)
+                .desired(&c.address, &|r| lookup(&snapshot, observed, r))
                 .map_err(|d| ws.diag_problem(&d, &c.address))?;
             if let Some((k, _)) = desired.iter().find(|(_, v)| v.contains_unknown()) {
                 return Err(Problem::new(format!(
@@ -372,6 +368,26 @@ async fn run_op(
             .into())
         }
     }
+}
+
+/// A reference's value at apply time: what the state now records (dependencies
+/// applied in this run included), else the live object seen at plan time.
+fn lookup(
+    snapshot: &crate::state::State,
+    observed: &BTreeMap<String, Observed>,
+    r: &template::ResRef,
+) -> Value {
+    snapshot
+        .resources
+        .get(&r.instance())
+        .and_then(|e| Value::Map(e.attrs.clone()).get_path(&r.attr).cloned())
+        .or_else(|| {
+            observed
+                .get(&r.instance())
+                .and_then(|o| o.live.as_ref())
+                .and_then(|l| Value::Map(l.attrs.clone()).get_path(&r.attr).cloned())
+        })
+        .unwrap_or(Value::Unknown)
 }
 
 fn first_problem(e: crate::error::Error) -> Problem {

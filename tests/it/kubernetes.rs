@@ -349,3 +349,76 @@ fn humantime_now() -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+#[test]
+fn a_second_apply_fails_at_once_while_the_first_holds_the_lease() {
+    if real_cluster() {
+        eprintln!("SKIPPED: slows down the API double's controllers");
+        return;
+    }
+    let s = setup("clawdbot-fleet");
+    let (ctx, d) = (&s.ctx, s.double.as_ref().unwrap());
+    // The first apply waits ~3 s for the gateway's rollout, holding the lock.
+    d.set_rollout_delay(std::time::Duration::from_secs(3));
+    let toml = ctx
+        .read("claw.toml")
+        .replace("# wait = \"rollout\"", "wait = \"rollout\"")
+        .replace(
+            "name = \"clawdbot\"\n",
+            "name = \"clawdbot\"\nstate = { backend = \"kubernetes\", provider = \"k3s\", namespace = \"kube-system\" }\n",
+        );
+    assert!(toml.contains("\nwait = \"rollout\""));
+    ctx.write("claw.toml", &toml);
+    let first = ctx
+        .command(&["apply", "--auto-approve"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = first.id().to_string();
+    let started = std::time::Instant::now();
+    while d
+        .get(
+            "coordination.k8s.io/v1",
+            "Lease",
+            "kube-system",
+            "claw-lock-clawdbot",
+        )
+        .is_none()
+    {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the first apply never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let second = ctx.claw(&["apply", "--auto-approve"]);
+    let first = first.wait_with_output().unwrap();
+    let first_out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&first.stdout),
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(first.status.success(), "{first_out}");
+    assert_eq!(second.code, 1, "{}", second.all());
+    assert!(
+        second.all().contains(&pid),
+        "the second run names the holder (pid {pid}): {}",
+        second.all()
+    );
+    assert!(
+        first_out.contains("rollout"),
+        "progress while waiting: {first_out}"
+    );
+    assert!(
+        d.get(
+            "coordination.k8s.io/v1",
+            "Lease",
+            "kube-system",
+            "claw-lock-clawdbot"
+        )
+        .is_none(),
+        "released"
+    );
+    ctx.ok(&["plan", "--detailed-exitcode"], 0);
+}

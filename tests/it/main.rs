@@ -4,5 +4,6 @@ mod common;
 mod engine;
 mod errors;
 mod golden;
+mod host;
 mod schemas;
 mod tailscale;

@@ -44,6 +44,11 @@ pub trait Runner: Send + Sync {
     /// True for the machine claw runs on (relative paths resolve from the
     /// folder of `claw.toml`); false for SSH hosts (relative to the login folder).
     fn is_local(&self) -> bool;
+    /// True when files can be read with the filesystem API of this process
+    /// instead of a script (the local runner): no process per file.
+    fn native_fs(&self) -> bool {
+        false
+    }
     /// Runs `script` with `sh`, feeding `stdin`. An `Err` means the script
     /// could not be run at all (host unreachable, auth failed, timeout); a
     /// script that ran and failed is an `Ok` with a non-zero `code`.
@@ -73,6 +78,9 @@ impl Runner for LocalRunner {
         "local".into()
     }
     fn is_local(&self) -> bool {
+        true
+    }
+    fn native_fs(&self) -> bool {
         true
     }
     async fn run(&self, script: &str, stdin: &[u8]) -> Result<Output, Diagnostic> {
@@ -271,11 +279,31 @@ pub async fn read_files(
     if paths.is_empty() {
         return Ok(Vec::new());
     }
-    let mut script = String::from("LC_ALL=C; export LC_ALL\n");
-    for p in paths {
-        script.push_str(&probe_file_fragment(&sh_path(p)));
+    // This machine: read natively (no shell, no process per file).
+    if runner.native_fs() {
+        return Ok(paths.iter().map(|p| probe_local(p)).collect());
     }
-    let out = runner.run(&script, b"").await?;
+    // Elsewhere: one script; the paths go on stdin, one per line, so the
+    // script stays small however many files there are (an argument is capped
+    // at 128 KiB on Linux).
+    if let Some(p) = paths.iter().find(|p| p.contains('\n')) {
+        return Err(
+            Diagnostic::error(format!("the path {p:?} contains a newline"))
+                .with_hint("rename the file"),
+        );
+    }
+    let script = format!(
+        "LC_ALL=C; export LC_ALL\n\
+         probe() {{\n{}}}\n\
+         while IFS= read -r p; do\n\
+         \x20 case $p in '~') p=$HOME ;; '~/'*) p=$HOME/${{p#'~/'}} ;; esac\n\
+         \x20 probe \"$p\"\n\
+         done\n",
+        probe_file_fragment("\"$1\"")
+    );
+    let mut input = paths.join("\n").into_bytes();
+    input.push(b'\n');
+    let out = runner.run(&script, &input).await?;
     if !out.ok() {
         return Err(Diagnostic::error(format!(
             "reading files on {} failed (exit {})",
@@ -293,6 +321,29 @@ pub async fn read_files(
         res.push(r);
     }
     Ok(res)
+}
+
+/// Probes a path on this machine without a shell.
+fn probe_local(p: &str) -> FileProbe {
+    use std::os::unix::fs::PermissionsExt;
+    let path = match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(h)) => std::path::PathBuf::from(h).join(rest),
+        _ if p == "~" => std::env::var_os("HOME").map(Into::into).unwrap_or_default(),
+        _ => std::path::PathBuf::from(p),
+    };
+    match std::fs::metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileProbe::Missing,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => FileProbe::Unreadable,
+        Err(_) => FileProbe::Missing,
+        Ok(m) if !m.is_file() => FileProbe::NotAFile,
+        Ok(m) => match std::fs::read(&path) {
+            Ok(content) => FileProbe::File(FileData {
+                content,
+                mode: m.permissions().mode() & 0o7777,
+            }),
+            Err(_) => FileProbe::Unreadable,
+        },
+    }
 }
 
 /// Writes `content` to `path` atomically: parent folders are created, the
