@@ -946,3 +946,48 @@ fn a_secret_without_namespace_waits_for_the_default_namespace_document() {
         )]
     );
 }
+
+#[tokio::test]
+async fn apply_waits_for_a_slow_rollout_and_reports_progress() {
+    let mut env = env("slow");
+    env.double
+        .set_rollout_delay(std::time::Duration::from_millis(1500));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let s2 = seen.clone();
+    env.ctx.progress = Progress(std::sync::Arc::new(move |a: &str, m: &str| {
+        s2.lock().unwrap().push(format!("{a}: {m}"))
+    }));
+    let f = yaml_file(&env, "app.yaml", APP);
+    let cfg = vec![res(
+        "k8s_manifest",
+        "app",
+        json!({"file": f, "wait": "rollout", "wait_timeout": "20s"}),
+    )];
+    let mut state = State::new();
+    let started = std::time::Instant::now();
+    converge(&env, &cfg, &mut state).await;
+    assert!(started.elapsed() >= std::time::Duration::from_millis(1400));
+    let d = env
+        .double
+        .get("apps/v1", "Deployment", "shop", "web")
+        .unwrap();
+    assert_eq!(d["status"]["availableReplicas"], 1);
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .any(|m| m.starts_with(DEPLOY) && m.contains("rollout: 0/1 updated, 0/1 available")),
+        "{seen:?}"
+    );
+
+    // Too short a timeout: an error that says what it waited for.
+    yaml_file(&env, "app.yaml", &APP.replace("nginx:1.27", "nginx:1.28"));
+    let cfg = vec![res(
+        "k8s_manifest",
+        "app",
+        json!({"file": f, "wait": "rollout", "wait_timeout": "1s"}),
+    )];
+    let p = plan(&env, &cfg, &state).await;
+    let err = apply(&env, &p, &mut state).await.unwrap_err();
+    assert!(err.summary.contains("not ready after 1s"), "{err}");
+    assert!(err.hint.unwrap().contains("wait_timeout"));
+}

@@ -64,6 +64,11 @@ struct Store {
     /// Refuse cluster-wide lists of namespaced kinds with 403, like a user
     /// whose RBAC is namespace-scoped.
     forbid_cluster_lists: bool,
+    /// How long the simulated controllers take to roll out a changed
+    /// Deployment/StatefulSet/DaemonSet or complete a Job (0: at once).
+    rollout_delay: std::time::Duration,
+    /// Workloads waiting for their controller: (kind key, (ns, name), when).
+    pending_rollouts: Vec<(String, (String, String), std::time::Instant)>,
     /// How long a new CRD stays not Established (0: at once).
     crd_delay: std::time::Duration,
     /// CRDs waiting to become Established: (name, when).
@@ -291,6 +296,12 @@ impl KubeApiDouble {
             }
         }
         out
+    }
+
+    /// Makes the simulated controllers take `d` to roll out a changed
+    /// workload or complete a Job (until then its status says not ready).
+    pub fn set_rollout_delay(&self, d: std::time::Duration) {
+        self.shared.store.lock().expect("store").rollout_delay = d;
     }
 
     /// Makes new CRDs become Established only after `d` (their kinds are not
@@ -829,7 +840,27 @@ impl Store {
         } else if let Some(m) = new["metadata"].as_object_mut() {
             m.remove("generation");
         }
-        types::simulate_status(&rt.kind, &mut new);
+        let workload = matches!(
+            rt.kind.as_str(),
+            "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job"
+        );
+        let changed_spec = old.is_none()
+            || old_obj.pointer("/metadata/generation") != new.pointer("/metadata/generation");
+        let delayed = workload && !self.rollout_delay.is_zero() && changed_spec;
+        if delayed {
+            let g = new
+                .pointer("/metadata/generation")
+                .cloned()
+                .unwrap_or(json!(1));
+            new["status"] = if rt.kind == "Job" {
+                json!({"active": 1})
+            } else {
+                json!({"observedGeneration": g, "replicas": 0, "updatedReplicas": 0,
+                       "readyReplicas": 0, "availableReplicas": 0})
+            };
+        } else if !(workload && !self.rollout_delay.is_zero()) {
+            types::simulate_status(&rt.kind, &mut new);
+        }
         // Drop ownership of fields that no longer exist.
         for m in managers.iter_mut() {
             m.fields.retain(|p| fields::get(&new, p).is_some());
@@ -895,6 +926,15 @@ impl Store {
         }
         if !dry_run {
             self.rv = seq;
+            if delayed {
+                self.pending_rollouts
+                    .retain(|(pk, pid, _)| !(pk == &k && pid == &id));
+                self.pending_rollouts.push((
+                    k.clone(),
+                    id.clone(),
+                    std::time::Instant::now() + self.rollout_delay,
+                ));
+            }
             self.objects.entry(k).or_default().insert(id, stored);
             if delay_crd {
                 self.pending
@@ -913,6 +953,27 @@ impl Store {
     /// Establishes the CRDs whose delay has passed.
     fn establish_due(&mut self) {
         let now = std::time::Instant::now();
+        let done: Vec<(String, (String, String))> = self
+            .pending_rollouts
+            .iter()
+            .filter(|(_, _, t)| *t <= now)
+            .map(|(k, id, _)| (k.clone(), id.clone()))
+            .collect();
+        self.pending_rollouts.retain(|(_, _, t)| *t > now);
+        for (k, id) in done {
+            let kind = self
+                .types
+                .iter()
+                .find(|t| key(t) == k)
+                .map(|t| t.kind.clone())
+                .unwrap_or_default();
+            self.rv += 1;
+            let rv = self.rv;
+            if let Some(s) = self.objects.get_mut(&k).and_then(|m| m.get_mut(&id)) {
+                types::simulate_status(&kind, &mut s.obj);
+                s.obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+            }
+        }
         let due: Vec<String> = self
             .pending
             .iter()
