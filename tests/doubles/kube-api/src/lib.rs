@@ -858,7 +858,7 @@ impl Store {
                 json!({"observedGeneration": g, "replicas": 0, "updatedReplicas": 0,
                        "readyReplicas": 0, "availableReplicas": 0})
             };
-        } else if !(workload && !self.rollout_delay.is_zero()) {
+        } else if !workload || self.rollout_delay.is_zero() {
             types::simulate_status(&rt.kind, &mut new);
         }
         // Drop ownership of fields that no longer exist.
