@@ -8,8 +8,8 @@
 use crate::plan::{Action, Change, Plan, Summary};
 use claw_provider::{AttrChange, Value};
 
-/// Address column width in the human format.
-const ADDR_COL: usize = 50;
+/// The column where the action word starts in the human format.
+const ADDR_COL: usize = 54;
 /// Markdown output stays under this size (a PR comment holds 65,536).
 pub const MARKDOWN_LIMIT: usize = 65_000;
 
@@ -113,8 +113,10 @@ fn change_block(c: &Change, p: &Paint) -> String {
     let (lead, word) = header(c);
     let mut s = String::new();
     let addr = &c.address;
-    let pad = if addr.chars().count() < ADDR_COL {
-        ADDR_COL - addr.chars().count()
+    // The action word starts at a fixed column whatever the symbol's width.
+    let used = lead.chars().count() + addr.chars().count();
+    let pad = if used + 3 <= ADDR_COL {
+        ADDR_COL - used
     } else {
         3
     };
