@@ -41,7 +41,8 @@ PROJECT="cbench$SUFFIX"
 IMAGE="claw-bench/busybox:1"
 
 cleanup() {
-  (cd "$WORK/compose" 2>/dev/null && docker-compose down -v -t 1 >/dev/null 2>&1) || true
+  (cd "$WORK/compose" 2>/dev/null && docker-compose -p "$PROJECT" down -t 1 >/dev/null 2>&1) || true
+  docker volume rm "$PROJECT-data" >/dev/null 2>&1 || true
   for s in "$STACK" "$STACK-m"; do
     docker ps -aq --filter "label=claw.dev/stack=$s" | xargs -r docker rm -f >/dev/null 2>&1 || true
     docker network ls -q --filter "label=claw.dev/stack=$s" | xargs -r docker network rm >/dev/null 2>&1 || true
@@ -74,26 +75,29 @@ claw_config() { # dir stack n
   } > "$1/claw.toml"
 }
 
-# The same for docker-compose (file format 2.4: `init` is supported).
-compose_config() { # dir n
+# The same for docker-compose (file format 2.4: `init` is supported). The
+# volume is created by `docker volume create` inside the timed section and
+# declared external: docker-compose 1.29 creating a volume shared by ~100
+# services hangs for ever (docker/compose#6782, "Pending: set()").
+compose_config() { # dir n volume
   mkdir -p "$1"
   {
     printf 'version: "2.4"\nservices:\n'
     for i in $(seq -w 1 "$2"); do
       printf '  c%s:\n    image: %s\n    init: true\n    networks: [net]\n    volumes: ["data:/data"]\n' "$i" "$IMAGE"
     done
-    printf 'networks:\n  net: {}\nvolumes:\n  data: {}\n'
+    printf 'networks:\n  net: {}\nvolumes:\n  data:\n    external: true\n    name: %s\n' "$3"
   } > "$1/docker-compose.yml"
 }
 
 claw_config "$WORK/claw" "$STACK" "$N"
-compose_config "$WORK/compose" "$N"
+compose_config "$WORK/compose" "$N" "$PROJECT-data"
 
 echo "== $N containers, one network, one volume (Docker $(docker version -f '{{.Server.Version}}'), $(nproc) cores)"
 
-t=$(now); (cd "$WORK/compose" && docker-compose -p "$PROJECT" up -d >/dev/null 2>&1); compose_up=$(elapsed "$t")
+t=$(now); docker volume create "$PROJECT-data" >/dev/null; (cd "$WORK/compose" && timeout 600 docker-compose -p "$PROJECT" up -d >/dev/null 2>&1); compose_up=$(elapsed "$t")
 [ "$(docker ps -q --filter "label=com.docker.compose.project=$PROJECT" | wc -l)" -eq "$N" ] || { echo "compose did not start $N containers" >&2; exit 1; }
-t=$(now); (cd "$WORK/compose" && docker-compose -p "$PROJECT" down -v >/dev/null 2>&1); compose_down=$(elapsed "$t")
+t=$(now); (cd "$WORK/compose" && docker-compose -p "$PROJECT" down >/dev/null 2>&1); docker volume rm "$PROJECT-data" >/dev/null; compose_down=$(elapsed "$t")
 
 t=$(now); (cd "$WORK/claw" && "$CLAW" apply --auto-approve -q >/dev/null); claw_apply=$(elapsed "$t")
 [ "$(docker ps -q --filter "label=claw.dev/stack=$STACK" | wc -l)" -eq "$N" ] || { echo "claw did not start $N containers" >&2; exit 1; }

@@ -753,7 +753,7 @@ async fn delete_volume(
         .prior
         .as_ref()
         .is_some_and(|p| p.private.get("imported").and_then(Value::as_bool) == Some(true));
-    if owner_of(&v.labels, &req.ctx) != Owner::Stack && !adopted {
+    if owner_of(&v.labels, &req.ctx, VOLUME) != Owner::Stack && !adopted {
         return Err(Diagnostic::error(format!(
             "refusing to remove volume {name}: it does not carry this stack's labels"
         ))
@@ -883,7 +883,7 @@ pub async fn import(p: &DockerProvider, req: ImportRequest) -> Result<StateObjec
             )))
         }
     };
-    match owner_of(&labels, ctx) {
+    match owner_of(&labels, ctx, &req.rtype) {
         Owner::Stack => {
             let addr = labels
                 .get(claw_provider::LABEL_ADDRESS)

@@ -29,7 +29,13 @@ fn label_filter(ctx: &Ctx) -> HashMap<String, Vec<String>> {
 }
 
 /// Whose object it is, from its labels.
-pub fn owner_of(labels: &HashMap<String, String>, ctx: &Ctx) -> Owner {
+pub fn owner_of(labels: &HashMap<String, String>, ctx: &Ctx, rtype: &str) -> Owner {
+    // Labels inherited from a claw-built image (address `docker_image.…` on a
+    // container) do not make an object claw's.
+    let addr = labels.get(LABEL_ADDRESS).map(String::as_str).unwrap_or("");
+    if !addr.is_empty() && rtype_of_address(addr) != Some(rtype) {
+        return Owner::Unmanaged;
+    }
     match (labels.get(LABEL_MANAGED_BY), labels.get(LABEL_STACK)) {
         (_, Some(s)) if *s == ctx.stack => Owner::Stack,
         (Some(m), Some(s)) if m == "claw" => Owner::OtherStack(s.clone()),
@@ -206,18 +212,10 @@ fn match_by_address<T: Clone>(
             by_addr.entry(addr).or_default().push(o);
         } else if !addresses.contains(addr.as_str()) && rtype_of_address(&addr) == Some(rtype) {
             orphans.push((addr, o));
-        } else if !addresses.contains(addr.as_str()) {
-            // Labelled for the stack, of this kind, but with an address of another
-            // type or none: still ours to clean up.
-            orphans.push((
-                if addr.is_empty() {
-                    format!("{rtype}.{}", id(&o))
-                } else {
-                    addr
-                },
-                o,
-            ));
         }
+        // Else: labelled with an address of another type. A container run by
+        // hand from an image claw built inherits the image's labels: it is not
+        // this stack's container, so it is neither matched nor an orphan.
     }
     let mut found = BTreeMap::new();
     for item in items {
@@ -379,10 +377,16 @@ pub fn container_from_inspect(
         }
         a.insert("env".into(), Value::Map(env));
     }
-    a.insert(
-        "labels".into(),
-        util::str_map_value(&user_labels(&cfg.labels.clone().unwrap_or_default())),
-    );
+    // Labels: only the keys claw configures (the image adds its own).
+    let want_labels: BTreeSet<String> = [desired, prior]
+        .iter()
+        .flatten()
+        .filter_map(|x| x.get("labels").and_then(Value::as_map))
+        .flat_map(|m| m.keys().cloned())
+        .collect();
+    let mut labels = user_labels(&cfg.labels.clone().unwrap_or_default());
+    labels.retain(|k, _| want_labels.contains(k));
+    a.insert("labels".into(), util::str_map_value(&labels));
     let mut mounts = Vec::new();
     for m in hc.mounts.iter().flatten() {
         let kind = match m.typ {
@@ -533,7 +537,7 @@ async fn refresh_containers(
                 let owner = if imported(item, &id) {
                     Owner::Stack
                 } else {
-                    owner_of(&summary_labels(c), ctx)
+                    owner_of(&summary_labels(c), ctx, CONTAINER)
                 };
                 let trusted = imported(item, &id);
                 chosen.push((item, c.clone(), owner, !trusted));
@@ -742,7 +746,7 @@ async fn refresh_images(
         let owner = if imported(item, &img.id) {
             Owner::Stack
         } else {
-            match owner_of(&img.labels, ctx) {
+            match owner_of(&img.labels, ctx, IMAGE) {
                 // Pulled images cannot carry labels: the state owns them.
                 Owner::Unmanaged if !built => Owner::NotApplicable,
                 // The tag claw built was moved to an image made by hand: the
@@ -903,7 +907,7 @@ async fn refresh_networks(
             let owner = if imported(item, &nid(n)) {
                 Owner::Stack
             } else {
-                owner_of(&labels(n), ctx)
+                owner_of(&labels(n), ctx, NETWORK)
             };
             (n, owner)
         } else {
@@ -1027,7 +1031,7 @@ async fn refresh_volumes(
             let owner = if same {
                 Owner::Stack
             } else {
-                owner_of(&v.labels, ctx)
+                owner_of(&v.labels, ctx, VOLUME)
             };
             (v, owner)
         } else {

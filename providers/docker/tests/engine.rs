@@ -542,6 +542,14 @@ async fn images_build_rebuild_and_tag_drift() {
         Some(&Value::String(img_id.clone()))
     );
 
+    // A container run by hand from the image inherits its claw.dev labels: it
+    // is neither this stack's container nor an orphan, and is left alone.
+    let hand_run = format!("{name}-by-hand");
+    docker_ok(&["run", "-d", "--init", "--name", &hand_run, &tag]);
+    let plan = s.plan(&cfg).await;
+    assert!(plan.is_empty(), "{:?}", plan.changes);
+    docker_ok(&["rm", "-f", &hand_run]);
+
     // Changing the context rebuilds the image (the plan says why) and the container follows.
     std::fs::write(dir.path().join("ctx/extra.txt"), "v2").unwrap();
     let plan = s.plan(&cfg).await;
