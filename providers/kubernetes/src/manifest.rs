@@ -325,7 +325,12 @@ fn loosely_equal(a: &Value, b: &Value) -> bool {
 pub fn diff_value(path: &str, desired: &Value, live: Option<&Value>, out: &mut Vec<AttrChange>) {
     match (desired, live) {
         (Value::Null, None) => {}
+        // A zero value the server omits (Go's omitempty): `readOnly: false`,
+        // `subPath: ""`, `args: []`, `{}`.
         (Value::Map(dm), None) if dm.is_empty() => {}
+        (Value::List(dl), None) if dl.is_empty() => {}
+        (Value::Bool(false), None) | (Value::Int(0), None) => {}
+        (Value::String(ds), None) if ds.is_empty() => {}
         (d, None) => out.push(AttrChange::new(path, None, Some(d.clone()))),
         (Value::Unknown, Some(l)) => {
             out.push(AttrChange::new(path, Some(l.clone()), Some(Value::Unknown)))
@@ -485,6 +490,17 @@ mod tests {
         let c = diff_doc(&d2, &l, &BTreeSet::new());
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].path, "spec.template.spec.containers[0].image");
+    }
+
+    #[test]
+    fn zero_values_the_server_omits_are_not_drift() {
+        let d = doc(
+            serde_json::json!({"spec": {"readOnly": false, "subPath": "", "args": [], "x": {}, "n": 0}}),
+        );
+        let l = doc(serde_json::json!({"spec": {}}));
+        assert!(diff_doc(&d, &l, &BTreeSet::new()).is_empty());
+        let d = doc(serde_json::json!({"spec": {"readOnly": true}}));
+        assert_eq!(diff_doc(&d, &l, &BTreeSet::new()).len(), 1);
     }
 
     #[test]

@@ -153,6 +153,11 @@ fn to_live(rtype: &str, obj: &serde_json::Value, res: &ApiRes, ctx: &Ctx) -> Liv
                     }
                 }
             }
+            // Lists of built-in kinds carry no apiVersion/kind per item.
+            if let Some(m) = o.as_object_mut() {
+                m.insert("apiVersion".into(), json!(res.api_version));
+                m.insert("kind".into(), json!(res.kind));
+            }
             match Value::from_json(&o) {
                 Value::Map(m) => m,
                 _ => Attrs::new(),
@@ -1385,9 +1390,10 @@ impl Provider for KubeProvider {
                         return Err(api_diag(address, &format!("deleting {}", r.display()), &e))
                     }
                 }
-                if r.kind == "Namespace" || r.kind == "CustomResourceDefinition" {
-                    self.wait_gone(address, &res, &r, ctx).await?;
-                }
+                // Finalizers (a PVC in use, a namespace's contents, a CRD's
+                // custom resources) keep an object until they are done: the
+                // delete is complete when the object is gone.
+                self.wait_gone(address, &res, &r, ctx).await?;
                 Ok(ApplyResponse::default())
             }
             Op::Create | Op::Update => {

@@ -991,3 +991,26 @@ async fn apply_waits_for_a_slow_rollout_and_reports_progress() {
     assert!(err.summary.contains("not ready after 1s"), "{err}");
     assert!(err.hint.unwrap().contains("wait_timeout"));
 }
+
+#[tokio::test]
+async fn zero_values_the_server_omits_and_list_items_without_kind_are_not_drift() {
+    let env = env("omitempty");
+    let with_zeroes = APP.replace(
+        "        resources: {limits: {memory: 128Mi}}\n",
+        "        resources: {limits: {memory: 128Mi}}\n        args: []\n        volumeMounts: [{name: cache, mountPath: /cache, readOnly: false, subPath: \"\"}]\n      volumes: [{name: cache, emptyDir: {}}]\n",
+    );
+    let cfg = app(&env, &with_zeroes);
+    let mut state = State::new();
+    converge(&env, &cfg, &mut state).await;
+    let d = env
+        .double
+        .get("apps/v1", "Deployment", "shop", "web")
+        .unwrap();
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    assert!(
+        c.get("args").is_none() && c["volumeMounts"][0].get("readOnly").is_none(),
+        "the double omits zero values: {c}"
+    );
+    let p = plan(&env, &cfg, &state).await;
+    assert!(p.is_empty(), "{:?}", p.actions);
+}

@@ -1586,6 +1586,14 @@ fn route(
                         }
                     }
                     let mut o = st.render(&rt, s, &api_version);
+                    if rt.crd.is_none() {
+                        // As a real server: items of built-in lists carry no
+                        // apiVersion/kind (custom resources keep theirs).
+                        if let Some(m) = o.as_object_mut() {
+                            m.remove("apiVersion");
+                            m.remove("kind");
+                        }
+                    }
                     if meta_only {
                         o = json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": o["metadata"].clone()});
                     }

@@ -261,8 +261,32 @@ fn default_pod_spec(spec: &mut Value, restart: &str) {
     }
 }
 
+/// Drops what Go's `omitempty` drops when a real server serializes an
+/// object: empty lists, and `false` / `""` of the fields below.
+pub fn omit_empty(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|k, x| {
+                !(x.as_array().map(|a| a.is_empty()).unwrap_or(false)
+                    || (matches!(
+                        k.as_str(),
+                        "readOnly" | "hostNetwork" | "hostPID" | "hostIPC" | "stdin" | "tty"
+                    ) && x == &Value::Bool(false))
+                    || (matches!(k.as_str(), "subPath" | "workingDir" | "serviceAccountName")
+                        && x.as_str() == Some("")))
+            });
+            for x in m.values_mut() {
+                omit_empty(x);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(omit_empty),
+        _ => {}
+    }
+}
+
 /// Server-side defaults, as a real API server fills them in.
 pub fn apply_defaults(kind: &str, o: &mut Value, uid_seed: u64) {
+    omit_empty(o);
     match kind {
         "Deployment" => {
             let spec = obj(o).entry("spec").or_insert(json!({}));
