@@ -167,8 +167,29 @@ fn to_live(rtype: &str, obj: &serde_json::Value, res: &ApiRes, ctx: &Ctx) -> Liv
     LiveObject {
         id: r.key(),
         attrs,
-        fingerprint: format!("{uid}/{rv}"),
+        fingerprint: fingerprint(obj, uid, rv),
         owner: owner_of(obj, &ctx.stack),
+    }
+}
+
+/// Changes whenever the object changes in a way a plan depends on: objects
+/// with a `metadata.generation` (a spec) use it plus a hash of their labels
+/// and annotations, so controllers writing `status` do not make saved plans
+/// stale; the others (ConfigMaps, Secrets, ...) use the resourceVersion.
+fn fingerprint(obj: &serde_json::Value, uid: &str, rv: &str) -> String {
+    match obj.pointer("/metadata/generation").and_then(|g| g.as_i64()) {
+        Some(g) => {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            for k in ["labels", "annotations"] {
+                if let Some(v) = obj.pointer(&format!("/metadata/{k}")) {
+                    h.update(serde_json::to_vec(v).unwrap_or_default());
+                }
+                h.update([0u8]);
+            }
+            format!("{uid}/g{g}/{}", &hex::encode(h.finalize())[..16])
+        }
+        None => format!("{uid}/{rv}"),
     }
 }
 

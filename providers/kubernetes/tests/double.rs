@@ -85,12 +85,44 @@ async fn create_then_replan_is_a_no_op_despite_server_defaults() {
     let p = plan(&env, &cfg, &state).await;
     assert!(p.is_empty(), "no-op replan shows noise: {:?}", p.actions);
     assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
-    // The fingerprint is the resourceVersion: stable across plans.
+    // The fingerprint is stable across plans, ignores status writes by
+    // controllers, and changes with the spec or the labels.
     let p2 = plan(&env, &cfg, &state).await;
-    assert_eq!(
-        p.live[DEPLOY].as_ref().unwrap().fingerprint,
-        p2.live[DEPLOY].as_ref().unwrap().fingerprint
-    );
+    let fp = |p: &Plan| p.live[DEPLOY].as_ref().unwrap().fingerprint.clone();
+    assert_eq!(fp(&p), fp(&p2));
+    let rv = |env: &Env| {
+        env.double
+            .get("apps/v1", "Deployment", "shop", "web")
+            .unwrap()["metadata"]["resourceVersion"]
+            .clone()
+    };
+    let before = rv(&env);
+    env.double
+        .put_status(
+            "apps/v1",
+            "Deployment",
+            "shop",
+            "web",
+            json!({"observedGeneration": 1, "replicas": 1}),
+        )
+        .unwrap();
+    assert_ne!(before, rv(&env));
+    assert_eq!(fp(&p), fp(&plan(&env, &cfg, &state).await), "status only");
+    let mut d = env
+        .double
+        .get("apps/v1", "Deployment", "shop", "web")
+        .unwrap();
+    d["metadata"]["labels"]["team"] = json!("a");
+    env.double.put_object("kubectl-label", d).unwrap();
+    let p3 = plan(&env, &cfg, &state).await;
+    assert_ne!(fp(&p), fp(&p3), "labels changed");
+    let mut d = env
+        .double
+        .get("apps/v1", "Deployment", "shop", "web")
+        .unwrap();
+    d["spec"]["paused"] = json!(true);
+    env.double.put_object("kubectl-edit", d).unwrap();
+    assert_ne!(fp(&p3), fp(&plan(&env, &cfg, &state).await), "spec changed");
 }
 
 #[tokio::test]

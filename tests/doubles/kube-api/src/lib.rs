@@ -320,6 +320,36 @@ impl KubeApiDouble {
             .forbid_cluster_lists = forbid;
     }
 
+    /// Replaces an object's status as a controller does (the status
+    /// subresource: resourceVersion changes, generation does not).
+    pub fn put_status(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        status: Value,
+    ) -> Result<(), String> {
+        let mut st = self.shared.store.lock().expect("store");
+        let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+        let rt = st
+            .types
+            .iter()
+            .find(|t| t.group == group && t.kind == kind)
+            .cloned()
+            .ok_or_else(|| format!("no kind {kind} in {api_version}"))?;
+        st.rv += 1;
+        let rv = st.rv;
+        let s = st
+            .objects
+            .get_mut(&key(&rt))
+            .and_then(|m| m.get_mut(&(namespace.to_string(), name.to_string())))
+            .ok_or_else(|| format!("{kind} {namespace}/{name} not found"))?;
+        s.obj["status"] = status;
+        s.obj["metadata"]["resourceVersion"] = json!(rv.to_string());
+        Ok(())
+    }
+
     /// Stores an object as another client would (an `Update` by `manager`).
     pub fn put_object(&self, manager: &str, obj: Value) -> Result<Value, String> {
         let api_version = obj
