@@ -29,6 +29,11 @@ fn kubectl(home: &Path, args: &[&str]) -> Output {
         .expect("run kubectl")
 }
 
+/// Standard output only (kubectl may add "No resources found" on stderr).
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -101,7 +106,7 @@ fn kubectl_discovers_applies_patches_and_deletes() {
         &["get", "deployment", "web", "-n", "demo", "-o",
           "jsonpath={.spec.replicas} {.spec.strategy.type} {.spec.template.spec.terminationGracePeriodSeconds} {.metadata.managedFields[*].manager}"],
     );
-    assert_eq!(text(&o).trim(), "2 RollingUpdate 30 kubectl");
+    assert_eq!(stdout(&o).trim(), "2 RollingUpdate 30 kubectl");
 
     // Set-based label selectors.
     let o = kubectl(
@@ -116,7 +121,7 @@ fn kubectl_discovers_applies_patches_and_deletes() {
             "name",
         ],
     );
-    assert_eq!(text(&o).trim(), "configmap/web-config");
+    assert_eq!(stdout(&o).trim(), "configmap/web-config");
     let o = kubectl(
         home.path(),
         &[
@@ -129,7 +134,7 @@ fn kubectl_discovers_applies_patches_and_deletes() {
             "name",
         ],
     );
-    assert_eq!(text(&o).trim(), "");
+    assert_eq!(stdout(&o).trim(), "", "{}", text(&o));
 
     // A hand edit takes ownership of the field: the next apply conflicts, naming the manager.
     let o = kubectl(
@@ -185,7 +190,7 @@ fn kubectl_discovers_applies_patches_and_deletes() {
             "jsonpath={.spec.replicas}",
         ],
     );
-    assert_eq!(text(&o).trim(), "2");
+    assert_eq!(stdout(&o).trim(), "2");
 
     // Strategic merge patch keyed by container name.
     let o = kubectl(
@@ -203,7 +208,7 @@ fn kubectl_discovers_applies_patches_and_deletes() {
     assert!(o.status.success(), "{}", text(&o));
     let o = kubectl(home.path(), &["get", "deployment", "web", "-n", "demo", "-o",
         "jsonpath={.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].ports[0].containerPort}"]);
-    assert_eq!(text(&o).trim(), "nginx:1.28 80");
+    assert_eq!(stdout(&o).trim(), "nginx:1.28 80");
 
     // The scale subresource.
     let o = kubectl(
@@ -223,7 +228,7 @@ fn kubectl_discovers_applies_patches_and_deletes() {
             "jsonpath={.spec.replicas}",
         ],
     );
-    assert_eq!(text(&o).trim(), "4");
+    assert_eq!(stdout(&o).trim(), "4");
 
     // Errors carry real Status reasons.
     // (`kubectl create <kind>` sends protobuf, which the double refuses with 415; files go as JSON.)
@@ -284,7 +289,7 @@ fn kubectl_discovers_applies_patches_and_deletes() {
         &["get", "configmaps", "-n", "demo", "-o", "name"],
     );
     assert_eq!(
-        text(&o).trim(),
+        stdout(&o).trim(),
         "",
         "deleting a namespace deletes its objects"
     );
@@ -356,7 +361,7 @@ spec:
             r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#,
         ],
     );
-    assert_eq!(text(&o).trim(), "True");
+    assert_eq!(stdout(&o).trim(), "True");
     let o = kubectl(
         home.path(),
         &[
@@ -372,7 +377,7 @@ spec:
         home.path(),
         &["get", "widgets", "w1", "-o", "jsonpath={.spec.size}"],
     );
-    assert_eq!(text(&o).trim(), "3");
+    assert_eq!(stdout(&o).trim(), "3");
 }
 
 #[test]
