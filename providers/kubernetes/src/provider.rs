@@ -195,23 +195,61 @@ fn fingerprint(obj: &serde_json::Value, uid: &str, rv: &str) -> String {
 
 /// Conflicts reported by a server-side apply: (manager, field).
 fn conflicts_of(e: &ApiError) -> Vec<(String, String)> {
-    match e {
-        ApiError::Status {
-            code: 409, causes, ..
-        } => causes
-            .iter()
-            .filter(|(r, _, _)| r == "FieldManagerConflict")
-            .map(|(_, m, f)| {
-                let manager = m
-                    .split('"')
-                    .nth(1)
-                    .map(str::to_string)
-                    .unwrap_or_else(|| m.clone());
-                (manager, f.clone())
-            })
-            .collect(),
-        _ => Vec::new(),
+    let ApiError::Status {
+        code: 409,
+        causes,
+        message,
+        ..
+    } = e
+    else {
+        return Vec::new();
+    };
+    let from_causes: Vec<(String, String)> = causes
+        .iter()
+        .filter(|(r, _, _)| r == "FieldManagerConflict")
+        .map(|(_, m, f)| {
+            let manager = m
+                .split('"')
+                .nth(1)
+                .map(str::to_string)
+                .unwrap_or_else(|| m.clone());
+            (manager, f.clone())
+        })
+        .collect();
+    if !from_causes.is_empty() {
+        return from_causes;
     }
+    conflicts_in_message(message)
+}
+
+/// Conflicts from the message alone (a server that sends no causes):
+/// `Apply failed with 1 conflict: conflict with "m" using apps/v1: .spec.replicas`, or
+/// `Apply failed with 2 conflicts: conflicts with "m" using apps/v1:\n- .a\n- .b`.
+fn conflicts_in_message(message: &str) -> Vec<(String, String)> {
+    if !message.starts_with("Apply failed with") {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut manager: Option<String> = None;
+    for line in message.lines() {
+        let line = line.trim();
+        if let Some(i) = line
+            .find("conflict with \"")
+            .or_else(|| line.find("conflicts with \""))
+        {
+            let rest = &line[i..];
+            manager = rest.split('"').nth(1).map(str::to_string);
+            // Single conflict: the field follows the last ": ".
+            if let (Some(m), Some((_, field))) = (&manager, rest.rsplit_once(": ")) {
+                if field.starts_with('.') {
+                    out.push((m.clone(), field.trim().to_string()));
+                }
+            }
+        } else if let (Some(m), Some(field)) = (&manager, line.strip_prefix("- ")) {
+            out.push((m.clone(), field.trim().to_string()));
+        }
+    }
+    out
 }
 
 /// Renders a field path as the API server does in conflicts.
@@ -1600,5 +1638,28 @@ impl Provider for KubeProvider {
 
     fn counters(&self) -> Vec<(String, u64)> {
         vec![("kubernetes api requests".into(), self.cluster.requests())]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::conflicts_in_message;
+
+    #[test]
+    fn conflicts_are_read_from_the_message_when_causes_are_missing() {
+        assert_eq!(
+            conflicts_in_message(
+                r#"Apply failed with 1 conflict: conflict with "kubectl-edit" using apps/v1: .spec.replicas"#
+            ),
+            vec![("kubectl-edit".to_string(), ".spec.replicas".to_string())]
+        );
+        assert_eq!(
+            conflicts_in_message("Apply failed with 2 conflicts: conflicts with \"helm\" using v1:\n- .data.a\n- .data.b"),
+            vec![
+                ("helm".to_string(), ".data.a".to_string()),
+                ("helm".to_string(), ".data.b".to_string())
+            ]
+        );
+        assert!(conflicts_in_message("the object has been modified").is_empty());
     }
 }
