@@ -994,6 +994,20 @@ impl Provider for KubeProvider {
                         .with_hint("claw addresses objects by name; generateName is not supported"),
                 );
             };
+            if !name.contains("${")
+                && (name.is_empty()
+                    || name.len() > 253
+                    || !name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.:".contains(c)))
+            {
+                return Err(Diagnostic::error(format!(
+                    "{which} ({kind}): metadata.name {name:?} is not a valid Kubernetes name"
+                ))
+                .with_hint(
+                    "names are lower-case letters, digits, '-' and '.' (at most 253 characters)",
+                ));
+            }
             let namespaced = !manifest::CLUSTER_SCOPED.contains(&kind.as_str())
                 && crd_scope.get(&kind).copied().unwrap_or(true);
             let md = match doc.get_mut("metadata") {

@@ -1046,3 +1046,22 @@ async fn zero_values_the_server_omits_and_list_items_without_kind_are_not_drift(
     let p = plan(&env, &cfg, &state).await;
     assert!(p.is_empty(), "{:?}", p.actions);
 }
+
+#[test]
+fn an_invalid_object_name_is_an_error_before_any_request() {
+    let env = env("names");
+    let cfg = vec![res(
+        "k8s_manifest",
+        "bad",
+        json!({"manifest": {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Web_Config"}}}),
+    )];
+    let err = instances(&env, &cfg).unwrap_err();
+    assert!(
+        err.summary
+            .contains("\"Web_Config\" is not a valid Kubernetes name"),
+        "{err}"
+    );
+    assert!(err.hint.is_some());
+    assert_eq!(env.double.requests(), 0);
+}
