@@ -1065,3 +1065,50 @@ fn an_invalid_object_name_is_an_error_before_any_request() {
     assert!(err.hint.is_some());
     assert_eq!(env.double.requests(), 0);
 }
+
+#[tokio::test]
+async fn an_object_of_another_stack_is_reported_as_such_and_untouched() {
+    let env = env("mine");
+    env.double
+        .put_object(
+            "claw",
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "shared", "namespace": "default",
+                    "labels": {LABEL_MANAGED_BY: "claw", LABEL_STACK: "theirs"}},
+                "data": {"owner": "theirs"}}),
+        )
+        .unwrap();
+    let cfg = vec![res(
+        "k8s_manifest",
+        "cm",
+        json!({"manifest": {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared"}, "data": {"owner": "mine"}}}),
+    )];
+    let mut state = State::new();
+    env.double.reset_requests();
+    let p = plan(&env, &cfg, &state).await;
+    let addr = "k8s_manifest.cm[\"v1/ConfigMap/default/shared\"]";
+    assert_eq!(
+        p.live[addr].as_ref().unwrap().owner,
+        Owner::OtherStack("theirs".into())
+    );
+    assert_eq!(
+        env.double.request_log().len(),
+        2,
+        "discovery + one list: {:?}",
+        env.double.request_log()
+    );
+    let forced = Plan {
+        actions: vec![(addr.into(), "k8s_manifest".into(), Action::Create)],
+        diagnostics: vec![],
+        ..p
+    };
+    let err = apply(&env, &forced, &mut state).await.unwrap_err();
+    assert!(err.summary.contains("belongs to stack \"theirs\""), "{err}");
+    assert_eq!(
+        env.double
+            .get("v1", "ConfigMap", "default", "shared")
+            .unwrap()["data"]["owner"],
+        "theirs"
+    );
+}
