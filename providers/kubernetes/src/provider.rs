@@ -288,6 +288,9 @@ fn api_diag(address: &str, what: &str, e: &ApiError) -> Diagnostic {
             d = d.with_hint("declare the Namespace in the configuration (claw creates Namespaces before the objects in them) or create it first");
         }
         "Forbidden" => d = d.with_hint("the kubeconfig user lacks RBAC permission for this"),
+        "Unauthorized" => {
+            d = d.with_hint("the cluster refused the kubeconfig's credentials (expired token or certificate?); check with `kubectl auth whoami`")
+        }
         "Invalid" => {
             if let ApiError::Status { causes, .. } = e {
                 let lines: Vec<String> = causes.iter().map(|(_, m, f)| format!("{f}: {m}")).collect();

@@ -1112,3 +1112,62 @@ async fn an_object_of_another_stack_is_reported_as_such_and_untouched() {
         "theirs"
     );
 }
+
+#[tokio::test]
+async fn tokens_from_the_kubeconfig_and_exec_plugins_authenticate() {
+    let double = kube_api_double::KubeApiDouble::start().unwrap();
+    double.require_bearer_token("s3cret-token");
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = Ctx::for_tests("auth", dir.path());
+    let cfg = vec![res(
+        "k8s_manifest",
+        "cm",
+        json!({"manifest": {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}}}),
+    )];
+    let url = double.url();
+    let kubeconfig = |user: &str| {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: {url}}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\nusers:\n- name: u\n  user:\n{user}"
+        )
+    };
+    // A wrong token: one error with a hint about credentials.
+    let kc = dir.path().join("wrong");
+    std::fs::write(&kc, kubeconfig("    token: wrong\n")).unwrap();
+    let p = provider_for(&kc, &ctx);
+    let env = Env {
+        double,
+        dir,
+        provider: p,
+        ctx: ctx.clone(),
+        kubeconfig: kc,
+    };
+    let pl = plan(&env, &cfg, &State::new()).await;
+    let errors: Vec<_> = pl.diagnostics.iter().filter(|d| d.is_error()).collect();
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].hint.as_deref().unwrap().contains("credentials"),
+        "{}",
+        errors[0]
+    );
+
+    // An exec credential plugin (as EKS, GKE and AKS kubeconfigs use).
+    let kc = env.dir.path().join("exec");
+    std::fs::write(
+        &kc,
+        kubeconfig(
+            "    exec:\n      apiVersion: client.authentication.k8s.io/v1beta1\n      command: sh\n      args: [\"-c\", \"printf '%s' '{\\\"apiVersion\\\":\\\"client.authentication.k8s.io/v1beta1\\\",\\\"kind\\\":\\\"ExecCredential\\\",\\\"status\\\":{\\\"token\\\":\\\"s3cret-token\\\"}}'\"]\n      interactiveMode: Never\n",
+        ),
+    )
+    .unwrap();
+    let provider = provider_for(&kc, &ctx);
+    let env = Env {
+        provider,
+        kubeconfig: kc,
+        ..env
+    };
+    let mut state = State::new();
+    converge(&env, &cfg, &mut state).await;
+    assert!(env.double.get("v1", "ConfigMap", "default", "c").is_some());
+    assert!(plan(&env, &cfg, &state).await.is_empty());
+}

@@ -80,6 +80,8 @@ struct Store {
 }
 
 struct Shared {
+    /// When set, every request must carry `Authorization: Bearer <token>`.
+    bearer: Mutex<Option<String>>,
     store: Mutex<Store>,
     requests: AtomicU64,
     log: Mutex<Vec<String>>,
@@ -131,6 +133,7 @@ impl KubeApiDouble {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
+            bearer: Mutex::new(None),
             store: Mutex::new(Store::new()),
             requests: AtomicU64::new(0),
             log: Mutex::new(Vec::new()),
@@ -318,6 +321,12 @@ impl KubeApiDouble {
             .lock()
             .expect("store")
             .forbid_cluster_lists = forbid;
+    }
+
+    /// Requires `Authorization: Bearer <token>` on every request (401
+    /// Unauthorized otherwise), as a real server authenticates tokens.
+    pub fn require_bearer_token(&self, token: &str) {
+        *self.shared.bearer.lock().expect("bearer") = Some(token.to_string());
     }
 
     /// Replaces an object's status as a controller does (the status
@@ -1252,6 +1261,24 @@ async fn handle(
         return respond(200, json!({ "requests": n }));
     }
     shared.requests.fetch_add(1, Ordering::SeqCst);
+    let want = shared.bearer.lock().expect("bearer").clone();
+    if let Some(want) = want {
+        let got = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if got != Some(want.as_str()) {
+            shared
+                .log
+                .lock()
+                .expect("log")
+                .push(format!("{method} {} -> 401", uri.path()));
+            return respond(
+                401,
+                ApiError::new(401, "Unauthorized", "Unauthorized").body(),
+            );
+        }
+    }
     shared.log.lock().expect("log").push(format!(
         "{} {}",
         method,
