@@ -767,7 +767,7 @@ impl KubeProvider {
             Ok(Some(r)) => r,
             Ok(None) => return out, // not served (yet): nothing of this kind exists
             Err(e) => {
-                let unreachable = matches!(e, ApiError::Other(_));
+                let unreachable = matches!(e, ApiError::Other(_)) || e.code() == 401;
                 out.diagnostics.push((
                     api_diag(first, &format!("discovery of {api_version}"), &e),
                     unreachable,
@@ -789,7 +789,7 @@ impl KubeProvider {
         let list = match self.list(&res, list_ns, &nss, &query, None).await {
             Ok(v) => v,
             Err(e) => {
-                let unreachable = matches!(e, ApiError::Other(_));
+                let unreachable = matches!(e, ApiError::Other(_)) || e.code() == 401;
                 out.diagnostics
                     .push((api_diag(first, &format!("listing {kind}"), &e), unreachable));
                 return out;
@@ -841,7 +841,7 @@ impl KubeProvider {
                     }
                     Ok(None) => {}
                     Err(e) => {
-                        let unreachable = matches!(e, ApiError::Other(_));
+                        let unreachable = matches!(e, ApiError::Other(_)) || e.code() == 401;
                         out.diagnostics.push((
                             api_diag(first, &format!("reading {}", r.display()), &e),
                             unreachable,
@@ -872,7 +872,7 @@ impl KubeProvider {
                     }
                 }
                 Err(e) => {
-                    let unreachable = matches!(e, ApiError::Other(_));
+                    let unreachable = matches!(e, ApiError::Other(_)) || e.code() == 401;
                     out.diagnostics
                         .push((api_diag(first, &format!("listing {kind}"), &e), unreachable))
                 }
