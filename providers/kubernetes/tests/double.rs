@@ -1142,9 +1142,23 @@ async fn tokens_from_the_kubeconfig_and_exec_plugins_authenticate() {
         ctx: ctx.clone(),
         kubeconfig: kc,
     };
-    let pl = plan(&env, &cfg, &State::new()).await;
+    let two_kinds = vec![
+        res(
+            "k8s_manifest",
+            "cm",
+            json!({"manifest": {
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "v"}}}),
+        ),
+        res(
+            "k8s_manifest",
+            "ns",
+            json!({"manifest": {
+            "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"}}}),
+        ),
+    ];
+    let pl = plan(&env, &two_kinds, &State::new()).await;
     let errors: Vec<_> = pl.diagnostics.iter().filter(|d| d.is_error()).collect();
-    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors.len(), 1, "one error, not one per kind: {errors:#?}");
     assert!(
         errors[0].hint.as_deref().unwrap().contains("credentials"),
         "{}",
