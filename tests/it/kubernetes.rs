@@ -306,7 +306,7 @@ fn the_kubernetes_state_backend_keeps_state_in_a_secret_and_locks_with_a_lease()
     let secret = d
         .get("v1", "Secret", "kube-system", "claw-state-claude-sandbox")
         .expect("state Secret");
-    assert!(secret["data"]["state"].is_string());
+    assert!(secret["data"]["state.json.gz"].is_string());
     ctx.ok(&["plan", "--detailed-exitcode"], 0);
 
     // Another run holds the lock (its Lease is fresh): apply fails at once and names it.

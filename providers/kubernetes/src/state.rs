@@ -1,5 +1,5 @@
 //! The `kubernetes` state backend: the state document in a Secret
-//! (`claw-state-<stack>`, key `state`), the lock a coordination.k8s.io Lease
+//! (`claw-state-<stack>`, key `state.json.gz`, gzip-compressed), the lock a coordination.k8s.io Lease
 //! (`claw-lock-<stack>`) whose holderIdentity is the LockInfo JSON, renewed by
 //! a background task while held; a lease not renewed within its duration is
 //! expired and taken over (the previous holder is reported through progress).
@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+/// The key of the gzip-compressed state document in the Secret.
+const STATE_KEY: &str = "state.json.gz";
 
 pub struct KubeStateStorage {
     cluster: Arc<Cluster>,
@@ -186,24 +188,54 @@ impl StateStorage for KubeStateStorage {
         else {
             return Ok(None);
         };
+        let bad = |e: String| {
+            Diagnostic::error(format!(
+                "state backend: the state in {} cannot be read: {e}",
+                self.describe()
+            ))
+            .with_hint("restore it from a backup of the Secret, or `claw state` from another copy")
+        };
+        if let Some(b) = s
+            .pointer(&format!("/data/{STATE_KEY}"))
+            .and_then(|v| v.as_str())
+        {
+            let gz = B64.decode(b).map_err(|e| bad(e.to_string()))?;
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut out)
+                .map_err(|e| bad(e.to_string()))?;
+            return Ok(Some(out));
+        }
+        // An uncompressed `state` key (written by hand or by an older claw).
         let Some(b) = s.pointer("/data/state").and_then(|v| v.as_str()) else {
             return Ok(None);
         };
-        B64.decode(b).map(Some).map_err(|e| {
-            Diagnostic::error(format!(
-                "state backend: the state in {} is not valid base64: {e}",
-                self.describe()
-            ))
-        })
+        B64.decode(b).map(Some).map_err(|e| bad(e.to_string()))
     }
 
     async fn write(&self, bytes: &[u8]) -> Result<(), Diagnostic> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, bytes)
+            .and_then(|_| gz.try_finish())
+            .map_err(|e| {
+                Diagnostic::error(format!("state backend: cannot compress the state: {e}"))
+            })?;
+        let gz = gz.get_ref();
+        // A Secret holds at most 1 MiB.
+        if gz.len() > 1_000_000 {
+            return Err(Diagnostic::error(format!(
+                "state backend: the compressed state is {} bytes, more than a Secret holds (1 MiB)",
+                gz.len()
+            ))
+            .with_hint("split the stack, or use the local state backend"));
+        }
+        let mut data = serde_json::Map::new();
+        data.insert(STATE_KEY.into(), json!(B64.encode(gz)));
         let body = json!({
             "apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": self.secret, "namespace": self.ns(),
                 "labels": {LABEL_MANAGED_BY: "claw", LABEL_STACK: self.stack}},
             "type": "Opaque",
-            "data": {"state": B64.encode(bytes)},
+            "data": data,
         });
         let path = format!("{}?fieldManager=claw-state&force=true", self.secret_path());
         self.cluster

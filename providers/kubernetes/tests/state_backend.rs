@@ -114,3 +114,35 @@ async fn a_held_lock_is_renewed_and_an_abandoned_one_expires() {
     );
     assert!(b.take_notices().is_empty());
 }
+
+#[tokio::test]
+async fn large_states_are_compressed_and_too_large_ones_refused() {
+    let double = KubeApiDouble::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = storage(&double, dir.path(), 30).await;
+    // ~3 MB of JSON-like state: more than a Secret holds uncompressed.
+    let big: String = (0..30_000)
+        .map(|i| format!("{{\"address\": \"k8s_manifest.many[\\\"v1/ConfigMap/ns/cm-{i}\\\"]\", \"attrs\": {{\"data\": {{\"k\": \"v\"}}}}}},\n"))
+        .collect();
+    assert!(big.len() > 2_000_000);
+    s.write(big.as_bytes()).await.unwrap();
+    assert_eq!(s.read().await.unwrap().unwrap(), big.as_bytes());
+    let secret = double
+        .get("v1", "Secret", "kube-system", "claw-state-team")
+        .unwrap();
+    assert!(secret["data"]["state.json.gz"].as_str().unwrap().len() < 1_000_000);
+    assert!(secret["data"].get("state").is_none());
+
+    // Incompressible and too large: a clear error, the stored state untouched.
+    let mut noise = Vec::with_capacity(2_000_000);
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    for _ in 0..2_000_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        noise.push((x & 0xff) as u8);
+    }
+    let err = s.write(&noise).await.unwrap_err();
+    assert!(err.summary.contains("more than a Secret holds"), "{err}");
+    assert_eq!(s.read().await.unwrap().unwrap(), big.as_bytes());
+}

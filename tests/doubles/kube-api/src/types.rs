@@ -590,6 +590,22 @@ pub fn validate(rt: &ResType, o: &Value) -> Vec<FieldError> {
             errs.push(("spec.ports".into(), "Required value".into()));
         }
         "ConfigMap" | "Secret" => {
+            let size: usize = ["data", "binaryData"]
+                .iter()
+                .filter_map(|k| o.get(*k).and_then(Value::as_object))
+                .flat_map(|m| m.iter())
+                .map(|(k, v)| {
+                    let n = v.as_str().map(str::len).unwrap_or(0);
+                    // Secret data is base64: count the decoded bytes.
+                    k.len() + if rt.kind == "Secret" { n / 4 * 3 } else { n }
+                })
+                .sum();
+            if size > 1_048_576 {
+                errs.push((
+                    "data".into(),
+                    "Too long: must have at most 1048576 bytes".into(),
+                ));
+            }
             if let Some(d) = o.get("data").and_then(Value::as_object) {
                 for (k, v) in d {
                     if !v.is_string() {
