@@ -1302,26 +1302,30 @@ impl Provider for KubeProvider {
                     }
                 }
                 // Keys claw set last time and no longer sets.
-                let before: BTreeSet<String> = req
-                    .prior
-                    .as_ref()
-                    .and_then(|p| p.attrs.get("data"))
-                    .and_then(Value::as_map)
-                    .map(|m| m.keys().cloned().collect())
-                    .unwrap_or_default();
-                let now = req.desired.get("data").and_then(Value::as_map);
-                for k in before {
-                    if now.map(|n| n.contains_key(&k)).unwrap_or(false) {
-                        continue;
-                    }
-                    if let Some(v) = req
-                        .live
-                        .attrs
-                        .get("data")
+                for k in ["data", "labels", "annotations"] {
+                    let before: BTreeSet<String> = req
+                        .prior
+                        .as_ref()
+                        .and_then(|p| p.attrs.get(k))
                         .and_then(Value::as_map)
-                        .and_then(|m| m.get(&k))
-                    {
-                        changes.push(AttrChange::new(join_key("data", &k), Some(v.clone()), None));
+                        .map(|m| m.keys().cloned().collect())
+                        .unwrap_or_default();
+                    let now = req.desired.get(k).and_then(Value::as_map);
+                    for key in before {
+                        if now.map(|n| n.contains_key(&key)).unwrap_or(false)
+                            || key.starts_with("claw.dev/")
+                        {
+                            continue;
+                        }
+                        if let Some(v) = req
+                            .live
+                            .attrs
+                            .get(k)
+                            .and_then(Value::as_map)
+                            .and_then(|m| m.get(&key))
+                        {
+                            changes.push(AttrChange::new(join_key(k, &key), Some(v.clone()), None));
+                        }
                     }
                 }
                 resp.changes = changes;

@@ -420,6 +420,14 @@ async fn secrets_are_sensitive_and_changes_show_only_hashes() {
     data.insert("plain".to_string(), Value::str("literal-value"));
     attrs.insert("data".into(), Value::Map(data.clone()));
     attrs.insert("namespace".into(), Value::str("default"));
+    attrs.insert(
+        "labels".into(),
+        Value::Map(
+            [("team".to_string(), Value::str("a"))]
+                .into_iter()
+                .collect(),
+        ),
+    );
     let cfg = vec![Res {
         rtype: "k8s_secret",
         name: "k3s".into(),
@@ -441,6 +449,7 @@ async fn secrets_are_sensitive_and_changes_show_only_hashes() {
     data.insert("token".to_string(), ctx.secret("rotated"));
     data.remove("plain");
     attrs.insert("data".into(), Value::Map(data));
+    attrs.remove("labels");
     let cfg = vec![Res {
         rtype: "k8s_secret",
         name: "k3s".into(),
@@ -451,8 +460,8 @@ async fn secrets_are_sensitive_and_changes_show_only_hashes() {
         panic!("{:?}", p.actions)
     };
     let paths: Vec<&str> = c.iter().map(|c| c.path.as_str()).collect();
-    assert_eq!(paths, vec!["data.token", "data.plain"]);
-    assert!(c.iter().all(|c| c
+    assert_eq!(paths, vec!["data.token", "data.plain", "labels.team"]);
+    assert!(c.iter().filter(|c| c.path.starts_with("data.")).all(|c| c
         .before
         .as_ref()
         .map(|v| matches!(v, Value::Secret(_)))
@@ -461,6 +470,11 @@ async fn secrets_are_sensitive_and_changes_show_only_hashes() {
     apply(&env, &p, &mut state).await.unwrap();
     let s = env.double.get("v1", "Secret", "default", "k3s").unwrap();
     assert_eq!(s["data"], json!({"token": "cm90YXRlZA=="}));
+    assert!(
+        s["metadata"]["labels"].get("team").is_none(),
+        "the label claw set before is gone"
+    );
+    assert_eq!(s["metadata"]["labels"][LABEL_STACK], "secrets");
     assert!(plan(&env, &cfg, &state).await.is_empty());
 }
 
