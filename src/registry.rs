@@ -12,7 +12,12 @@ pub struct Registry {
 impl Registry {
     /// Every provider claw ships with.
     pub fn builtin() -> Registry {
-        Registry::new(vec![claw_host::factory(), claw_tailscale::factory()])
+        Registry::new(vec![
+            claw_host::factory(),
+            claw_docker::factory(),
+            claw_kubernetes::factory(),
+            claw_tailscale::factory(),
+        ])
     }
 
     pub fn new(factories: Vec<Arc<dyn ProviderFactory>>) -> Registry {

@@ -1,9 +1,11 @@
 //! The one integration-test binary: CLI end-to-end tests against real things.
 
 mod common;
+mod docker;
 mod engine;
 mod errors;
 mod golden;
 mod host;
+mod kubernetes;
 mod schemas;
 mod tailscale;
