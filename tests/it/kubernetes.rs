@@ -358,8 +358,8 @@ fn a_second_apply_fails_at_once_while_the_first_holds_the_lease() {
     }
     let s = setup("clawdbot-fleet");
     let (ctx, d) = (&s.ctx, s.double.as_ref().unwrap());
-    // The first apply waits ~3 s for the gateway's rollout, holding the lock.
-    d.set_rollout_delay(std::time::Duration::from_secs(3));
+    // The first apply waits ~6 s for the gateway's rollout, holding the lock.
+    d.set_rollout_delay(std::time::Duration::from_secs(6));
     let toml = ctx
         .read("claw.toml")
         .replace("# wait = \"rollout\"", "wait = \"rollout\"")
