@@ -1026,7 +1026,8 @@ async fn apply_waits_for_a_slow_rollout_and_reports_progress() {
     );
 
     // Too short a timeout: an error that says what it waited for.
-    env.double.set_rollout_delay(std::time::Duration::from_secs(8));
+    env.double
+        .set_rollout_delay(std::time::Duration::from_secs(8));
     yaml_file(&env, "app.yaml", &APP.replace("nginx:1.27", "nginx:1.28"));
     let cfg = vec![res(
         "k8s_manifest",
