@@ -49,6 +49,7 @@ mod tests {
     #[test]
     fn civil_dates() {
         assert_eq!(super::civil_from_days(0), (1970, 1, 1));
-        assert_eq!(super::civil_from_days(20594), (2026, 5, 22));
+        assert_eq!(super::civil_from_days(20594), (2026, 5, 21));
+        assert_eq!(super::civil_from_days(-1), (1969, 12, 31));
     }
 }

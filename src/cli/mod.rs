@@ -289,7 +289,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                     println!("{}", serde_json::to_string_pretty(&one).unwrap_or_default());
                 }
                 StateCmd::Rm { address } => {
-                    let store = Store::lock(storage, &cfg.stack, "state rm").await?;
+                    let store = lock_store(storage, &cfg.stack, "state rm", &ui).await?;
                     let removed = store.state.lock().await.resources.remove(&address);
                     let r = match removed {
                         Some(e) => {
@@ -311,7 +311,8 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Import { address, id } => {
             let cfg = Config::load(&cli.file, &vars, &reg)?;
             let storage = engine::open_storage(&cfg, &reg).await?;
-            let store = Store::lock(storage, &cfg.stack, &format!("import {address} {id}")).await?;
+            let store =
+                lock_store(storage, &cfg.stack, &format!("import {address} {id}"), &ui).await?;
             let r = import_cmd(cfg, reg, events, &store, &address, &id, cli.verbose).await;
             store.unlock().await;
             r
@@ -334,6 +335,21 @@ pub async fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// Takes the state lock and prints what the backend noticed (e.g. an
+/// expired lock taken over, with its former holder).
+async fn lock_store(
+    storage: Box<dyn claw_provider::StateStorage>,
+    stack: &str,
+    command: &str,
+    ui: &ui::Ui,
+) -> Result<Store> {
+    let store = Store::lock(storage, stack, command).await?;
+    for d in store.storage.take_notices() {
+        ui.note_always(&Problem::from_diag(&d, None).to_string());
+    }
+    Ok(store)
 }
 
 fn no_such_address(address: &str, st: &State) -> Error {
@@ -450,7 +466,7 @@ async fn apply_cmd(
     }
     let storage = engine::open_storage(&cfg, &reg).await?;
     let command = if o.destroy { "destroy" } else { "apply" };
-    let store = Arc::new(Store::lock(storage, &cfg.stack, command).await?);
+    let store = Arc::new(lock_store(storage, &cfg.stack, command, ui).await?);
     let result = apply_locked(
         cfg,
         reg,

@@ -55,6 +55,11 @@ impl Ui {
         }
     }
 
+    /// A warning that is shown even with `-q`.
+    pub fn note_always(&self, s: &str) {
+        self.line(s);
+    }
+
     pub fn interrupt(&self, s: &str) {
         self.line(s);
     }

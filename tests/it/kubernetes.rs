@@ -42,12 +42,10 @@ fn copy_example(ctx: &Ctx, name: &str) {
 }
 
 /// The k3s part of clawdbot-fleet as a stack of its own: the marked sections
-/// of `k8s.toml.part` (or of claw.toml once the part is merged into it).
+/// of the example's claw.toml.
 fn clawdbot_kubernetes_part() -> String {
     let dir = examples().join("clawdbot-fleet");
-    let text = std::fs::read_to_string(dir.join("k8s.toml.part"))
-        .or_else(|_| std::fs::read_to_string(dir.join("claw.toml")))
-        .unwrap();
+    let text = std::fs::read_to_string(dir.join("claw.toml")).unwrap();
     let between = |start: &str, end: &str| -> String {
         let s = text
             .find(start)

@@ -1,5 +1,5 @@
 //! `tailscale_acl` end to end through the CLI: the clawdbot-fleet example's
-//! Tailscale part (`examples/clawdbot-fleet/tailscale.toml.part` and
+//! Tailscale part (the marked sections of `examples/clawdbot-fleet/claw.toml` and
 //! `tailscale/policy.hujson`) against the Tailscale API double, started
 //! in-process; `base_url` points at it through `CLAW_VAR_tailscale_api_url`.
 
@@ -14,6 +14,29 @@ fn example(rel: &str) -> String {
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
 }
 
+/// The Tailscale part of `examples/clawdbot-fleet/claw.toml` (its marked
+/// sections) as a stack of its own.
+fn tailscale_part() -> String {
+    let text = example("claw.toml");
+    let between = |start: &str, end: &str| -> String {
+        let s = text
+            .find(start)
+            .unwrap_or_else(|| panic!("no {start:?} marker"));
+        let e = text[s..]
+            .find(end)
+            .map(|e| s + e)
+            .unwrap_or_else(|| panic!("no {end:?} marker"));
+        let body = &text[s..e];
+        body[body.find('\n').map(|i| i + 1).unwrap_or(0)..].to_string()
+    };
+    let vars = between(
+        "# ─── tailscale part: variables",
+        "# ─── end of tailscale part: variables",
+    );
+    let body = between("# ═══ tailscale part", "# ═══ end of tailscale part");
+    format!("[vars]\n{vars}\n{body}")
+}
+
 /// A stack holding the example's Tailscale part, and a fresh tailnet.
 fn setup() -> (Ctx, TailscaleDouble) {
     let double = TailscaleDouble::spawn();
@@ -22,10 +45,7 @@ fn setup() -> (Ctx, TailscaleDouble) {
         .env("CLAW_VAR_tailscale_api_url", &double.base_url());
     ctx.write(
         "claw.toml",
-        &format!(
-            "[stack]\nname = \"clawdbot\"\n\n{}",
-            example("tailscale.toml.part")
-        ),
+        &format!("[stack]\nname = \"clawdbot\"\n\n{}", tailscale_part()),
     );
     ctx.write(
         "tailscale/policy.hujson",
