@@ -197,14 +197,7 @@ impl Workspace {
         for inst in instances.drain(..) {
             let p = &providers[&inst.provider_key];
             let provisional = provisional_attrs(&inst, salt);
-            let req = InstanceRequest {
-                address: &inst.addr,
-                rtype: &inst.rtype,
-                name: &inst.name,
-                key: inst.key.as_deref(),
-                attrs: &provisional,
-                ctx: &ctx,
-            };
+            let req = instance_request(&inst, &provisional, &ctx);
             let node_span = cfg.resource(&inst).node.span.clone();
             for d in p.validate(req) {
                 let span = d
@@ -215,14 +208,7 @@ impl Workspace {
                 let d = d.with_address(inst.addr.clone());
                 errs.push(Problem::from_diag(&d, cfg.loc(&span)));
             }
-            let req = InstanceRequest {
-                address: &inst.addr,
-                rtype: &inst.rtype,
-                name: &inst.name,
-                key: inst.key.as_deref(),
-                attrs: &provisional,
-                ctx: &ctx,
-            };
+            let req = instance_request(&inst, &provisional, &ctx);
             match p.expand(req) {
                 Ok(docs) if docs.is_empty() => expanded.push(inst),
                 Ok(docs) => {
@@ -294,14 +280,7 @@ impl Workspace {
             let p = &providers[&n.inst.provider_key];
             let prov = provisional_attrs(&n.inst, salt);
             let prepared = p
-                .prepare(InstanceRequest {
-                    address: addr,
-                    rtype: &n.inst.rtype,
-                    name: &n.inst.name,
-                    key: n.inst.key.as_deref(),
-                    attrs: &prov,
-                    ctx: &ctx,
-                })
+                .prepare(instance_request(&n.inst, &prov, &ctx))
                 .unwrap_or(prov);
             let mut names: BTreeSet<String> = prepared.keys().cloned().collect();
             if let Some((_, t)) = reg.resource_type(&n.inst.rtype) {
@@ -467,14 +446,8 @@ impl Workspace {
             .iter()
             .map(|(k, e)| (k.clone(), e.resolve(lookup, &self.salt)))
             .collect();
-        self.providers[&n.inst.provider_key].prepare(InstanceRequest {
-            address: addr,
-            rtype: &n.inst.rtype,
-            name: &n.inst.name,
-            key: n.inst.key.as_deref(),
-            attrs: &attrs,
-            ctx: &self.ctx(),
-        })
+        let ctx = self.ctx();
+        self.providers[&n.inst.provider_key].prepare(instance_request(&n.inst, &attrs, &ctx))
     }
 
     /// The addresses a `--target` list selects: targets plus their
@@ -993,6 +966,18 @@ fn is_implicit(provider_key: &str, rtype: &str, reg: &Registry) -> bool {
     reg.resource_type(rtype).is_some_and(|(k, _)| {
         provider_key == format!("provider.{k}") || provider_key == "host.local"
     })
+}
+
+/// The request validate / expand / prepare take for one instance.
+fn instance_request<'a>(inst: &'a Instance, attrs: &'a Attrs, ctx: &'a Ctx) -> InstanceRequest<'a> {
+    InstanceRequest {
+        address: &inst.addr,
+        rtype: &inst.rtype,
+        name: &inst.name,
+        key: inst.key.as_deref(),
+        attrs,
+        ctx,
+    }
 }
 
 /// Attributes with every resource reference unknown.
