@@ -126,7 +126,7 @@ fn change_block(c: &Change, p: &Paint) -> String {
     s.push_str(&word);
     s.push('\n');
     for line in attr_lines(c) {
-        let painted = match line.chars().next() {
+        let painted = match line.trim_start().chars().next() {
             Some('+') => p.c("32", &line),
             Some('-') => p.c("31", &line),
             Some('~') => p.c("33", &line),
