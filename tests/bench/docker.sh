@@ -95,7 +95,25 @@ compose_config "$WORK/compose" "$N" "$PROJECT-data"
 
 echo "== $N containers, one network, one volume (Docker $(docker version -f '{{.Server.Version}}'), $(nproc) cores)"
 
-t=$(now); docker volume create "$PROJECT-data" >/dev/null; (cd "$WORK/compose" && timeout 600 docker-compose -p "$PROJECT" up -d >/dev/null 2>&1); compose_up=$(elapsed "$t")
+# docker-compose 1.29 deadlocks in its thread pool ("Pending: {…}" for ever,
+# every API call answered) when COMPOSE_PARALLEL_LIMIT (default 64) is below
+# the number of services; with a limit above it, it runs everything at once
+# and completes (and is at its fastest). Retried in case it stalls anyway;
+# only a completed attempt is timed.
+export COMPOSE_PARALLEL_LIMIT=$(( N + 100 ))
+compose_up=""
+for attempt in 1 2 3; do
+  t=$(now)
+  docker volume create "$PROJECT-data" >/dev/null
+  if (cd "$WORK/compose" && timeout 300 docker-compose -p "$PROJECT" up -d >/dev/null 2>&1); then
+    compose_up=$(elapsed "$t")
+    break
+  fi
+  echo "(docker-compose up stalled, attempt $attempt; retrying)" >&2
+  (cd "$WORK/compose" && docker-compose -p "$PROJECT" down -t 1 >/dev/null 2>&1) || true
+  docker volume rm "$PROJECT-data" >/dev/null 2>&1 || true
+done
+[ -n "$compose_up" ] || { echo "docker-compose up never completed" >&2; exit 1; }
 [ "$(docker ps -q --filter "label=com.docker.compose.project=$PROJECT" | wc -l)" -eq "$N" ] || { echo "compose did not start $N containers" >&2; exit 1; }
 t=$(now); (cd "$WORK/compose" && docker-compose -p "$PROJECT" down >/dev/null 2>&1); docker volume rm "$PROJECT-data" >/dev/null; compose_down=$(elapsed "$t")
 
