@@ -41,8 +41,7 @@ PROJECT="cbench$SUFFIX"
 IMAGE="claw-bench/busybox:1"
 
 cleanup() {
-  (cd "$WORK/compose" 2>/dev/null && docker-compose -p "$PROJECT" down -t 1 >/dev/null 2>&1) || true
-  docker volume rm "$PROJECT-data" >/dev/null 2>&1 || true
+  (cd "$WORK/compose" 2>/dev/null && docker-compose -p "$PROJECT" down -v -t 1 >/dev/null 2>&1) || true
   for s in "$STACK" "$STACK-m"; do
     docker ps -aq --filter "label=claw.dev/stack=$s" | xargs -r docker rm -f >/dev/null 2>&1 || true
     docker network ls -q --filter "label=claw.dev/stack=$s" | xargs -r docker network rm >/dev/null 2>&1 || true
@@ -75,23 +74,20 @@ claw_config() { # dir stack n
   } > "$1/claw.toml"
 }
 
-# The same for docker-compose (file format 2.4: `init` is supported). The
-# volume is created by `docker volume create` inside the timed section and
-# declared external: docker-compose 1.29 creating a volume shared by ~100
-# services hangs for ever (docker/compose#6782, "Pending: set()").
-compose_config() { # dir n volume
+# The same for docker-compose (file format 2.4: `init` is supported).
+compose_config() { # dir n
   mkdir -p "$1"
   {
     printf 'version: "2.4"\nservices:\n'
     for i in $(seq -w 1 "$2"); do
       printf '  c%s:\n    image: %s\n    init: true\n    networks: [net]\n    volumes: ["data:/data"]\n' "$i" "$IMAGE"
     done
-    printf 'networks:\n  net: {}\nvolumes:\n  data:\n    external: true\n    name: %s\n' "$3"
+    printf 'networks:\n  net: {}\nvolumes:\n  data: {}\n'
   } > "$1/docker-compose.yml"
 }
 
 claw_config "$WORK/claw" "$STACK" "$N"
-compose_config "$WORK/compose" "$N" "$PROJECT-data"
+compose_config "$WORK/compose" "$N"
 
 echo "== $N containers, one network, one volume (Docker $(docker version -f '{{.Server.Version}}'), $(nproc) cores)"
 
@@ -104,18 +100,16 @@ export COMPOSE_PARALLEL_LIMIT=$(( N + 100 ))
 compose_up=""
 for attempt in 1 2 3; do
   t=$(now)
-  docker volume create "$PROJECT-data" >/dev/null
   if (cd "$WORK/compose" && timeout 300 docker-compose -p "$PROJECT" up -d >/dev/null 2>&1); then
     compose_up=$(elapsed "$t")
     break
   fi
   echo "(docker-compose up stalled, attempt $attempt; retrying)" >&2
-  (cd "$WORK/compose" && docker-compose -p "$PROJECT" down -t 1 >/dev/null 2>&1) || true
-  docker volume rm "$PROJECT-data" >/dev/null 2>&1 || true
+  (cd "$WORK/compose" && docker-compose -p "$PROJECT" down -v -t 1 >/dev/null 2>&1) || true
 done
 [ -n "$compose_up" ] || { echo "docker-compose up never completed" >&2; exit 1; }
 [ "$(docker ps -q --filter "label=com.docker.compose.project=$PROJECT" | wc -l)" -eq "$N" ] || { echo "compose did not start $N containers" >&2; exit 1; }
-t=$(now); (cd "$WORK/compose" && docker-compose -p "$PROJECT" down >/dev/null 2>&1); docker volume rm "$PROJECT-data" >/dev/null; compose_down=$(elapsed "$t")
+t=$(now); (cd "$WORK/compose" && docker-compose -p "$PROJECT" down -v >/dev/null 2>&1); compose_down=$(elapsed "$t")
 
 t=$(now); (cd "$WORK/claw" && "$CLAW" apply --auto-approve -q >/dev/null); claw_apply=$(elapsed "$t")
 [ "$(docker ps -q --filter "label=claw.dev/stack=$STACK" | wc -l)" -eq "$N" ] || { echo "claw did not start $N containers" >&2; exit 1; }
@@ -127,11 +121,26 @@ calls_n=$(cd "$WORK/claw" && "$CLAW" plan -v 2>&1 | sed -n 's/.*: \([0-9]*\) doc
 t=$(now); (cd "$WORK/claw" && "$CLAW" destroy --auto-approve -q >/dev/null); claw_destroy=$(elapsed "$t")
 [ "$(docker ps -aq --filter "label=claw.dev/stack=$STACK" | wc -l)" -eq 0 ] || { echo "claw destroy left containers" >&2; exit 1; }
 
+# The Engine's own floor for the same work: `docker run -d` / `docker rm -f`,
+# 10 at a time, straight from the CLI.
+docker network create "$PROJECT-raw" >/dev/null
+docker volume create "$PROJECT-raw" >/dev/null
+t=$(now)
+seq -w 1 "$N" | xargs -P 10 -I{} docker run -d --init --name "$PROJECT-raw{}" --network "$PROJECT-raw" -v "$PROJECT-raw:/data" "$IMAGE" >/dev/null
+raw_up=$(elapsed "$t")
+t=$(now)
+docker ps -aq --filter "name=$PROJECT-raw" | xargs -P 10 -n 1 docker rm -f >/dev/null
+raw_rm=$(elapsed "$t")
+docker network rm "$PROJECT-raw" >/dev/null
+docker volume rm "$PROJECT-raw" >/dev/null
+
 ratio() { echo "scale=2; $1 / $2" | bc; }
 printf '%-28s %8.2fs\n' "docker-compose up -d" "$compose_up"
 printf '%-28s %8.2fs   (%sx compose)\n' "claw apply" "$claw_apply" "$(ratio "$claw_apply" "$compose_up")"
+printf '%-28s %8.2fs   (%sx compose)\n' "docker run -d, 10 at once" "$raw_up" "$(ratio "$raw_up" "$compose_up")"
 printf '%-28s %8.2fs\n' "docker-compose down" "$compose_down"
 printf '%-28s %8.2fs   (%sx compose)\n' "claw destroy" "$claw_destroy" "$(ratio "$claw_destroy" "$compose_down")"
+printf '%-28s %8.2fs   (%sx compose)\n' "docker rm -f, 10 at once" "$raw_rm" "$(ratio "$raw_rm" "$compose_down")"
 
 echo "== no-change plan: Docker API calls"
 claw_config "$WORK/claw-m" "$STACK-m" "$M"
