@@ -131,8 +131,7 @@ fn clawker_example_applies_plans_clean_and_heals_a_stop() {
     let var = format!("project={project}");
     let plan = ctx.ok(&["plan", "--var", &var, "--detailed-exitcode"], 2);
     assert!(
-        plan.stdout
-            .contains(&format!("docker_container.agent[\"dev\"]")),
+        plan.stdout.contains("docker_container.agent[\"dev\"]"),
         "{}",
         plan.stdout
     );
