@@ -499,3 +499,177 @@ pub fn diff(p: &DockerProvider, req: &DiffRequest) -> DiffResponse {
         diagnostics: Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use claw_provider::{Ctx, LiveObject, Owner};
+
+    fn attrs(j: serde_json::Value) -> Attrs {
+        match Value::from_json(&j) {
+            Value::Map(m) => m,
+            _ => panic!("object"),
+        }
+    }
+
+    fn run(
+        desired: serde_json::Value,
+        live: serde_json::Value,
+        prior: Option<serde_json::Value>,
+    ) -> DiffResponse {
+        let p = DockerProvider::new(None);
+        diff(
+            &p,
+            &DiffRequest {
+                ctx: Ctx::for_tests("s", "/base"),
+                address: "docker_container.x".into(),
+                rtype: CONTAINER.into(),
+                desired: attrs(desired),
+                live: LiveObject {
+                    id: "c1".into(),
+                    attrs: attrs(live),
+                    fingerprint: String::new(),
+                    owner: Owner::Stack,
+                },
+                prior: prior.map(|p| claw_provider::StateObject {
+                    id: "c1".into(),
+                    attrs: attrs(p),
+                    private: Attrs::new(),
+                }),
+            },
+        )
+    }
+
+    #[test]
+    fn equivalent_spellings_are_no_change() {
+        let r = run(
+            serde_json::json!({
+                "image": "x:1", "state": "running", "restart": "on-failure:0",
+                "ports": ["8080:80/tcp", "127.0.0.1:9000:9000/udp"],
+                "networks": ["b", "a"],
+                "mounts": [{ "type": "bind", "source": "./data/../data", "target": "/d" }],
+            }),
+            serde_json::json!({
+                "image": "x:1", "state": "running", "restart": "on-failure",
+                "ports": ["127.0.0.1:9000:9000/udp", "8080:80"],
+                "networks": ["a", "b"],
+                "mounts": [{ "type": "bind", "source": "/base/data", "target": "/d", "read_only": false }],
+            }),
+            None,
+        );
+        assert!(r.changes.is_empty(), "{:?}", r.changes);
+    }
+
+    #[test]
+    fn in_place_and_replacing_changes_are_told_apart() {
+        let r = run(
+            serde_json::json!({ "image": "x:1", "state": "running", "restart": "always", "networks": ["a"] }),
+            serde_json::json!({ "image": "x:1", "state": "stopped", "restart": "no", "networks": ["bridge"] }),
+            None,
+        );
+        assert!(r.changes.iter().all(|c| !c.replace), "{:?}", r.changes);
+        let paths: Vec<&str> = r.changes.iter().map(|c| c.path.as_str()).collect();
+        assert_eq!(paths, vec!["networks", "restart", "state"]);
+        assert!(r.replace_note.is_none());
+
+        let r = run(
+            serde_json::json!({ "image": "x:2", "env": { "A": "1" } }),
+            serde_json::json!({ "image": "x:1", "env": { "A": "1", "B": "2" } }),
+            Some(serde_json::json!({ "image": "x:1", "env": { "A": "1", "B": "2" } })),
+        );
+        assert!(r.changes.iter().all(|c| c.replace));
+        let paths: Vec<&str> = r.changes.iter().map(|c| c.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec!["image", "env.B"],
+            "a removed env key is a change"
+        );
+        assert!(r.replace_note.unwrap().contains("recreates"));
+    }
+
+    #[test]
+    fn a_removed_attribute_is_a_change_only_when_it_was_configured() {
+        let live = serde_json::json!({ "image": "x:1", "command": ["sleep", "1"], "user": "1000" });
+        let r = run(
+            serde_json::json!({ "image": "x:1" }),
+            live.clone(),
+            Some(serde_json::json!({ "image": "x:1", "command": ["sleep", "1"] })),
+        );
+        assert_eq!(r.changes.len(), 1);
+        assert_eq!(r.changes[0].path, "command");
+        assert_eq!(r.changes[0].after, None);
+        let r = run(serde_json::json!({ "image": "x:1" }), live, None);
+        assert!(
+            r.changes.is_empty(),
+            "image defaults are not changes: {:?}",
+            r.changes
+        );
+    }
+
+    #[test]
+    fn secrets_compare_by_hash_and_renamed_addresses_replace() {
+        let ctx = Ctx::for_tests("s", "/base");
+        let mut d = attrs(serde_json::json!({ "image": "x:1" }));
+        let mut env = std::collections::BTreeMap::new();
+        env.insert("K".to_string(), ctx.secret("v1"));
+        d.insert("env".into(), Value::Map(env.clone()));
+        let mut l = d.clone();
+        l.insert("_address".into(), Value::str("docker_container.old"));
+        env.insert("K".to_string(), ctx.secret("v2"));
+        l.insert("env".into(), Value::Map(env));
+        let p = DockerProvider::new(None);
+        let r = diff(
+            &p,
+            &DiffRequest {
+                ctx,
+                address: "docker_container.x".into(),
+                rtype: CONTAINER.into(),
+                desired: d,
+                live: LiveObject {
+                    id: "c".into(),
+                    attrs: l,
+                    fingerprint: String::new(),
+                    owner: Owner::Stack,
+                },
+                prior: None,
+            },
+        );
+        let paths: Vec<&str> = r.changes.iter().map(|c| c.path.as_str()).collect();
+        assert_eq!(paths, vec!["env.K", "labels[\"claw.dev/address\"]"]);
+        assert!(!format!("{:?}", r.changes).contains("v1"));
+    }
+
+    #[test]
+    fn containers_depend_on_what_they_name() {
+        let items = vec![
+            (
+                "docker_image.i".to_string(),
+                IMAGE.to_string(),
+                attrs(serde_json::json!({ "name": "app" })),
+            ),
+            (
+                "docker_network.n".to_string(),
+                NETWORK.to_string(),
+                attrs(serde_json::json!({ "name": "net" })),
+            ),
+            (
+                "docker_volume.v".to_string(),
+                VOLUME.to_string(),
+                attrs(serde_json::json!({ "name": "vol" })),
+            ),
+            (
+                "docker_container.c".to_string(),
+                CONTAINER.to_string(),
+                attrs(
+                    serde_json::json!({ "image": "app:latest", "networks": ["net"], "mounts": [{ "type": "volume", "source": "vol", "target": "/v" }] }),
+                ),
+            ),
+        ];
+        let deps = implicit_deps(&items);
+        let to: Vec<&str> = deps.iter().map(|(_, d)| d.as_str()).collect();
+        assert_eq!(
+            to,
+            vec!["docker_image.i", "docker_network.n", "docker_volume.v"]
+        );
+    }
+}

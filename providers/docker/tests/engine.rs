@@ -702,6 +702,46 @@ async fn daemon_errors_are_actionable() {
     );
     assert!(d.hint.as_deref().unwrap().contains("upgrade"));
 
+    // The same over plain tcp:// (a loopback listener).
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut conn, _)) = tcp.accept().await {
+            let mut buf = vec![0u8; 4096];
+            let _ = conn.read(&mut buf).await;
+            let body = r#"{"Version":"1.12.0","ApiVersion":"1.24","MinAPIVersion":"1.12"}"#;
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = conn.write_all(resp.as_bytes()).await;
+        }
+    });
+    let s = Stack::with_host("errs", dir.path(), Some(&format!("tcp://127.0.0.1:{port}")));
+    let plan = s.plan(&[res("docker_volume", "v", json!({}))]).await;
+    assert!(
+        plan.diagnostics[0].summary.contains("API 1.24"),
+        "{}",
+        plan.diagnostics[0]
+    );
+
+    // Unsupported schemes say how to get there.
+    let s = Stack::with_host("errs", dir.path(), Some("ssh://user@host"));
+    let plan = s.plan(&[res("docker_volume", "v", json!({}))]).await;
+    assert!(
+        plan.diagnostics[0]
+            .summary
+            .contains("unsupported Docker endpoint"),
+        "{}",
+        plan.diagnostics[0]
+    );
+    assert!(plan.diagnostics[0]
+        .hint
+        .as_deref()
+        .unwrap()
+        .contains("ssh -L"));
+
     // Permission denied: a socket this user may not open (only meaningful
     // when not root; root bypasses file permissions).
     let is_root = std::process::Command::new("id")
