@@ -47,6 +47,7 @@ cleanup() {
     docker network ls -q --filter "label=claw.dev/stack=$s" | xargs -r docker network rm >/dev/null 2>&1 || true
     docker volume ls -q --filter "label=claw.dev/stack=$s" | xargs -r docker volume rm >/dev/null 2>&1 || true
   done
+  docker rmi "$IMAGE" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
