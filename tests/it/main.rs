@@ -4,6 +4,7 @@ mod common;
 mod docker;
 mod engine;
 mod errors;
+mod examples;
 mod golden;
 mod host;
 mod kubernetes;
