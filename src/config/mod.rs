@@ -191,23 +191,23 @@ impl Config {
 
         // [host.*] and [provider.*]
         let mut blocks = BTreeMap::new();
-        blocks.insert(
-            "host.local".to_string(),
-            ProviderBlock {
-                key: "host.local".into(),
-                alias: "local".into(),
-                kind: "host".into(),
-                node: None,
-            },
-        );
+        let mut add_block = |prefix: &str, alias: &str, kind: String, node: Option<Node>| {
+            let key = format!("{prefix}.{alias}");
+            let alias = alias.to_string();
+            blocks.insert(
+                key.clone(),
+                ProviderBlock {
+                    key,
+                    alias,
+                    kind,
+                    node,
+                },
+            );
+        };
+        add_block("host", "local", "host".into(), None);
         if let Some(h) = root.get("host") {
             for e in table_of(h, "host", &source, &mut errs) {
-                if !template::valid_name(&e.key) {
-                    errs.push(
-                        source
-                            .err(&e.key_span, format!("invalid host name `{}`", e.key))
-                            .hint("names match [A-Za-z0-9_-]+"),
-                    );
+                if !check_name(&source, e, "host name", &mut errs) {
                     continue;
                 }
                 if e.key == "local" {
@@ -227,26 +227,13 @@ impl Config {
                     );
                     continue;
                 }
-                blocks.insert(
-                    format!("host.{}", e.key),
-                    ProviderBlock {
-                        key: format!("host.{}", e.key),
-                        alias: e.key.clone(),
-                        kind: "host".into(),
-                        node: Some(e.value.clone()),
-                    },
-                );
+                add_block("host", &e.key, "host".into(), Some(e.value.clone()));
             }
         }
         if let Some(p) = root.get("provider") {
             let kinds: Vec<&str> = reg.kinds().filter(|k| *k != "host").collect();
             for e in table_of(p, "provider", &source, &mut errs) {
-                if !template::valid_name(&e.key) {
-                    errs.push(
-                        source
-                            .err(&e.key_span, format!("invalid provider alias `{}`", e.key))
-                            .hint("aliases match [A-Za-z0-9_-]+"),
-                    );
+                if !check_name(&source, e, "provider alias", &mut errs) {
                     continue;
                 }
                 let kind = match e.value.get("type") {
@@ -282,15 +269,7 @@ impl Config {
                         continue;
                     }
                 };
-                blocks.insert(
-                    format!("provider.{}", e.key),
-                    ProviderBlock {
-                        key: format!("provider.{}", e.key),
-                        alias: e.key.clone(),
-                        kind,
-                        node: Some(e.value.clone()),
-                    },
-                );
+                add_block("provider", &e.key, kind, Some(e.value.clone()));
             }
         }
 
@@ -317,12 +296,7 @@ impl Config {
             };
             let rtype = e.key.clone();
             for r in table_of(&e.value, &rtype, &source, &mut errs) {
-                if !template::valid_name(&r.key) {
-                    errs.push(
-                        source
-                            .err(&r.key_span, format!("invalid resource name `{}`", r.key))
-                            .hint("names match [A-Za-z0-9_-]+"),
-                    );
+                if !check_name(&source, r, "resource name", &mut errs) {
                     continue;
                 }
                 if r.value.as_table().is_none() {
@@ -656,6 +630,19 @@ fn node_at<'a>(node: &'a Node, path: &str) -> Option<&'a Node> {
         };
     }
     Some(cur)
+}
+
+/// Names of hosts, aliases and resources match `[A-Za-z0-9_-]+`.
+fn check_name(source: &Source<'_>, e: &node::Entry, what: &str, errs: &mut Vec<Problem>) -> bool {
+    if template::valid_name(&e.key) {
+        return true;
+    }
+    errs.push(
+        source
+            .err(&e.key_span, format!("invalid {what} `{}`", e.key))
+            .hint("names match [A-Za-z0-9_-]+"),
+    );
+    false
 }
 
 fn table_of<'a>(
