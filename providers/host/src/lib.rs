@@ -190,6 +190,29 @@ fn unknown_type(rtype: &str) -> Diagnostic {
     Diagnostic::error(format!("the host provider has no resource type {rtype:?}"))
 }
 
+/// The refresh item an import probes: the import's address and type, the
+/// given desired attributes, no prior state.
+pub(crate) fn import_item(req: &ImportRequest, desired: &Attrs) -> RefreshItem {
+    RefreshItem {
+        address: req.address.clone(),
+        rtype: req.rtype.clone(),
+        desired: Some(desired.clone()),
+        prior: None,
+    }
+}
+
+/// The outcome of an import's probe: its first error diagnostic, else the
+/// live object at the import's address (`None`: it does not exist).
+pub(crate) fn imported_live(
+    mut resp: RefreshResponse,
+    req: &ImportRequest,
+) -> Result<Option<LiveObject>, Diagnostic> {
+    if let Some(d) = resp.diagnostics.into_iter().find(Diagnostic::is_error) {
+        return Err(d);
+    }
+    Ok(resp.live.remove(&req.address).flatten())
+}
+
 #[async_trait]
 impl Provider for HostProvider {
     fn validate(&self, req: InstanceRequest<'_>) -> Vec<Diagnostic> {

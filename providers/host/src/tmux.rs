@@ -637,12 +637,7 @@ pub async fn import(runner: &dyn Runner, req: &ImportRequest) -> Result<StateObj
     let mut desired = req.desired.clone().unwrap_or_default();
     // The id is the session name (the socket comes from the configuration).
     desired.insert("session".into(), Value::from(req.id.as_str()));
-    let item = RefreshItem {
-        address: req.address.clone(),
-        rtype: req.rtype.clone(),
-        desired: Some(desired.clone()),
-        prior: None,
-    };
+    let item = crate::import_item(req, &desired);
     let socket = s(&desired, "socket").unwrap_or("").to_string();
     let mut resp = RefreshResponse::default();
     refresh_socket(
@@ -653,10 +648,7 @@ pub async fn import(runner: &dyn Runner, req: &ImportRequest) -> Result<StateObj
         &mut resp,
     )
     .await;
-    if let Some(d) = resp.diagnostics.into_iter().find(Diagnostic::is_error) {
-        return Err(d);
-    }
-    match resp.live.remove(&req.address).flatten() {
+    match crate::imported_live(resp, req)? {
         Some(live) => {
             let mut attrs = desired;
             for k in ["window", "cwd", "command"] {

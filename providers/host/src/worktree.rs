@@ -546,12 +546,7 @@ pub async fn import(runner: &dyn Runner, req: &ImportRequest) -> Result<StateObj
             .with_address(&req.address)
     })?;
     let repo = s(&desired, "repo").unwrap_or_default().to_string();
-    let item = RefreshItem {
-        address: req.address.clone(),
-        rtype: req.rtype.clone(),
-        desired: Some(desired.clone()),
-        prior: None,
-    };
+    let item = crate::import_item(req, &desired);
     let mut resp = RefreshResponse::default();
     refresh_repo(
         runner,
@@ -561,10 +556,7 @@ pub async fn import(runner: &dyn Runner, req: &ImportRequest) -> Result<StateObj
         &mut resp,
     )
     .await;
-    if let Some(d) = resp.diagnostics.into_iter().find(Diagnostic::is_error) {
-        return Err(d);
-    }
-    match resp.live.remove(&req.address).flatten() {
+    match crate::imported_live(resp, req)? {
         Some(live) => {
             let mut attrs = desired;
             attrs.insert("path".into(), Value::from(req.id.as_str()));

@@ -592,13 +592,18 @@ async fn import_adopts_existing_worktrees_and_sessions() {
     assert!(missing.hint.is_some());
 }
 
-/// A host without git and tmux: the local runner with an empty PATH.
-struct NoTools(Arc<claw_host::runner::LocalRunner>);
+/// The local runner with every script rewritten first: a host with a
+/// different userland, named `host <name>` in messages.
+struct Rewriting {
+    name: &'static str,
+    inner: Arc<claw_host::runner::LocalRunner>,
+    rewrite: Box<dyn Fn(&str) -> String + Send + Sync>,
+}
 
 #[async_trait::async_trait]
-impl Runner for NoTools {
+impl Runner for Rewriting {
     fn target(&self) -> String {
-        "host bare (test)".into()
+        format!("host {} (test)", self.name)
     }
     fn is_local(&self) -> bool {
         true
@@ -608,22 +613,26 @@ impl Runner for NoTools {
         script: &str,
         stdin: &[u8],
     ) -> Result<claw_host::runner::Output, Diagnostic> {
-        self.0
-            .run(
-                &format!("PATH=/nonexistent-claw-test; export PATH\n{script}"),
-                stdin,
-            )
-            .await
+        self.inner.run(&(self.rewrite)(script), stdin).await
     }
     fn counters(&self) -> Vec<(String, u64)> {
-        self.0.counters()
+        self.inner.counters()
+    }
+}
+
+/// A host without git and tmux: the local runner with an empty PATH.
+fn no_tools() -> Rewriting {
+    Rewriting {
+        name: "bare",
+        inner: local_runner(),
+        rewrite: Box::new(|script| format!("PATH=/nonexistent-claw-test; export PATH\n{script}")),
     }
 }
 
 #[tokio::test]
 async fn missing_git_and_tmux_are_reported_with_a_hint() {
     let root = tempfile::tempdir().unwrap();
-    let d = Driver::new(Arc::new(NoTools(local_runner())), root.path());
+    let d = Driver::new(Arc::new(no_tools()), root.path());
     let wt = attrs(&[
         ("repo", s(root.path())),
         ("path", s(&root.path().join("w"))),
@@ -669,58 +678,33 @@ async fn missing_git_and_tmux_are_reported_with_a_hint() {
 /// The local runner with a non-GNU userland: busybox's sh, ls, wc, cut, cp,
 /// mv, ... (and the real git and tmux), to catch GNU-only flags in the
 /// scripts the way a macOS host would.
-struct Busybox {
-    inner: Arc<claw_host::runner::LocalRunner>,
-    bin: tempfile::TempDir,
-}
-
-impl Busybox {
-    fn new() -> Option<Busybox> {
-        let bb = ["/usr/bin/busybox", "/bin/busybox"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())?;
-        let bin = tempfile::tempdir().unwrap();
-        for tool in [
-            "sh", "ls", "wc", "cut", "cat", "mkdir", "cp", "mv", "chmod", "rm", "dirname",
-            "basename", "head", "tr", "printf", "env", "sleep", "true", "false", "echo", "test",
-            "[",
-        ] {
-            std::os::unix::fs::symlink(bb, bin.path().join(tool)).unwrap();
-        }
-        for tool in ["git", "tmux"] {
-            let real = sh(&format!("command -v {tool}")).trim().to_string();
-            std::os::unix::fs::symlink(real, bin.path().join(tool)).unwrap();
-        }
-        Some(Busybox {
-            inner: local_runner(),
-            bin,
-        })
+fn busybox() -> Option<Rewriting> {
+    let bb = ["/usr/bin/busybox", "/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())?;
+    let bin = tempfile::tempdir().unwrap();
+    for tool in [
+        "sh", "ls", "wc", "cut", "cat", "mkdir", "cp", "mv", "chmod", "rm", "dirname", "basename",
+        "head", "tr", "printf", "env", "sleep", "true", "false", "echo", "test", "[",
+    ] {
+        std::os::unix::fs::symlink(bb, bin.path().join(tool)).unwrap();
     }
-}
-
-#[async_trait::async_trait]
-impl Runner for Busybox {
-    fn target(&self) -> String {
-        "host busybox (test)".into()
+    for tool in ["git", "tmux"] {
+        let real = sh(&format!("command -v {tool}")).trim().to_string();
+        std::os::unix::fs::symlink(real, bin.path().join(tool)).unwrap();
     }
-    fn is_local(&self) -> bool {
-        true
-    }
-    async fn run(
-        &self,
-        script: &str,
-        stdin: &[u8],
-    ) -> Result<claw_host::runner::Output, Diagnostic> {
-        let b = self.bin.path().display().to_string();
-        let wrapped = format!(
-            "PATH={b}; export PATH; exec {b}/sh -c {}",
-            claw_host::runner::sh_quote(script)
-        );
-        self.inner.run(&wrapped, stdin).await
-    }
-    fn counters(&self) -> Vec<(String, u64)> {
-        self.inner.counters()
-    }
+    Some(Rewriting {
+        name: "busybox",
+        inner: local_runner(),
+        // The closure owns the temporary bin directory, keeping it alive.
+        rewrite: Box::new(move |script| {
+            let b = bin.path().display().to_string();
+            format!(
+                "PATH={b}; export PATH; exec {b}/sh -c {}",
+                claw_host::runner::sh_quote(script)
+            )
+        }),
+    })
 }
 
 #[tokio::test]
@@ -728,6 +712,6 @@ async fn matrix_busybox_userland() {
     if !tools() || !require("busybox") {
         return;
     }
-    let Some(bb) = Busybox::new() else { return };
+    let Some(bb) = busybox() else { return };
     matrix(Arc::new(bb)).await;
 }
