@@ -89,6 +89,20 @@ pub struct PlanArgs {
     pub parallelism: usize,
 }
 
+/// Options of the commands that change things (apply, destroy).
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Do not ask for confirmation (required without a TTY).
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Limit to ADDR and what it depends on (for destroy: what depends on it).
+    #[arg(long = "target", value_name = "ADDR")]
+    pub targets: Vec<String>,
+    /// At most N operations at once.
+    #[arg(long, default_value_t = 10)]
+    pub parallelism: usize,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Check the configuration; touches nothing live.
@@ -99,21 +113,13 @@ pub enum Command {
     Apply {
         /// A plan saved with `claw plan --out`.
         planfile: Option<PathBuf>,
-        #[arg(long)]
-        auto_approve: bool,
-        #[arg(long = "target", value_name = "ADDR")]
-        targets: Vec<String>,
-        #[arg(long, default_value_t = 10)]
-        parallelism: usize,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Delete everything the stack owns, dependents first.
     Destroy {
-        #[arg(long)]
-        auto_approve: bool,
-        #[arg(long = "target", value_name = "ADDR")]
-        targets: Vec<String>,
-        #[arg(long, default_value_t = 10)]
-        parallelism: usize,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Render a saved plan, or the current state.
     Show {
@@ -207,13 +213,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 0
             })
         }
-        Command::Apply {
-            planfile,
-            auto_approve,
-            targets,
-            parallelism,
-        } => {
-            let o = opts(targets, false, parallelism);
+        Command::Apply { planfile, run } => {
+            let auto_approve = run.auto_approve;
+            let o = opts(run.targets, false, run.parallelism);
             apply_cmd(
                 &cli.file,
                 &vars,
@@ -227,12 +229,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
             )
             .await
         }
-        Command::Destroy {
-            auto_approve,
-            targets,
-            parallelism,
-        } => {
-            let o = opts(targets, true, parallelism);
+        Command::Destroy { run } => {
+            let auto_approve = run.auto_approve;
+            let o = opts(run.targets, true, run.parallelism);
             apply_cmd(
                 &cli.file,
                 &vars,
