@@ -652,6 +652,15 @@ async fn delete_image(
 
 // ------------------------------------------------------- networks and volumes
 
+/// A string map attribute as an engine option map; `None` when empty.
+fn option_map(d: &Attrs, key: &str) -> Option<HashMap<String, String>> {
+    let m: HashMap<String, String> = util::str_map_exposed(d.get(key))
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    (!m.is_empty()).then_some(m)
+}
+
 async fn create_network(
     p: &DockerProvider,
     docker: &Docker,
@@ -659,10 +668,6 @@ async fn create_network(
 ) -> Result<ApplyResponse, Diagnostic> {
     let d = need(&req.desired, "create")?;
     let name = util::s(d, "name").unwrap_or_default().to_string();
-    let options: HashMap<String, String> = util::str_map_exposed(d.get("options"))
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
     p.client.count(1);
     let r = docker
         .create_network(NetworkCreateRequest {
@@ -671,7 +676,7 @@ async fn create_network(
             internal: d.get("internal").and_then(Value::as_bool),
             attachable: d.get("attachable").and_then(Value::as_bool),
             labels: Some(labels(&req.ctx, &req.address, d)?),
-            options: (!options.is_empty()).then_some(options),
+            options: option_map(d, "options"),
             ..Default::default()
         })
         .await
@@ -703,16 +708,12 @@ async fn create_volume(
 ) -> Result<ApplyResponse, Diagnostic> {
     let d = need(&req.desired, "create")?;
     let name = util::s(d, "name").unwrap_or_default().to_string();
-    let opts: HashMap<String, String> = util::str_map_exposed(d.get("driver_opts"))
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
     p.client.count(1);
     let v = docker
         .create_volume(VolumeCreateRequest {
             name: Some(name.clone()),
             driver: util::s(d, "driver").map(str::to_string),
-            driver_opts: (!opts.is_empty()).then_some(opts),
+            driver_opts: option_map(d, "driver_opts"),
             labels: Some(labels(&req.ctx, &req.address, d)?),
             ..Default::default()
         })

@@ -829,7 +829,202 @@ async fn refresh_images(
     Ok(part)
 }
 
-// ------------------------------------------------------------------ networks
+// ------------------------------------------------------- networks and volumes
+
+/// A network or a volume: both refresh the same way, one list by label, one
+/// list by name for configured objects not found by label, then orphans.
+trait Named: Clone {
+    const RTYPE: &'static str;
+    fn labels(&self) -> HashMap<String, String>;
+    fn id(&self) -> String;
+    fn name(&self) -> String;
+    fn attrs(&self) -> Attrs;
+    fn fingerprint(&self) -> String;
+    /// Found by name: is it the very object the item imported?
+    fn is_imported(&self, item: &RefreshItem) -> bool {
+        imported(item, &self.id())
+    }
+}
+
+impl Named for bollard::models::Network {
+    const RTYPE: &'static str = NETWORK;
+    fn labels(&self) -> HashMap<String, String> {
+        self.labels.clone().unwrap_or_default()
+    }
+    fn id(&self) -> String {
+        self.id.clone().unwrap_or_default()
+    }
+    fn name(&self) -> String {
+        self.name.clone().unwrap_or_default()
+    }
+    fn attrs(&self) -> Attrs {
+        let mut a = Attrs::new();
+        a.insert("id".into(), Value::String(Named::id(self)));
+        a.insert("name".into(), Value::String(Named::name(self)));
+        a.insert(
+            "driver".into(),
+            Value::String(self.driver.clone().unwrap_or_default()),
+        );
+        a.insert(
+            "internal".into(),
+            Value::Bool(self.internal.unwrap_or(false)),
+        );
+        a.insert(
+            "attachable".into(),
+            Value::Bool(self.attachable.unwrap_or(false)),
+        );
+        a.insert(
+            "labels".into(),
+            util::str_map_value(&user_labels(&Named::labels(self))),
+        );
+        let opts: BTreeMap<String, String> = self
+            .options
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        a.insert("options".into(), util::str_map_value(&opts));
+        a
+    }
+    fn fingerprint(&self) -> String {
+        Named::id(self)
+    }
+}
+
+fn volume_created(v: &bollard::models::Volume) -> String {
+    v.created_at
+        .as_ref()
+        .map(|c| c.to_string())
+        .unwrap_or_default()
+}
+
+impl Named for bollard::models::Volume {
+    const RTYPE: &'static str = VOLUME;
+    fn labels(&self) -> HashMap<String, String> {
+        self.labels.clone()
+    }
+    fn id(&self) -> String {
+        self.name.clone()
+    }
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn attrs(&self) -> Attrs {
+        let mut a = Attrs::new();
+        a.insert("id".into(), Value::String(self.name.clone()));
+        a.insert("name".into(), Value::String(self.name.clone()));
+        a.insert("driver".into(), Value::String(self.driver.clone()));
+        a.insert(
+            "labels".into(),
+            util::str_map_value(&user_labels(&self.labels)),
+        );
+        let opts: BTreeMap<String, String> = self.options.clone().into_iter().collect();
+        a.insert("driver_opts".into(), util::str_map_value(&opts));
+        a
+    }
+    fn fingerprint(&self) -> String {
+        fp(&[&self.name, &volume_created(self)])
+    }
+    /// An adopted volume is known by name; its creation time tells a volume
+    /// re-created by hand apart from the adopted one.
+    fn is_imported(&self, item: &RefreshItem) -> bool {
+        imported(item, &self.name)
+            && item
+                .prior
+                .as_ref()
+                .and_then(|p| p.private.get("created"))
+                .and_then(Value::as_str)
+                == Some(volume_created(self).as_str())
+    }
+}
+
+/// Refresh networks or volumes; `list` lists them with the given filters.
+async fn refresh_named<T, F, Fut>(
+    ctx: &Ctx,
+    items: &[&RefreshItem],
+    addresses: &BTreeSet<&str>,
+    find_orphans: bool,
+    list: F,
+) -> Result<Part, Diagnostic>
+where
+    T: Named,
+    F: Fn(HashMap<String, Vec<String>>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, Diagnostic>>,
+{
+    let mut part = Part::default();
+    let listed: Vec<T> = list(label_filter(ctx)).await?;
+    let m = match_by_address(
+        listed,
+        T::labels,
+        T::id,
+        items,
+        addresses,
+        T::RTYPE,
+        &mut part.diagnostics,
+    );
+    let missing: Vec<(&RefreshItem, String)> = items
+        .iter()
+        .filter(|i| !m.found.contains_key(&i.address))
+        .filter_map(|i| item_name(i).map(|n| (*i, n)))
+        .collect();
+    let mut by_name: HashMap<String, T> = HashMap::new();
+    if !missing.is_empty() {
+        let names = missing.iter().map(|(_, n)| n.clone()).collect();
+        for o in list(HashMap::from([("name".to_string(), names)])).await? {
+            by_name.insert(o.name(), o);
+        }
+    }
+    let mut claimed = BTreeSet::new();
+    for item in items {
+        let (o, owner) = if let Some(o) = m.found.get(&item.address) {
+            (o, Owner::Stack)
+        } else if let Some(o) = item_name(item).and_then(|name| by_name.get(&name)) {
+            let owner = if o.is_imported(item) {
+                Owner::Stack
+            } else {
+                owner_of(&o.labels(), ctx, T::RTYPE)
+            };
+            (o, owner)
+        } else {
+            continue;
+        };
+        claimed.insert(o.id());
+        let mut attrs = o.attrs();
+        if owner == Owner::Stack && !imported(item, &o.id()) {
+            let addr = o.labels().get(LABEL_ADDRESS).cloned().unwrap_or_default();
+            if addr != item.address {
+                attrs.insert(ATTR_ADDRESS.into(), Value::String(addr));
+            }
+        }
+        part.live.insert(
+            item.address.clone(),
+            Some(LiveObject {
+                id: o.id(),
+                fingerprint: o.fingerprint(),
+                attrs,
+                owner,
+            }),
+        );
+    }
+    if find_orphans {
+        for (addr, o) in m.orphans {
+            if claimed.contains(&o.id()) {
+                continue;
+            }
+            part.orphans.push(Orphan {
+                address: addr,
+                rtype: T::RTYPE.into(),
+                live: LiveObject {
+                    id: o.id(),
+                    fingerprint: o.fingerprint(),
+                    attrs: o.attrs(),
+                    owner: Owner::Stack,
+                },
+            });
+        }
+    }
+    Ok(part)
+}
 
 async fn refresh_networks(
     p: &DockerProvider,
@@ -839,8 +1034,6 @@ async fn refresh_networks(
     addresses: &BTreeSet<&str>,
     find_orphans: bool,
 ) -> Result<Part, Diagnostic> {
-    use bollard::models::Network;
-    let mut part = Part::default();
     let list = |filters: HashMap<String, Vec<String>>| async move {
         p.client.count(1);
         docker
@@ -850,108 +1043,8 @@ async fn refresh_networks(
             .await
             .map_err(|e| api_error("list networks", &e))
     };
-    let listed: Vec<Network> = list(label_filter(ctx)).await?;
-    let labels = |n: &Network| n.labels.clone().unwrap_or_default();
-    let nid = |n: &Network| n.id.clone().unwrap_or_default();
-    let m = match_by_address(
-        listed,
-        labels,
-        nid,
-        items,
-        addresses,
-        NETWORK,
-        &mut part.diagnostics,
-    );
-    let missing: Vec<(&RefreshItem, String)> = items
-        .iter()
-        .filter(|i| !m.found.contains_key(&i.address))
-        .filter_map(|i| item_name(i).map(|n| (*i, n)))
-        .collect();
-    let mut by_name: HashMap<String, Network> = HashMap::new();
-    if !missing.is_empty() {
-        let names = missing.iter().map(|(_, n)| n.clone()).collect();
-        for n in list(HashMap::from([("name".to_string(), names)])).await? {
-            by_name.insert(n.name.clone().unwrap_or_default(), n);
-        }
-    }
-    let to_attrs = |n: &Network| -> Attrs {
-        let mut a = Attrs::new();
-        a.insert("id".into(), Value::String(nid(n)));
-        a.insert(
-            "name".into(),
-            Value::String(n.name.clone().unwrap_or_default()),
-        );
-        a.insert(
-            "driver".into(),
-            Value::String(n.driver.clone().unwrap_or_default()),
-        );
-        a.insert("internal".into(), Value::Bool(n.internal.unwrap_or(false)));
-        a.insert(
-            "attachable".into(),
-            Value::Bool(n.attachable.unwrap_or(false)),
-        );
-        a.insert(
-            "labels".into(),
-            util::str_map_value(&user_labels(&labels(n))),
-        );
-        let opts: BTreeMap<String, String> =
-            n.options.clone().unwrap_or_default().into_iter().collect();
-        a.insert("options".into(), util::str_map_value(&opts));
-        a
-    };
-    let mut claimed = BTreeSet::new();
-    for item in items {
-        let (n, owner) = if let Some(n) = m.found.get(&item.address) {
-            (n, Owner::Stack)
-        } else if let Some(n) = item_name(item).and_then(|name| by_name.get(&name)) {
-            let owner = if imported(item, &nid(n)) {
-                Owner::Stack
-            } else {
-                owner_of(&labels(n), ctx, NETWORK)
-            };
-            (n, owner)
-        } else {
-            continue;
-        };
-        claimed.insert(nid(n));
-        let mut attrs = to_attrs(n);
-        if owner == Owner::Stack && !imported(item, &nid(n)) {
-            let addr = labels(n).get(LABEL_ADDRESS).cloned().unwrap_or_default();
-            if addr != item.address {
-                attrs.insert(ATTR_ADDRESS.into(), Value::String(addr));
-            }
-        }
-        part.live.insert(
-            item.address.clone(),
-            Some(LiveObject {
-                id: nid(n),
-                fingerprint: nid(n),
-                attrs,
-                owner,
-            }),
-        );
-    }
-    if find_orphans {
-        for (addr, n) in m.orphans {
-            if claimed.contains(&nid(&n)) {
-                continue;
-            }
-            part.orphans.push(Orphan {
-                address: addr,
-                rtype: NETWORK.into(),
-                live: LiveObject {
-                    id: nid(&n),
-                    fingerprint: nid(&n),
-                    attrs: to_attrs(&n),
-                    owner: Owner::Stack,
-                },
-            });
-        }
-    }
-    Ok(part)
+    refresh_named(ctx, items, addresses, find_orphans, list).await
 }
-
-// ------------------------------------------------------------------- volumes
 
 async fn refresh_volumes(
     p: &DockerProvider,
@@ -961,8 +1054,6 @@ async fn refresh_volumes(
     addresses: &BTreeSet<&str>,
     find_orphans: bool,
 ) -> Result<Part, Diagnostic> {
-    use bollard::models::Volume;
-    let mut part = Part::default();
     let list = |filters: HashMap<String, Vec<String>>| async move {
         p.client.count(1);
         docker
@@ -973,104 +1064,5 @@ async fn refresh_volumes(
             .map(|r| r.volumes.unwrap_or_default())
             .map_err(|e| api_error("list volumes", &e))
     };
-    let listed: Vec<Volume> = list(label_filter(ctx)).await?;
-    let m = match_by_address(
-        listed,
-        |v: &Volume| v.labels.clone(),
-        |v: &Volume| v.name.clone(),
-        items,
-        addresses,
-        VOLUME,
-        &mut part.diagnostics,
-    );
-    let missing: Vec<(&RefreshItem, String)> = items
-        .iter()
-        .filter(|i| !m.found.contains_key(&i.address))
-        .filter_map(|i| item_name(i).map(|n| (*i, n)))
-        .collect();
-    let mut by_name: HashMap<String, Volume> = HashMap::new();
-    if !missing.is_empty() {
-        let names = missing.iter().map(|(_, n)| n.clone()).collect();
-        for v in list(HashMap::from([("name".to_string(), names)])).await? {
-            by_name.insert(v.name.clone(), v);
-        }
-    }
-    let to_attrs = |v: &Volume| -> Attrs {
-        let mut a = Attrs::new();
-        a.insert("id".into(), Value::String(v.name.clone()));
-        a.insert("name".into(), Value::String(v.name.clone()));
-        a.insert("driver".into(), Value::String(v.driver.clone()));
-        a.insert(
-            "labels".into(),
-            util::str_map_value(&user_labels(&v.labels)),
-        );
-        let opts: BTreeMap<String, String> = v.options.clone().into_iter().collect();
-        a.insert("driver_opts".into(), util::str_map_value(&opts));
-        a
-    };
-    let created = |v: &Volume| {
-        v.created_at
-            .as_ref()
-            .map(|c| c.to_string())
-            .unwrap_or_default()
-    };
-    let mut claimed = BTreeSet::new();
-    for item in items {
-        let (v, owner) = if let Some(v) = m.found.get(&item.address) {
-            (v, Owner::Stack)
-        } else if let Some(v) = item_name(item).and_then(|name| by_name.get(&name)) {
-            // An adopted volume is known by name; its creation time tells a
-            // volume re-created by hand apart from the adopted one.
-            let same = imported(item, &v.name)
-                && item
-                    .prior
-                    .as_ref()
-                    .and_then(|p| p.private.get("created"))
-                    .and_then(Value::as_str)
-                    == Some(created(v).as_str());
-            let owner = if same {
-                Owner::Stack
-            } else {
-                owner_of(&v.labels, ctx, VOLUME)
-            };
-            (v, owner)
-        } else {
-            continue;
-        };
-        claimed.insert(v.name.clone());
-        let mut attrs = to_attrs(v);
-        if owner == Owner::Stack && !imported(item, &v.name) {
-            let addr = v.labels.get(LABEL_ADDRESS).cloned().unwrap_or_default();
-            if addr != item.address {
-                attrs.insert(ATTR_ADDRESS.into(), Value::String(addr));
-            }
-        }
-        part.live.insert(
-            item.address.clone(),
-            Some(LiveObject {
-                id: v.name.clone(),
-                fingerprint: fp(&[&v.name, &created(v)]),
-                attrs,
-                owner,
-            }),
-        );
-    }
-    if find_orphans {
-        for (addr, v) in m.orphans {
-            if claimed.contains(&v.name) {
-                continue;
-            }
-            part.orphans.push(Orphan {
-                address: addr,
-                rtype: VOLUME.into(),
-                live: LiveObject {
-                    id: v.name.clone(),
-                    fingerprint: fp(&[&v.name, &created(&v)]),
-                    attrs: to_attrs(&v),
-                    owner: Owner::Stack,
-                },
-            });
-        }
-    }
-    Ok(part)
+    refresh_named(ctx, items, addresses, find_orphans, list).await
 }
