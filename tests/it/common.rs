@@ -126,3 +126,32 @@ pub fn which(bin: &str) -> bool {
         .map(|p| std::env::split_paths(&p).any(|d| Path::new(&d).join(bin).is_file()))
         .unwrap_or(false)
 }
+
+/// The marked sections of one part (`host`, `kubernetes`, `tailscale`) of
+/// `examples/clawdbot-fleet/claw.toml`: its variables and its body, markers
+/// excluded.
+pub fn fleet_part(part: &str) -> (String, String) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/clawdbot-fleet/claw.toml");
+    let text = std::fs::read_to_string(path).expect("read the clawdbot-fleet example");
+    let between = |start: &str, end: &str| -> String {
+        let s = text
+            .find(start)
+            .unwrap_or_else(|| panic!("no {start:?} marker"));
+        let e = text[s..]
+            .find(end)
+            .map(|e| s + e)
+            .unwrap_or_else(|| panic!("no {end:?} marker"));
+        let body = &text[s..e];
+        body[body.find('\n').map(|i| i + 1).unwrap_or(0)..].to_string()
+    };
+    (
+        between(
+            &format!("# ─── {part} part: variables"),
+            &format!("# ─── end of {part} part: variables"),
+        ),
+        between(
+            &format!("# ═══ {part} part"),
+            &format!("# ═══ end of {part} part"),
+        ),
+    )
+}

@@ -44,24 +44,7 @@ fn copy_example(ctx: &Ctx, name: &str) {
 /// The k3s part of clawdbot-fleet as a stack of its own: the marked sections
 /// of the example's claw.toml.
 fn clawdbot_kubernetes_part() -> String {
-    let dir = examples().join("clawdbot-fleet");
-    let text = std::fs::read_to_string(dir.join("claw.toml")).unwrap();
-    let between = |start: &str, end: &str| -> String {
-        let s = text
-            .find(start)
-            .unwrap_or_else(|| panic!("no {start:?} marker"));
-        let e = text[s..]
-            .find(end)
-            .map(|e| s + e)
-            .unwrap_or_else(|| panic!("no {end:?} marker"));
-        let body = &text[s..e];
-        body[body.find('\n').map(|i| i + 1).unwrap_or(0)..].to_string()
-    };
-    let vars = between(
-        "# ─── kubernetes part: variables",
-        "# ─── end of kubernetes part: variables",
-    );
-    let body = between("# ═══ kubernetes part", "# ═══ end of kubernetes part");
+    let (vars, body) = crate::common::fleet_part("kubernetes");
     format!("[stack]\nname = \"clawdbot\"\n\n[vars]\n{vars}\n{body}")
 }
 

@@ -17,23 +17,7 @@ fn example(rel: &str) -> String {
 /// The Tailscale part of `examples/clawdbot-fleet/claw.toml` (its marked
 /// sections) as a stack of its own.
 fn tailscale_part() -> String {
-    let text = example("claw.toml");
-    let between = |start: &str, end: &str| -> String {
-        let s = text
-            .find(start)
-            .unwrap_or_else(|| panic!("no {start:?} marker"));
-        let e = text[s..]
-            .find(end)
-            .map(|e| s + e)
-            .unwrap_or_else(|| panic!("no {end:?} marker"));
-        let body = &text[s..e];
-        body[body.find('\n').map(|i| i + 1).unwrap_or(0)..].to_string()
-    };
-    let vars = between(
-        "# ─── tailscale part: variables",
-        "# ─── end of tailscale part: variables",
-    );
-    let body = between("# ═══ tailscale part", "# ═══ end of tailscale part");
+    let (vars, body) = crate::common::fleet_part("tailscale");
     format!("[vars]\n{vars}\n{body}")
 }
 
