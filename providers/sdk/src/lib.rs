@@ -20,6 +20,7 @@
 
 pub mod diag;
 pub mod diff;
+pub mod digest;
 pub mod mock;
 pub mod provider;
 pub mod storage;

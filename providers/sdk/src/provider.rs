@@ -109,6 +109,11 @@ impl Ctx {
             verbose: false,
         }
     }
+    /// The keyed digest (HMAC with the stack's salt) of `data`: the only
+    /// digest a provider may store or print of content that can be sensitive.
+    pub fn digest(&self, data: &[u8]) -> String {
+        crate::digest::keyed_digest(&self.salt, data)
+    }
     /// Makes a secret with this run's salt.
     pub fn secret(&self, plain: &str) -> Value {
         Value::Secret(crate::Secret::new(plain, &self.salt))
