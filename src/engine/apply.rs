@@ -4,14 +4,14 @@
 //!
 //! **Invariant:** the state is saved after every completed operation.
 
+use super::interrupt::Interrupt;
 use super::{Observed, Workspace};
 use crate::config::template;
 use crate::error::Problem;
 use crate::plan::{Action, Change, Plan};
 use crate::state::{Entry, Store};
-use claw_provider::{ApplyRequest, Op, StateObject, Value};
+use claw_provider::{ApplyRequest, Cancel, Ctx, Op, StateObject, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::task::JoinSet;
 
@@ -29,6 +29,10 @@ pub struct Outcome {
     pub done: Vec<(String, String)>,
     pub failed: Vec<(String, Problem)>,
     pub skipped: Vec<(String, String)>,
+    /// Interrupted: operations that never started.
+    pub not_started: Vec<String>,
+    /// Abandoned by a second interrupt while they ran.
+    pub abandoned: Vec<String>,
     pub interrupted: bool,
 }
 
@@ -56,7 +60,7 @@ pub async fn run(
     store: Arc<Store>,
     observed: Arc<BTreeMap<String, Observed>>,
     parallelism: usize,
-    cancel: Arc<AtomicBool>,
+    interrupt: &Interrupt,
 ) -> Outcome {
     let changes: BTreeMap<String, Change> = plan
         .changes
@@ -130,9 +134,11 @@ pub async fn run(
     }
     let mut out = Outcome::default();
     let mut running: JoinSet<(OpId, Result<String, Problem>)> = JoinSet::new();
+    let mut in_flight: BTreeSet<OpId> = BTreeSet::new();
+    let mut abandoning = false;
     let parallelism = parallelism.max(1);
     loop {
-        while running.len() < parallelism && !cancel.load(Ordering::SeqCst) {
+        while running.len() < parallelism && !interrupt.stopped() {
             // Deletes before creates when both are ready (frees names), then by address.
             let Some(op) = ready.iter().min_by_key(|(a, p)| (*p, a.clone())).cloned() else {
                 break;
@@ -142,16 +148,28 @@ pub async fn run(
             let ws = ws.clone();
             let store = store.clone();
             let observed = observed.clone();
+            let stop = interrupt.stop.clone();
+            in_flight.insert(op.clone());
             running.spawn(async move {
-                let r = run_op(&ws, &change, op.1, &store, &observed).await;
+                let r = run_op(&ws, &change, op.1, &store, &observed, &stop).await;
                 (op, r)
             });
         }
-        let Some(joined) = running.join_next().await else {
+        let joined = tokio::select! {
+            j = running.join_next() => j,
+            _ = interrupt.abandon.cancelled(), if !abandoning => {
+                // Stop waiting; what completed meanwhile is still collected.
+                abandoning = true;
+                running.abort_all();
+                continue;
+            }
+        };
+        let Some(joined) = joined else {
             break;
         };
         let (op, result) = match joined {
             Ok(x) => x,
+            Err(e) if e.is_cancelled() => continue,
             Err(e) => {
                 out.failed.push((
                     "(internal)".into(),
@@ -160,7 +178,12 @@ pub async fn run(
                 continue;
             }
         };
+        in_flight.remove(&op);
         match result {
+            Err(_) if interrupt.stop.declined(&op.0) => {
+                ws.events.op_skipped(&op.0, "not started: interrupted");
+                out.not_started.push(op.0.clone());
+            }
             Ok(what) => {
                 ws.events.op_finished(&op.0, &what, Ok(()));
                 out.done.push((op.0.clone(), what));
@@ -199,14 +222,13 @@ pub async fn run(
             }
         }
     }
-    if cancel.load(Ordering::SeqCst) {
+    if interrupt.stopped() {
         out.interrupted = true;
-        let mut rest: Vec<OpId> = ready.into_iter().chain(waiting.into_keys()).collect();
-        rest.sort();
-        rest.dedup();
-        for op in rest {
-            out.skipped.push((op.0, "not started: interrupted".into()));
-        }
+        out.abandoned = in_flight.into_iter().map(|op| op.0).collect();
+        let rest = ready.into_iter().chain(waiting.into_keys());
+        out.not_started.extend(rest.map(|op| op.0));
+        out.not_started.sort();
+        out.not_started.dedup();
     }
     out.skipped.sort();
     out.skipped.dedup();
@@ -219,7 +241,15 @@ async fn run_op(
     phase: Phase,
     store: &Store,
     observed: &BTreeMap<String, Observed>,
+    cancel: &Cancel,
 ) -> Result<String, Problem> {
+    if cancel.is_cancelled() {
+        return Err(ws.diag_problem(&cancel.decline(&c.address), &c.address));
+    }
+    let ctx = || Ctx {
+        cancel: cancel.clone(),
+        ..ws.ctx()
+    };
     let Some(p) = ws.providers.get(&c.provider) else {
         return Err(Problem::new(format!(
             "{}: no configured provider {}",
@@ -267,7 +297,7 @@ async fn run_op(
             };
             let resp = p
                 .apply(ApplyRequest {
-                    ctx: ws.ctx(),
+                    ctx: ctx(),
                     address: c.address.clone(),
                     rtype: c.rtype.clone(),
                     op: Op::Delete,
@@ -328,7 +358,7 @@ async fn run_op(
             };
             let resp = p
                 .apply(ApplyRequest {
-                    ctx: ws.ctx(),
+                    ctx: ctx(),
                     address: c.address.clone(),
                     rtype: c.rtype.clone(),
                     op,

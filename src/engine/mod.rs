@@ -5,6 +5,11 @@
 
 pub mod apply;
 pub mod graph;
+pub mod import;
+pub mod interrupt;
+pub mod saved;
+pub mod session;
+pub mod unlock;
 
 use crate::config::{self, template, Config, Instance, Lifecycle, StateCfg};
 use crate::error::{closest, Error, Problem, Result};
@@ -79,6 +84,7 @@ pub fn ctx_for(cfg: &Config, salt: &str, events: &Arc<dyn Events>, verbose: bool
         base_dir: cfg.base_dir.clone(),
         progress: Progress(Arc::new(move |a, m| ev.progress(a, m))),
         verbose,
+        cancel: Cancel::default(),
     }
 }
 

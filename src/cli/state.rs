@@ -1,0 +1,33 @@
+//! `claw state list | show ADDR | rm ADDR`.
+
+use super::{lock, Env, Outcome, StateCmd};
+use crate::engine::session;
+use crate::error::Result;
+use crate::render;
+
+pub async fn run(env: Env, cmd: StateCmd) -> Result<Outcome> {
+    let cfg = env.load()?;
+    match cmd {
+        StateCmd::List => {
+            let st = session::read_state(&cfg, &env.reg).await?;
+            print!("{}", render::state::list(&st));
+        }
+        StateCmd::Show { address } => {
+            let st = session::read_state(&cfg, &env.reg).await?;
+            print!(
+                "{}",
+                render::state::entry(&address, session::entry(&st, &address)?)
+            );
+        }
+        StateCmd::Rm { address } => {
+            let store = lock(&env, &cfg, "state rm").await?;
+            let removed = session::forget(&store, &address).await;
+            store.unlock().await;
+            println!(
+                "Removed {address} (id {}) from the state; the object itself was not touched.",
+                removed?.id
+            );
+        }
+    }
+    Ok(Outcome::Ok)
+}
