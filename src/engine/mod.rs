@@ -6,6 +6,8 @@
 pub mod apply;
 pub mod contract;
 pub mod graph;
+pub mod resolve;
+pub mod walk;
 
 use crate::config::{self, template, Config, Instance, Lifecycle, StateCfg};
 use crate::error::{closest, Error, Problem, Result};
@@ -533,13 +535,11 @@ impl Workspace {
     ) -> Result<BTreeMap<String, Observed>> {
         let ctx = self.ctx();
         let mut per: BTreeMap<String, Vec<RefreshItem>> = BTreeMap::new();
-        let lookup = |r: &template::ResRef| -> Value {
-            state
-                .resources
-                .get(&r.instance())
-                .and_then(|e| Value::Map(e.attrs.clone()).get_path(&r.attr).cloned())
-                .unwrap_or(Value::Unknown)
+        let sources = resolve::Sources {
+            state: Some(state),
+            ..Default::default()
         };
+        let lookup = |r: &template::ResRef| -> Value { sources.value(r) };
         let mut errs = Vec::new();
         for (addr, n) in &self.nodes {
             if only.is_some_and(|o| !o.contains(addr)) {
@@ -679,9 +679,12 @@ impl Workspace {
                     .resource_type(&n.inst.rtype)
                     .map(|(_, t)| t.computed)
                     .unwrap_or(&[]);
-                let lookup = |r: &template::ResRef| -> Value {
-                    resolve_ref(r, &after, observed, state, &self.reg)
+                let sources = resolve::Sources {
+                    after: Some(&after),
+                    state: Some(state),
+                    observed: Some(observed),
                 };
+                let lookup = |r: &template::ResRef| -> Value { sources.value(r) };
                 let desired = match self.desired(&addr, &lookup) {
                     Ok(d) => d,
                     Err(d) => {
@@ -736,9 +739,8 @@ impl Workspace {
                 let drifted: Vec<String> = diff
                     .iter()
                     .filter(|c| {
-                        let want = Value::Map(desired.clone()).get_path(&c.path).cloned();
-                        let was = prior
-                            .and_then(|p| Value::Map(p.attrs.clone()).get_path(&c.path).cloned());
+                        let want = resolve::get_in(&desired, &c.path);
+                        let was = prior.and_then(|p| resolve::get_in(&p.attrs, &c.path));
                         want.is_some() && want == was
                     })
                     .map(|c| c.path.clone())
@@ -1036,33 +1038,6 @@ pub fn provisional_attrs(inst: &Instance, salt: &str) -> Attrs {
         .iter()
         .map(|(k, e)| (k.clone(), e.resolve(&|_| Value::Unknown, salt)))
         .collect()
-}
-
-/// The value a reference has during planning.
-fn resolve_ref(
-    r: &template::ResRef,
-    after: &BTreeMap<String, (Action, Attrs)>,
-    observed: &BTreeMap<String, Observed>,
-    state: &State,
-    _reg: &Registry,
-) -> Value {
-    let addr = r.instance();
-    if let Some((_, attrs)) = after.get(&addr) {
-        return Value::Map(attrs.clone())
-            .get_path(&r.attr)
-            .cloned()
-            .unwrap_or(Value::Unknown);
-    }
-    if let Some(l) = observed.get(&addr).and_then(|o| o.live.as_ref()) {
-        if let Some(v) = Value::Map(l.attrs.clone()).get_path(&r.attr) {
-            return v.clone();
-        }
-    }
-    state
-        .resources
-        .get(&addr)
-        .and_then(|e| Value::Map(e.attrs.clone()).get_path(&r.attr).cloned())
-        .unwrap_or(Value::Unknown)
 }
 
 /// The fingerprint of a live object (the provider's, else a hash of its attributes).
