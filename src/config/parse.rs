@@ -174,6 +174,8 @@ impl Config {
             }
         }
 
+        check_state_provider(&state, &blocks, reg, &source, &mut errs);
+
         // Check block shapes.
         for b in blocks.values() {
             let Some(n) = &b.node else { continue };
@@ -293,49 +295,8 @@ fn parse_stack(
                 None => errs.push(source.err(&e.value.span, "`name` must be a string")),
             },
             "state" => {
-                let Some(t) = e.value.as_table() else {
-                    errs.push(source.err(&e.value.span, "`state` must be a table like { backend = \"local\", path = \".claw/state.json\" }"));
-                    continue;
-                };
-                let backend = e.value.get("backend").and_then(Node::as_str).unwrap_or("local");
-                match backend {
-                    "local" => {
-                        for f in t {
-                            match f.key.as_str() {
-                                "backend" => {}
-                                "path" => match f.value.as_str() {
-                                    Some(p) => state = StateCfg::Local { path: base_dir.join(p) },
-                                    None => errs.push(source.err(&f.value.span, "`path` must be a string")),
-                                },
-                                k => errs.push(unknown_key(source, &f.key_span, k, &["backend", "path"], "state")),
-                            }
-                        }
-                    }
-                    "kubernetes" => {
-                        let mut provider = None;
-                        let mut attrs = Attrs::new();
-                        for f in t {
-                            match (f.key.as_str(), f.value.as_str()) {
-                                ("backend", _) => {}
-                                ("provider", Some(p)) => provider = Some(p.to_string()),
-                                ("namespace" | "name", Some(v)) => {
-                                    attrs.insert(f.key.clone(), Value::str(v));
-                                }
-                                ("provider" | "namespace" | "name", None) => {
-                                    errs.push(source.err(&f.value.span, format!("`{}` must be a string", f.key)))
-                                }
-                                (k, _) => errs.push(unknown_key(source, &f.key_span, k, &["backend", "provider", "namespace", "name"], "state")),
-                            }
-                        }
-                        match provider {
-                            Some(p) => state = StateCfg::Kubernetes { provider: p, attrs },
-                            None => errs.push(source.err(&e.value.span, "the kubernetes state backend needs `provider`").hint("state = { backend = \"kubernetes\", provider = \"k3s\", namespace = \"claw-system\" }")),
-                        }
-                    }
-                    other => {
-                        let span = e.value.get("backend").map(|b| b.span.clone()).unwrap_or(e.value.span.clone());
-                        errs.push(source.err(&span, format!("unknown state backend {other:?}")).hint("backends are \"local\" and \"kubernetes\""));
-                    }
+                if let Some(st) = parse_state(&e.value, source, base_dir, errs) {
+                    state = st;
                 }
             }
             k => errs.push(unknown_key(source, &e.key_span, k, &["name", "state"], "[stack]")),
@@ -349,6 +310,148 @@ fn parse_stack(
         );
     }
     (name, state)
+}
+
+/// `state = { backend = "local", path = "..." }`, or any other backend: a
+/// provider type whose alias `provider` names; its other keys go to that
+/// provider's `state_storage`, which checks them.
+fn parse_state(
+    n: &Node,
+    source: &Source<'_>,
+    base_dir: &Path,
+    errs: &mut Vec<Problem>,
+) -> Option<StateCfg> {
+    let Some(t) = n.as_table() else {
+        errs.push(
+            source
+                .err(&n.span, "`state` must be a table")
+                .hint("state = { backend = \"local\", path = \".claw/state.json\" }"),
+        );
+        return None;
+    };
+    let backend = match n.get("backend") {
+        None => "local",
+        Some(b) => match b.as_str() {
+            Some(s) => s,
+            None => {
+                errs.push(source.err(&b.span, "`backend` must be a string"));
+                return None;
+            }
+        },
+    };
+    if backend == "local" {
+        let mut path = base_dir.join(".claw/state.json");
+        for f in t {
+            match f.key.as_str() {
+                "backend" => {}
+                "path" => match f.value.as_str() {
+                    Some(p) => path = base_dir.join(p),
+                    None => errs.push(source.err(&f.value.span, "`path` must be a string")),
+                },
+                k => errs.push(unknown_key(source, &f.key_span, k, &["backend", "path"], "state").hint(
+                    "the local backend takes `path`; a backend on a provider is written state = { backend = \"TYPE\", provider = \"ALIAS\", ... }",
+                )),
+            }
+        }
+        return Some(StateCfg::Local { path });
+    }
+    let mut provider = None;
+    let mut attrs = Attrs::new();
+    for f in t {
+        match f.key.as_str() {
+            "backend" => {}
+            "provider" => match f.value.as_str() {
+                Some(p) => provider = Some(p.to_string()),
+                None => errs.push(source.err(&f.value.span, "`provider` must be a string")),
+            },
+            _ => {
+                attrs.insert(f.key.clone(), node_value(&f.value, source, errs));
+            }
+        }
+    }
+    let Some(provider) = provider else {
+        errs.push(
+            source
+                .err(&n.span, format!("the {backend} state backend needs `provider`"))
+                .hint(format!(
+                    "name the [provider.ALIAS] that holds the state: state = {{ backend = \"{backend}\", provider = \"ALIAS\", ... }}"
+                )),
+        );
+        return None;
+    };
+    Some(StateCfg::Provider {
+        backend: backend.to_string(),
+        provider,
+        attrs,
+        node: n.clone(),
+    })
+}
+
+/// A provider backend must name a declared alias of the backend's type.
+fn check_state_provider(
+    state: &StateCfg,
+    blocks: &BTreeMap<String, ProviderBlock>,
+    reg: &Registry,
+    source: &Source<'_>,
+    errs: &mut Vec<Problem>,
+) {
+    let StateCfg::Provider {
+        backend,
+        provider,
+        node,
+        ..
+    } = state
+    else {
+        return;
+    };
+    let at = |key: &str| {
+        node.get(key)
+            .map(|v| v.span.clone())
+            .unwrap_or(node.span.clone())
+    };
+    if reg.factory(backend).is_none() || backend == "host" {
+        let kinds: Vec<&str> = reg.kinds().filter(|k| *k != "host").collect();
+        let p = source.err(&at("backend"), format!("unknown state backend {backend:?}"));
+        errs.push(match closest(backend, kinds.iter().copied()) {
+            Some(c) => p.hint(format!("did you mean \"{c}\"?")),
+            None => p.hint(format!(
+                "backends are \"local\" or a provider type: {}",
+                kinds.join(", ")
+            )),
+        });
+        return;
+    }
+    match blocks.get(&format!("provider.{provider}")) {
+        Some(b) if &b.kind == backend => {}
+        Some(b) => errs.push(
+            source
+                .err(
+                    &at("provider"),
+                    format!(
+                        "the {backend} state backend needs a {backend} provider; `{provider}` is of type {}",
+                        b.kind
+                    ),
+                )
+                .hint(format!("name a [provider.ALIAS] with type = \"{backend}\"")),
+        ),
+        None => {
+            let names: Vec<&str> = blocks
+                .values()
+                .filter(|b| &b.kind == backend)
+                .map(|b| b.alias.as_str())
+                .collect();
+            let p = source.err(
+                &at("provider"),
+                format!("the state backend names provider `{provider}`, which is not declared"),
+            );
+            errs.push(match closest(provider, names.iter().copied()) {
+                Some(c) => p.hint(format!("did you mean `{c}`?")),
+                None => p.hint(format!(
+                    "declare it:\n[provider.{provider}]\ntype = \"{backend}\""
+                )),
+            });
+        }
+    }
 }
 
 pub fn valid_stack_name(s: &str) -> bool {

@@ -3,7 +3,7 @@
 
 use super::node::{Kind, Node};
 use super::template::{self, Ex, Seg};
-use super::types::Source;
+use super::types::{Config, Source, StateCfg};
 use crate::error::{closest, Problem};
 use claw_provider::Value;
 use std::collections::BTreeMap;
@@ -83,6 +83,35 @@ pub(super) fn shape_problem(
         p = p.hint("check the value's type (string, number, boolean, list or table)");
     }
     p
+}
+
+impl Config {
+    /// A provider's diagnostic about the `state = { ... }` table (from its
+    /// `state_storage`), located at the attribute it names.
+    pub fn state_problem(&self, d: &claw_provider::Diagnostic) -> Problem {
+        let StateCfg::Provider { backend, node, .. } = &self.state else {
+            return Problem::from_diag(d, None);
+        };
+        match &d.attr {
+            Some(path) => {
+                let ce = claw_provider::CheckError {
+                    path: path.clone(),
+                    message: d.summary.clone(),
+                };
+                let mut p = shape_problem(
+                    &ce,
+                    node,
+                    &self.source(),
+                    &format!("the {backend} state backend"),
+                );
+                if p.hint.is_none() {
+                    p.hint = d.hint.clone();
+                }
+                p
+            }
+            None => Problem::from_diag(d, self.loc(&node.span)),
+        }
+    }
 }
 
 fn node_at<'a>(node: &'a Node, path: &str) -> Option<&'a Node> {

@@ -10,11 +10,24 @@ use std::path::{Path, PathBuf};
 
 pub const META_KEYS: &[&str] = &["host", "provider", "depends_on", "for_each", "lifecycle"];
 
-/// Where state lives (SPEC §5).
+/// Where state lives (SPEC §5). Config knows no particular remote backend:
+/// any backend but `local` is a provider type, and its keys go to that
+/// provider factory's `state_storage`, which checks them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StateCfg {
-    Local { path: PathBuf },
-    Kubernetes { provider: String, attrs: Attrs },
+    Local {
+        path: PathBuf,
+    },
+    Provider {
+        /// The backend, a provider type (`kubernetes`).
+        backend: String,
+        /// The `[provider.ALIAS]` that holds the state.
+        provider: String,
+        /// The `state` table less `backend` and `provider`.
+        attrs: Attrs,
+        /// The `state` table, to locate what the provider reports.
+        node: Node,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
