@@ -4,7 +4,7 @@
 //!
 //! **Invariant:** the state is saved after every completed operation.
 
-use super::{Observed, Workspace};
+use super::{contract, Observed, Workspace};
 use crate::config::template;
 use crate::error::Problem;
 use crate::plan::{Action, Change, Plan};
@@ -20,6 +20,8 @@ enum Phase {
     Delete,
     Create,
     Forget,
+    /// Adopt or a state-only change: the state is written, the object untouched.
+    Record,
 }
 
 type OpId = (String, Phase);
@@ -44,6 +46,7 @@ fn ops_of(c: &Change) -> Vec<Phase> {
         Action::DeleteCreate | Action::CreateDelete => vec![Phase::Delete, Phase::Create],
         Action::Delete => vec![Phase::Delete],
         Action::Forget => vec![Phase::Forget],
+        Action::Adopt | Action::StateOnly => vec![Phase::Record],
         Action::NoOp => vec![],
     }
 }
@@ -73,13 +76,16 @@ pub async fn run(
     for c in changes.values() {
         let has = |a: &str, ph: Phase| deps.contains_key(&(a.to_string(), ph));
         let mut add: Vec<(OpId, OpId)> = Vec::new();
-        if has(&c.address, Phase::Create) {
+        let forward = [Phase::Create, Phase::Record]
+            .into_iter()
+            .find(|ph| has(&c.address, *ph));
+        if let Some(me) = forward {
             for d in &c.after_addresses {
-                if has(d, Phase::Create) {
-                    add.push((
-                        (c.address.clone(), Phase::Create),
-                        (d.clone(), Phase::Create),
-                    ));
+                if let Some(ph) = [Phase::Create, Phase::Record]
+                    .into_iter()
+                    .find(|ph| has(d, *ph))
+                {
+                    add.push(((c.address.clone(), me), (d.clone(), ph)));
                 }
             }
         }
@@ -229,6 +235,61 @@ async fn run_op(
     let live = observed.get(&c.address).and_then(|o| o.live.clone());
     let prior = store.state.lock().await.resources.get(&c.address).cloned();
     match phase {
+        Phase::Record => {
+            let Some(node) = ws.nodes.get(&c.address) else {
+                return Err(Problem::new(format!(
+                    "{}: not in the configuration any more",
+                    c.address
+                )));
+            };
+            let entry = match (c.action, prior) {
+                (Action::StateOnly, Some(mut e)) => {
+                    e.prevent_destroy = node.lifecycle.prevent_destroy;
+                    e.deps = node.deps.iter().cloned().collect();
+                    e
+                }
+                _ => {
+                    let Some(l) = live else {
+                        return Err(Problem::new(format!(
+                            "{}: the object to adopt is gone",
+                            c.address
+                        ))
+                        .hint("run `claw plan` again"));
+                    };
+                    // What the plan showed, over what the object reports.
+                    let mut attrs = l.attrs.clone();
+                    if let Some(Value::Map(after)) = &c.after {
+                        for (k, v) in after {
+                            if !v.contains_unknown() {
+                                attrs.insert(k.clone(), v.clone());
+                            }
+                        }
+                    }
+                    Entry {
+                        rtype: c.rtype.clone(),
+                        provider: c.provider.clone(),
+                        id: l.id.clone(),
+                        attrs,
+                        private: Default::default(),
+                        deps: node.deps.iter().cloned().collect(),
+                        prevent_destroy: node.lifecycle.prevent_destroy,
+                    }
+                }
+            };
+            store
+                .state
+                .lock()
+                .await
+                .resources
+                .insert(c.address.clone(), entry);
+            store.save().await.map_err(first_problem)?;
+            Ok(if c.action == Action::Adopt {
+                "adopted"
+            } else {
+                "state updated"
+            }
+            .into())
+        }
         Phase::Forget => {
             store.state.lock().await.resources.remove(&c.address);
             store.save().await.map_err(|e| {
@@ -303,6 +364,34 @@ async fn run_op(
             let desired = ws
                 .desired(&c.address, &|r| lookup(&snapshot, observed, r))
                 .map_err(|d| ws.diag_problem(&d, &c.address))?;
+            // ignore_changes paths keep their live value, as the plan showed.
+            let mut desired = desired;
+            if let Some(l) = &live {
+                if !node.lifecycle.ignore_changes.is_empty() {
+                    let mut d = Value::Map(desired);
+                    contract::merge_ignored(
+                        &mut d,
+                        &Value::Map(l.attrs.clone()),
+                        &node.lifecycle.ignore_changes,
+                    );
+                    desired = match d {
+                        Value::Map(m) => m,
+                        _ => unreachable!("merge_ignored keeps a map a map"),
+                    };
+                }
+            }
+            // Apply carries out the plan's `after` and nothing else.
+            if let Some(planned) = &c.after {
+                let differs = contract::incompatible(planned, &Value::Map(desired.clone()));
+                if !differs.is_empty() {
+                    return Err(Problem::new(format!(
+                        "{}: {} would differ from what the plan showed; not applied",
+                        c.address,
+                        differs.join(", ")
+                    ))
+                    .hint("an input changed during the run; run `claw plan` again and review it"));
+                }
+            }
             if let Some((k, _)) = desired.iter().find(|(_, v)| v.contains_unknown()) {
                 return Err(Problem::new(format!(
                     "{}: `{k}` is still unknown at apply time",
@@ -326,13 +415,14 @@ async fn run_op(
             } else {
                 None
             };
+            let sent = desired;
             let resp = p
                 .apply(ApplyRequest {
                     ctx: ws.ctx(),
                     address: c.address.clone(),
                     rtype: c.rtype.clone(),
                     op,
-                    desired: Some(desired),
+                    desired: Some(sent.clone()),
                     prior: prior_obj,
                     live,
                     changes: c.diff.clone(),
@@ -343,6 +433,20 @@ async fn run_op(
                 ws.events.note(&ws.diag_problem(d, &c.address).to_string());
             }
             if let Some(obj) = resp.state {
+                // Compare what the provider reports with what was applied.
+                let reported: Vec<String> = contract::incompatible(
+                    &Value::Map(sent.clone()),
+                    &Value::Map(
+                        obj.attrs
+                            .iter()
+                            .filter(|(k, _)| sent.contains_key(*k))
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                    ),
+                )
+                .into_iter()
+                .filter(|p| !contract::ignored(p, &node.lifecycle.ignore_changes))
+                .collect();
                 let entry = Entry {
                     rtype: c.rtype.clone(),
                     provider: c.provider.clone(),
@@ -359,6 +463,15 @@ async fn run_op(
                     .resources
                     .insert(c.address.clone(), entry);
                 store.save().await.map_err(first_problem)?;
+                if !reported.is_empty() {
+                    return Err(Problem::new(format!(
+                        "{}: the provider produced an inconsistent result: {} differ from the planned value",
+                        c.address,
+                        reported.join(", ")
+                    ))
+                    .detail("the state records what the provider reported")
+                    .hint("this is a bug in the provider; run `claw plan` to see the difference"));
+                }
             }
             Ok(match c.action {
                 Action::Update => "updated",

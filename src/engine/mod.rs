@@ -4,6 +4,7 @@
 //! per provider block per plan, with every instance of that block.
 
 pub mod apply;
+pub mod contract;
 pub mod graph;
 
 use crate::config::{self, template, Config, Instance, Lifecycle, StateCfg};
@@ -694,6 +695,23 @@ impl Workspace {
                 };
                 let prior = state.resources.get(&addr);
                 let live = observed.get(&addr).and_then(|o| o.live.as_ref());
+                // ignore_changes: those paths keep their live value, in the
+                // plan's `after` and therefore in what apply sends.
+                let mut desired = desired;
+                if let Some(l) = live {
+                    if !n.lifecycle.ignore_changes.is_empty() {
+                        let mut d = Value::Map(desired);
+                        contract::merge_ignored(
+                            &mut d,
+                            &Value::Map(l.attrs.clone()),
+                            &n.lifecycle.ignore_changes,
+                        );
+                        desired = match d {
+                            Value::Map(m) => m,
+                            _ => unreachable!("merge_ignored keeps a map a map"),
+                        };
+                    }
+                }
                 let mut diff = Vec::new();
                 let mut note = None;
                 if let Some(l) = live {
@@ -729,6 +747,10 @@ impl Workspace {
                     })
                     .map(|c| c.path.clone())
                     .collect();
+                let mut lifecycle_changed = Vec::new();
+                if prior.is_some_and(|p| p.prevent_destroy != n.lifecycle.prevent_destroy) {
+                    lifecycle_changed.push("prevent_destroy".to_string());
+                }
                 let decided = plan::decide(&DecideInput {
                     in_config: true,
                     destroy_mode: false,
@@ -736,8 +758,11 @@ impl Workspace {
                     live: live.map(|l| &l.owner),
                     changes: &diff,
                     drifted: &drifted,
-                    lifecycle: &n.lifecycle,
+                    prevent_destroy: n.lifecycle.prevent_destroy,
+                    create_before_destroy: n.lifecycle.create_before_destroy,
                     replace_note: note.as_deref(),
+                    lifecycle_changed: &lifecycle_changed,
+                    force_replace: None,
                 });
                 let (action, reason) = match decided {
                     Ok(x) => x,
@@ -749,7 +774,7 @@ impl Workspace {
                 // The after-value for references: desired, with computed attrs from live when kept.
                 let mut aft = desired.clone();
                 match action {
-                    Action::NoOp | Action::Update => {
+                    Action::NoOp | Action::Update | Action::Adopt | Action::StateOnly => {
                         if let Some(l) = live {
                             for (k, v) in &l.attrs {
                                 aft.entry(k.clone()).or_insert(v.clone());
@@ -808,6 +833,7 @@ impl Workspace {
                     diff: shown,
                     sensitive_paths: sensitive,
                     fingerprint: live.map(fingerprint).unwrap_or_default(),
+                    inputs: vec![],
                     after_addresses: n.deps.iter().cloned().collect(),
                 });
             }
@@ -827,24 +853,18 @@ impl Workspace {
             }
             let entry = state.resources.get(&addr);
             let obs = observed.get(&addr).cloned().unwrap_or_default();
-            let lc = Lifecycle {
-                prevent_destroy: entry.map(|e| e.prevent_destroy).unwrap_or(false)
-                    || (opts.destroy
-                        && self
-                            .nodes
-                            .get(&addr)
-                            .is_some_and(|n| n.lifecycle.prevent_destroy)),
-                ..Default::default()
+            // The configuration's lifecycle wins over the state's record.
+            let prevent_destroy = match self.nodes.get(&addr) {
+                Some(n) => n.lifecycle.prevent_destroy,
+                None => entry.map(|e| e.prevent_destroy).unwrap_or(false),
             };
             let decided = plan::decide(&DecideInput {
                 in_config: false,
                 destroy_mode: opts.destroy,
                 in_state: entry.is_some(),
                 live: obs.live.as_ref().map(|l| &l.owner),
-                changes: &[],
-                drifted: &[],
-                lifecycle: &lc,
-                replace_note: None,
+                prevent_destroy,
+                ..Default::default()
             });
             let (action, reason) = match decided {
                 Ok(x) => x,
@@ -880,6 +900,7 @@ impl Workspace {
                 diff: vec![],
                 sensitive_paths: vec![],
                 fingerprint: obs.live.as_ref().map(fingerprint).unwrap_or_default(),
+                inputs: vec![],
                 after_addresses: entry.map(|e| e.deps.clone()).unwrap_or_default(),
             });
         }
@@ -895,6 +916,7 @@ impl Workspace {
             state_lineage: state.lineage.clone(),
             state_serial: state.serial,
             new_state_salt: (state.serial == 0).then(|| state.salt.clone()),
+            inputs: self.inputs(),
             destroy: opts.destroy,
             targets: opts.targets.clone(),
             changes,
@@ -925,6 +947,10 @@ impl Workspace {
                 "{addr}: the object `{id}` belongs to stack `{s}`; claw will not touch it"
             ))
             .with_hint("give this resource another name, or manage it from that stack"),
+            Refusal::NotOwned => Diagnostic::error(format!(
+                "{addr}: `{id}` already exists with other content, and claw does not own it (it is not in the state)"
+            ))
+            .with_hint(format!("adopt it with `claw import {addr} {id}`, move it away, or point the resource elsewhere")),
             Refusal::PreventDestroy { action } => Diagnostic::error(format!(
                 "{addr}: lifecycle.prevent_destroy forbids this {} ",
                 if action == Action::Delete { "delete" } else { "replace" }
@@ -934,7 +960,31 @@ impl Workspace {
         self.diag_problem(&base, addr)
     }
 
-    /// A hash of the configuration and every resolved input (vars, secret hashes).
+    /// The inputs that shape the plan, by name, each with its keyed digest
+    /// (HMAC with the state's salt): the configuration text and each var.
+    pub fn inputs(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        let file = self
+            .cfg
+            .path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "claw.toml".into());
+        m.insert(file, self.digest(self.cfg.src.as_bytes()));
+        for (k, v) in &self.cfg.vars {
+            let j = serde_json::to_string(&v.to_json()).unwrap_or_default();
+            m.insert(format!("var.{k}"), self.digest(j.as_bytes()));
+        }
+        m
+    }
+
+    /// The keyed digest (HMAC with the state's salt) of `data`.
+    pub fn digest(&self, data: &[u8]) -> String {
+        claw_provider::digest::keyed_digest(&self.salt, data)
+    }
+
+    /// A keyed hash of the configuration and every resolved input (vars,
+    /// secret hashes).
     pub fn config_hash(&self) -> String {
         let mut s = self.cfg.src.clone();
         s.push('\0');
@@ -962,7 +1012,7 @@ impl Workspace {
                 .unwrap_or_default(),
             );
         }
-        crate::util::sha256_hex(s.as_bytes())
+        self.digest(s.as_bytes())
     }
 }
 
