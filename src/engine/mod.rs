@@ -89,10 +89,14 @@ pub fn ctx_for(cfg: &Config, salt: &str, events: &Arc<dyn Events>, verbose: bool
 pub async fn open_storage(cfg: &Config, reg: &Registry) -> Result<Box<dyn StateStorage>> {
     match &cfg.state {
         StateCfg::Local { path } => Ok(Box::new(LocalStorage::new(path.clone()))),
-        StateCfg::Kubernetes { provider, attrs } => {
+        StateCfg::Provider {
+            provider, attrs, ..
+        } => {
             let key = format!("provider.{provider}");
             let block = cfg.blocks.get(&key).ok_or_else(|| {
-                Error::msg(format!("the kubernetes state backend names provider `{provider}`, which is not declared"))
+                Error::msg(format!(
+                    "the state backend names provider `{provider}`, which is not declared"
+                ))
             })?;
             let f = reg
                 .factory(&block.kind)
@@ -107,7 +111,7 @@ pub async fn open_storage(cfg: &Config, reg: &Registry) -> Result<Box<dyn StateS
                 ctx: ctx_for(cfg, "state-backend", &events, false),
             })
             .await
-            .map_err(|d| Error::one(Problem::from_diag(&d, None)))
+            .map_err(|d| Error::one(cfg.state_problem(&d)))
         }
     }
 }
