@@ -303,7 +303,8 @@ impl Workspace {
             let mut deps = BTreeSet::new();
             for r in config::body_refs(&n.inst.body) {
                 let target = r.instance();
-                let loc = cfg.loc(&r.span);
+                // Located only on error: a location costs a scan of the text.
+                let loc = || cfg.loc(&r.span);
                 if !nodes.contains_key(&target) {
                     let resource = r.resource();
                     let p = if let Some(insts) = by_resource.get(&resource) {
@@ -312,19 +313,19 @@ impl Workspace {
                                 "`${{{}}}`: {resource} has several instances; say which",
                                 r.text
                             ))
-                            .at(loc)
+                            .at(loc())
                             .hint(format!("write {}[\"KEY\"].{}", resource, r.attr))
                         } else {
                             let keys: Vec<&str> = insts.iter().map(String::as_str).collect();
                             Problem::new(format!("`${{{}}}`: no instance {target}", r.text))
-                                .at(loc)
+                                .at(loc())
                                 .hint(format!("instances are: {}", keys.join(", ")))
                         }
                     } else {
                         let names: Vec<&str> = by_resource.keys().map(String::as_str).collect();
                         let p =
                             Problem::new(format!("`${{{}}}`: unknown resource {resource}", r.text))
-                                .at(loc);
+                                .at(loc());
                         match closest(&resource, names.iter().copied()) {
                             Some(c) => p.hint(format!("did you mean `{c}`?")),
                             None => p.hint("declare it as a [TYPE.NAME] table"),
@@ -343,7 +344,7 @@ impl Workspace {
                         "`${{{}}}`: {target} has no attribute `{head}`",
                         r.text
                     ))
-                    .at(loc);
+                    .at(loc());
                     errs.push(match closest(&head, known.iter().map(String::as_str)) {
                         Some(c) => p.hint(format!("did you mean `{c}`?")),
                         None => p.hint(format!(
@@ -355,21 +356,22 @@ impl Workspace {
                 }
                 if target == *addr {
                     errs.push(
-                        Problem::new(format!("`${{{}}}`: {addr} refers to itself", r.text)).at(loc),
+                        Problem::new(format!("`${{{}}}`: {addr} refers to itself", r.text))
+                            .at(loc()),
                     );
                     continue;
                 }
                 deps.insert(target);
             }
             for (d, span) in &res.depends_on {
-                let loc = cfg.loc(span);
+                let loc = || cfg.loc(span);
                 if let Some(insts) = by_resource.get(d) {
                     deps.extend(insts.iter().filter(|a| *a != addr).cloned());
                 } else if nodes.contains_key(d) {
                     deps.insert(d.clone());
                 } else {
                     let names: Vec<&str> = by_resource.keys().map(String::as_str).collect();
-                    let p = Problem::new(format!("depends_on: unknown resource {d}")).at(loc);
+                    let p = Problem::new(format!("depends_on: unknown resource {d}")).at(loc());
                     errs.push(match closest(d, names.iter().copied()) {
                         Some(c) => p.hint(format!("did you mean `{c}`?")),
                         None => p.hint("depends_on takes addresses of resources in this file"),
