@@ -60,8 +60,11 @@ async fn locked(
     let ui = &env.ui;
     let (plan, observed) = match saved {
         Some(p) => {
-            ui.status("Checking that the live objects are unchanged since the plan...");
-            let Some(observed) = signals.unless_stopped(saved::verify(&ws, &st, &p)).await? else {
+            ui.status("Checking that the saved plan still holds...");
+            let Some(observed) = signals
+                .unless_stopped(saved::verify(&ws, &st, &p, o))
+                .await?
+            else {
                 return nothing_changed();
             };
             (p, observed)

@@ -1,13 +1,13 @@
 //! Saved plans (`plan --out`, `apply FILE`): writing and reading the file,
 //! and the checks that refuse, changing nothing, a plan that no longer
-//! matches the stack, the configuration, the state or the live objects.
+//! holds: another stack, another state, or a plan made now that differs.
 
-use super::{fingerprint, Observed, Workspace};
+use super::{Observed, Options, Workspace};
 use crate::config::Config;
 use crate::error::{Error, Problem, Result};
 use crate::plan::{Plan, FORMAT_VERSION};
 use crate::state::{State, Store};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Writes `plan` to `path` atomically (the JSON format of `schemas/plan.schema.json`).
@@ -80,9 +80,15 @@ fn stale(why: String) -> Error {
     )
 }
 
-/// Checks `plan` against the state, the configuration and the live objects
-/// it changes; returns those objects as refreshed now.
-pub async fn verify(ws: &Workspace, st: &State, plan: &Plan) -> Result<BTreeMap<String, Observed>> {
+/// Checks `plan` against the state, then plans again (its targets, its
+/// mode) and compares object by object and input by input; returns the
+/// live objects as refreshed now.
+pub async fn verify(
+    ws: &Workspace,
+    st: &State,
+    plan: &Plan,
+    o: &Options,
+) -> Result<BTreeMap<String, Observed>> {
     if plan.state_lineage != st.lineage {
         return Err(stale("it was made against another state".into()));
     }
@@ -92,36 +98,24 @@ pub async fn verify(ws: &Workspace, st: &State, plan: &Plan) -> Result<BTreeMap<
             plan.state_serial, st.serial
         )));
     }
-    if plan.config_hash != ws.config_hash() {
-        return Err(Error::one(
-            Problem::new("the plan was made from another configuration (claw.toml, its vars or its secrets changed since)")
-                .detail("nothing was changed")
-                .hint("make a new plan with `claw plan --out FILE`"),
-        ));
-    }
-    let addrs: BTreeSet<String> = plan.changes.iter().map(|c| c.address.clone()).collect();
-    let mut observed = ws.refresh(st, Some(&addrs)).await?;
-    // Orphans were found by a full refresh at plan time.
-    let full = if plan.changes.iter().any(|c| c.reason.starts_with("orphan")) {
-        Some(ws.refresh(st, None).await?)
-    } else {
-        None
+    let again = Options {
+        targets: plan.targets.clone(),
+        destroy: plan.destroy,
+        ..o.clone()
     };
-    for c in &plan.changes {
-        if let Some(o) = full.as_ref().and_then(|f| f.get(&c.address)) {
-            observed.insert(c.address.clone(), o.clone());
-        }
-        let now = observed
-            .get(&c.address)
-            .and_then(|o| o.live.as_ref())
-            .map(fingerprint)
-            .unwrap_or_default();
-        if now != c.fingerprint {
-            return Err(stale(format!(
-                "{} changed since the plan was made",
-                c.address
-            )));
-        }
+    let now = super::session::refresh_and_plan(ws, st, &again).await?;
+    let problems = super::contract::compare_plans(plan, &now.plan);
+    if !problems.is_empty() {
+        let n = problems.len();
+        let mut e = Error::many(problems);
+        e.problems.push(
+            Problem::new(format!(
+                "the saved plan no longer holds ({n} difference{}); nothing was changed",
+                if n == 1 { "" } else { "s" }
+            ))
+            .hint("make a new plan with `claw plan --out FILE` and review it"),
+        );
+        return Err(e);
     }
-    Ok(observed)
+    Ok(now.observed)
 }
