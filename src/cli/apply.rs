@@ -102,6 +102,7 @@ async fn locked(
     if signals.stopped() {
         return nothing_changed();
     }
+    signals.working();
     ui.start_apply(plan.changes.len());
     let out = apply::run(
         Arc::new(ws),

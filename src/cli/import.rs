@@ -10,6 +10,7 @@ pub async fn run(env: Env, address: String, id: String) -> Result<Outcome> {
     // A first Ctrl-C lets the import finish; a second abandons it.
     let signals = Signals::listen(env.ui.clone(), "the import")?;
     let store = lock(&env, &cfg, &format!("import {address} {id}")).await?;
+    signals.working();
     let events = env.events();
     let work = import(cfg, env.reg, events, &store, &address, &id, env.verbose);
     let imported = tokio::select! {

@@ -8,12 +8,15 @@ use super::ui::Ui;
 use crate::engine::interrupt::Interrupt;
 use crate::error::{Error, Result};
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinHandle;
 
 pub struct Signals {
     pub interrupt: Interrupt,
+    /// Set once the work started: before, a signal ends the command at once.
+    working: Arc<AtomicBool>,
     listener: JoinHandle<()>,
 }
 
@@ -25,7 +28,8 @@ impl Signals {
         let mut int = signal(SignalKind::interrupt()).map_err(err)?;
         let mut term = signal(SignalKind::terminate()).map_err(err)?;
         let interrupt = Interrupt::default();
-        let i = interrupt.clone();
+        let working = Arc::new(AtomicBool::new(false));
+        let (i, w) = (interrupt.clone(), working.clone());
         let listener = tokio::spawn(async move {
             loop {
                 let name = tokio::select! {
@@ -40,6 +44,9 @@ impl Signals {
                     ));
                 } else {
                     i.stop.cancel();
+                    if !w.load(Ordering::SeqCst) {
+                        continue;
+                    }
                     ui.interrupt(&format!(
                         "Interrupted ({name}): starting nothing new; waiting for {work} (press Ctrl-C again to abandon)..."
                     ));
@@ -48,8 +55,14 @@ impl Signals {
         });
         Ok(Signals {
             interrupt,
+            working,
             listener,
         })
+    }
+
+    /// The work starts: a first signal now waits for it.
+    pub fn working(&self) {
+        self.working.store(true, Ordering::SeqCst);
     }
 
     pub fn stopped(&self) -> bool {
