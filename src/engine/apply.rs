@@ -2,7 +2,8 @@
 //! (deletes in reverse), at most `parallelism` at once, skipping the
 //! dependents of a failure while independent work goes on.
 //!
-//! **Invariant:** the state is saved after every completed operation.
+//! **Invariant:** every operation is journalled before it starts
+//! (`Store::begin`) and when it completes (`Store::commit`/`end`), O(1) each.
 
 use super::{Observed, Workspace};
 use crate::config::template;
@@ -177,6 +178,8 @@ pub async fn run(
                 }
             }
             Err(p) => {
+                // A failed operation is no longer in flight.
+                let _ = store.end(&op.0).await;
                 ws.events.op_finished(&op.0, "failed", Err(&p.message));
                 // Skip everything downstream.
                 let mut stack = vec![op.clone()];
@@ -230,13 +233,10 @@ async fn run_op(
     let prior = store.state.lock().await.resources.get(&c.address).cloned();
     match phase {
         Phase::Forget => {
-            store.state.lock().await.resources.remove(&c.address);
-            store.save().await.map_err(|e| {
-                e.problems
-                    .into_iter()
-                    .next()
-                    .unwrap_or(Problem::new("cannot save state"))
-            })?;
+            store
+                .commit(&c.address, None)
+                .await
+                .map_err(first_problem)?;
             Ok("forgotten".into())
         }
         Phase::Delete => {
@@ -265,6 +265,11 @@ async fn run_op(
             } else {
                 None
             };
+            let journal_op = if old_only { "delete-old" } else { "delete" };
+            store
+                .begin(&c.address, journal_op)
+                .await
+                .map_err(first_problem)?;
             let resp = p
                 .apply(ApplyRequest {
                     ctx: ws.ctx(),
@@ -281,9 +286,13 @@ async fn run_op(
             for d in &resp.diagnostics {
                 ws.events.note(&ws.diag_problem(d, &c.address).to_string());
             }
-            if !old_only {
-                store.state.lock().await.resources.remove(&c.address);
-                store.save().await.map_err(first_problem)?;
+            if old_only {
+                store.end(&c.address).await.map_err(first_problem)?;
+            } else {
+                store
+                    .commit(&c.address, None)
+                    .await
+                    .map_err(first_problem)?;
             }
             Ok(if old_only {
                 "old object deleted"
@@ -326,6 +335,15 @@ async fn run_op(
             } else {
                 None
             };
+            let journal_op = match c.action {
+                Action::Update => "update",
+                Action::DeleteCreate | Action::CreateDelete => "replace",
+                _ => "create",
+            };
+            store
+                .begin(&c.address, journal_op)
+                .await
+                .map_err(first_problem)?;
             let resp = p
                 .apply(ApplyRequest {
                     ctx: ws.ctx(),
@@ -353,12 +371,11 @@ async fn run_op(
                     prevent_destroy: node.lifecycle.prevent_destroy,
                 };
                 store
-                    .state
-                    .lock()
+                    .commit(&c.address, Some(entry))
                     .await
-                    .resources
-                    .insert(c.address.clone(), entry);
-                store.save().await.map_err(first_problem)?;
+                    .map_err(first_problem)?;
+            } else {
+                store.end(&c.address).await.map_err(first_problem)?;
             }
             Ok(match c.action {
                 Action::Update => "updated",
