@@ -534,37 +534,25 @@ async fn apply_locked(
                     p.state_serial, st.serial
                 )));
             }
-            if p.config_hash != ws.config_hash() {
-                return Err(Error::one(Problem::new("the plan was made from another configuration (claw.toml, its vars or its secrets changed since)").detail("nothing was changed").hint("make a new plan with `claw plan --out FILE`")));
-            }
-            let addrs: std::collections::BTreeSet<String> =
-                p.changes.iter().map(|c| c.address.clone()).collect();
-            ui.status("Checking that the live objects are unchanged since the plan...");
-            let observed = ws.refresh(&st, Some(&addrs)).await?;
-            // Orphans were found by a full refresh at plan time.
-            let mut observed = observed;
-            let full = if p.changes.iter().any(|c| c.reason.starts_with("orphan")) {
-                Some(ws.refresh(&st, None).await?)
-            } else {
-                None
+            ui.status("Checking that the saved plan still holds...");
+            let again = Options {
+                targets: p.targets.clone(),
+                destroy: p.destroy,
+                ..o.clone()
             };
-            for c in &p.changes {
-                if let Some(f) = &full {
-                    if let Some(o) = f.get(&c.address) {
-                        observed.insert(c.address.clone(), o.clone());
-                    }
-                }
-                let now = observed
-                    .get(&c.address)
-                    .and_then(|o| o.live.as_ref())
-                    .map(engine::fingerprint)
-                    .unwrap_or_default();
-                if now != c.fingerprint {
-                    return Err(stale(format!(
-                        "{} changed since the plan was made",
-                        c.address
-                    )));
-                }
+            let (now, observed) = make_plan(&ws, &st, &again, ui).await?;
+            let problems = engine::contract::compare_plans(&p, &now);
+            if !problems.is_empty() {
+                let n = problems.len();
+                let mut e = Error::many(problems);
+                e.problems.push(
+                    Problem::new(format!(
+                        "the saved plan no longer holds ({n} difference{}); nothing was changed",
+                        if n == 1 { "" } else { "s" }
+                    ))
+                    .hint("make a new plan with `claw plan --out FILE` and review it"),
+                );
+                return Err(e);
             }
             (p, observed)
         }

@@ -4,7 +4,10 @@
 //! per provider block per plan, with every instance of that block.
 
 pub mod apply;
+pub mod contract;
 pub mod graph;
+pub mod resolve;
+pub mod walk;
 
 use crate::config::{self, template, Config, Instance, Lifecycle, StateCfg};
 use crate::error::{closest, Error, Problem, Result};
@@ -86,10 +89,14 @@ pub fn ctx_for(cfg: &Config, salt: &str, events: &Arc<dyn Events>, verbose: bool
 pub async fn open_storage(cfg: &Config, reg: &Registry) -> Result<Box<dyn StateStorage>> {
     match &cfg.state {
         StateCfg::Local { path } => Ok(Box::new(LocalStorage::new(path.clone()))),
-        StateCfg::Kubernetes { provider, attrs } => {
+        StateCfg::Provider {
+            provider, attrs, ..
+        } => {
             let key = format!("provider.{provider}");
             let block = cfg.blocks.get(&key).ok_or_else(|| {
-                Error::msg(format!("the kubernetes state backend names provider `{provider}`, which is not declared"))
+                Error::msg(format!(
+                    "the state backend names provider `{provider}`, which is not declared"
+                ))
             })?;
             let f = reg
                 .factory(&block.kind)
@@ -104,7 +111,7 @@ pub async fn open_storage(cfg: &Config, reg: &Registry) -> Result<Box<dyn StateS
                 ctx: ctx_for(cfg, "state-backend", &events, false),
             })
             .await
-            .map_err(|d| Error::one(Problem::from_diag(&d, None)))
+            .map_err(|d| Error::one(cfg.state_problem(&d)))
         }
     }
 }
@@ -296,7 +303,8 @@ impl Workspace {
             let mut deps = BTreeSet::new();
             for r in config::body_refs(&n.inst.body) {
                 let target = r.instance();
-                let loc = cfg.loc(&r.span);
+                // Located only on error: a location costs a scan of the text.
+                let loc = || cfg.loc(&r.span);
                 if !nodes.contains_key(&target) {
                     let resource = r.resource();
                     let p = if let Some(insts) = by_resource.get(&resource) {
@@ -305,19 +313,19 @@ impl Workspace {
                                 "`${{{}}}`: {resource} has several instances; say which",
                                 r.text
                             ))
-                            .at(loc)
+                            .at(loc())
                             .hint(format!("write {}[\"KEY\"].{}", resource, r.attr))
                         } else {
                             let keys: Vec<&str> = insts.iter().map(String::as_str).collect();
                             Problem::new(format!("`${{{}}}`: no instance {target}", r.text))
-                                .at(loc)
+                                .at(loc())
                                 .hint(format!("instances are: {}", keys.join(", ")))
                         }
                     } else {
                         let names: Vec<&str> = by_resource.keys().map(String::as_str).collect();
                         let p =
                             Problem::new(format!("`${{{}}}`: unknown resource {resource}", r.text))
-                                .at(loc);
+                                .at(loc());
                         match closest(&resource, names.iter().copied()) {
                             Some(c) => p.hint(format!("did you mean `{c}`?")),
                             None => p.hint("declare it as a [TYPE.NAME] table"),
@@ -336,7 +344,7 @@ impl Workspace {
                         "`${{{}}}`: {target} has no attribute `{head}`",
                         r.text
                     ))
-                    .at(loc);
+                    .at(loc());
                     errs.push(match closest(&head, known.iter().map(String::as_str)) {
                         Some(c) => p.hint(format!("did you mean `{c}`?")),
                         None => p.hint(format!(
@@ -348,21 +356,22 @@ impl Workspace {
                 }
                 if target == *addr {
                     errs.push(
-                        Problem::new(format!("`${{{}}}`: {addr} refers to itself", r.text)).at(loc),
+                        Problem::new(format!("`${{{}}}`: {addr} refers to itself", r.text))
+                            .at(loc()),
                     );
                     continue;
                 }
                 deps.insert(target);
             }
             for (d, span) in &res.depends_on {
-                let loc = cfg.loc(span);
+                let loc = || cfg.loc(span);
                 if let Some(insts) = by_resource.get(d) {
                     deps.extend(insts.iter().filter(|a| *a != addr).cloned());
                 } else if nodes.contains_key(d) {
                     deps.insert(d.clone());
                 } else {
                     let names: Vec<&str> = by_resource.keys().map(String::as_str).collect();
-                    let p = Problem::new(format!("depends_on: unknown resource {d}")).at(loc);
+                    let p = Problem::new(format!("depends_on: unknown resource {d}")).at(loc());
                     errs.push(match closest(d, names.iter().copied()) {
                         Some(c) => p.hint(format!("did you mean `{c}`?")),
                         None => p.hint("depends_on takes addresses of resources in this file"),
@@ -532,13 +541,11 @@ impl Workspace {
     ) -> Result<BTreeMap<String, Observed>> {
         let ctx = self.ctx();
         let mut per: BTreeMap<String, Vec<RefreshItem>> = BTreeMap::new();
-        let lookup = |r: &template::ResRef| -> Value {
-            state
-                .resources
-                .get(&r.instance())
-                .and_then(|e| Value::Map(e.attrs.clone()).get_path(&r.attr).cloned())
-                .unwrap_or(Value::Unknown)
+        let sources = resolve::Sources {
+            state: Some(state),
+            ..Default::default()
         };
+        let lookup = |r: &template::ResRef| -> Value { sources.value(r) };
         let mut errs = Vec::new();
         for (addr, n) in &self.nodes {
             if only.is_some_and(|o| !o.contains(addr)) {
@@ -680,9 +687,12 @@ impl Workspace {
                     .resource_type(&n.inst.rtype)
                     .map(|(_, t)| t.computed)
                     .unwrap_or(&[]);
-                let lookup = |r: &template::ResRef| -> Value {
-                    resolve_ref(r, &after, observed, state, &self.reg)
+                let sources = resolve::Sources {
+                    after: Some(&after),
+                    state: Some(state),
+                    observed: Some(observed),
                 };
+                let lookup = |r: &template::ResRef| -> Value { sources.value(r) };
                 let desired = match self.desired(&addr, &lookup) {
                     Ok(d) => d,
                     Err(d) => {
@@ -692,6 +702,23 @@ impl Workspace {
                 };
                 let prior = state.resources.get(&addr);
                 let live = observed.get(&addr).and_then(|o| o.live.as_ref());
+                // ignore_changes: those paths keep their live value, in the
+                // plan's `after` and therefore in what apply sends.
+                let mut desired = desired;
+                if let Some(l) = live {
+                    if !n.lifecycle.ignore_changes.is_empty() {
+                        let mut d = Value::Map(desired);
+                        contract::merge_ignored(
+                            &mut d,
+                            &Value::Map(l.attrs.clone()),
+                            &n.lifecycle.ignore_changes,
+                        );
+                        desired = match d {
+                            Value::Map(m) => m,
+                            _ => unreachable!("merge_ignored keeps a map a map"),
+                        };
+                    }
+                }
                 let mut diff = Vec::new();
                 let mut note = None;
                 if let Some(l) = live {
@@ -720,13 +747,16 @@ impl Workspace {
                 let drifted: Vec<String> = diff
                     .iter()
                     .filter(|c| {
-                        let want = Value::Map(desired.clone()).get_path(&c.path).cloned();
-                        let was = prior
-                            .and_then(|p| Value::Map(p.attrs.clone()).get_path(&c.path).cloned());
+                        let want = resolve::get_in(&desired, &c.path);
+                        let was = prior.and_then(|p| resolve::get_in(&p.attrs, &c.path));
                         want.is_some() && want == was
                     })
                     .map(|c| c.path.clone())
                     .collect();
+                let mut lifecycle_changed = Vec::new();
+                if prior.is_some_and(|p| p.prevent_destroy != n.lifecycle.prevent_destroy) {
+                    lifecycle_changed.push("prevent_destroy".to_string());
+                }
                 let decided = plan::decide(&DecideInput {
                     in_config: true,
                     destroy_mode: false,
@@ -734,8 +764,11 @@ impl Workspace {
                     live: live.map(|l| &l.owner),
                     changes: &diff,
                     drifted: &drifted,
-                    lifecycle: &n.lifecycle,
+                    prevent_destroy: n.lifecycle.prevent_destroy,
+                    create_before_destroy: n.lifecycle.create_before_destroy,
                     replace_note: note.as_deref(),
+                    lifecycle_changed: &lifecycle_changed,
+                    force_replace: None,
                 });
                 let (action, reason) = match decided {
                     Ok(x) => x,
@@ -747,7 +780,7 @@ impl Workspace {
                 // The after-value for references: desired, with computed attrs from live when kept.
                 let mut aft = desired.clone();
                 match action {
-                    Action::NoOp | Action::Update => {
+                    Action::NoOp | Action::Update | Action::Adopt | Action::StateOnly => {
                         if let Some(l) = live {
                             for (k, v) in &l.attrs {
                                 aft.entry(k.clone()).or_insert(v.clone());
@@ -806,6 +839,7 @@ impl Workspace {
                     diff: shown,
                     sensitive_paths: sensitive,
                     fingerprint: live.map(fingerprint).unwrap_or_default(),
+                    inputs: vec![],
                     after_addresses: n.deps.iter().cloned().collect(),
                 });
             }
@@ -825,24 +859,18 @@ impl Workspace {
             }
             let entry = state.resources.get(&addr);
             let obs = observed.get(&addr).cloned().unwrap_or_default();
-            let lc = Lifecycle {
-                prevent_destroy: entry.map(|e| e.prevent_destroy).unwrap_or(false)
-                    || (opts.destroy
-                        && self
-                            .nodes
-                            .get(&addr)
-                            .is_some_and(|n| n.lifecycle.prevent_destroy)),
-                ..Default::default()
+            // The configuration's lifecycle wins over the state's record.
+            let prevent_destroy = match self.nodes.get(&addr) {
+                Some(n) => n.lifecycle.prevent_destroy,
+                None => entry.map(|e| e.prevent_destroy).unwrap_or(false),
             };
             let decided = plan::decide(&DecideInput {
                 in_config: false,
                 destroy_mode: opts.destroy,
                 in_state: entry.is_some(),
                 live: obs.live.as_ref().map(|l| &l.owner),
-                changes: &[],
-                drifted: &[],
-                lifecycle: &lc,
-                replace_note: None,
+                prevent_destroy,
+                ..Default::default()
             });
             let (action, reason) = match decided {
                 Ok(x) => x,
@@ -878,6 +906,7 @@ impl Workspace {
                 diff: vec![],
                 sensitive_paths: vec![],
                 fingerprint: obs.live.as_ref().map(fingerprint).unwrap_or_default(),
+                inputs: vec![],
                 after_addresses: entry.map(|e| e.deps.clone()).unwrap_or_default(),
             });
         }
@@ -893,6 +922,7 @@ impl Workspace {
             state_lineage: state.lineage.clone(),
             state_serial: state.serial,
             new_state_salt: (state.serial == 0).then(|| state.salt.clone()),
+            inputs: self.inputs(),
             destroy: opts.destroy,
             targets: opts.targets.clone(),
             changes,
@@ -923,6 +953,10 @@ impl Workspace {
                 "{addr}: the object `{id}` belongs to stack `{s}`; claw will not touch it"
             ))
             .with_hint("give this resource another name, or manage it from that stack"),
+            Refusal::NotOwned => Diagnostic::error(format!(
+                "{addr}: `{id}` already exists with other content, and claw does not own it (it is not in the state)"
+            ))
+            .with_hint(format!("adopt it with `claw import {addr} {id}`, move it away, or point the resource elsewhere")),
             Refusal::PreventDestroy { action } => Diagnostic::error(format!(
                 "{addr}: lifecycle.prevent_destroy forbids this {} ",
                 if action == Action::Delete { "delete" } else { "replace" }
@@ -932,7 +966,31 @@ impl Workspace {
         self.diag_problem(&base, addr)
     }
 
-    /// A hash of the configuration and every resolved input (vars, secret hashes).
+    /// The inputs that shape the plan, by name, each with its keyed digest
+    /// (HMAC with the state's salt): the configuration text and each var.
+    pub fn inputs(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        let file = self
+            .cfg
+            .path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "claw.toml".into());
+        m.insert(file, self.digest(self.cfg.src.as_bytes()));
+        for (k, v) in &self.cfg.vars {
+            let j = serde_json::to_string(&v.to_json()).unwrap_or_default();
+            m.insert(format!("var.{k}"), self.digest(j.as_bytes()));
+        }
+        m
+    }
+
+    /// The keyed digest (HMAC with the state's salt) of `data`.
+    pub fn digest(&self, data: &[u8]) -> String {
+        claw_provider::digest::keyed_digest(&self.salt, data)
+    }
+
+    /// A keyed hash of the configuration and every resolved input (vars,
+    /// secret hashes).
     pub fn config_hash(&self) -> String {
         let mut s = self.cfg.src.clone();
         s.push('\0');
@@ -960,7 +1018,7 @@ impl Workspace {
                 .unwrap_or_default(),
             );
         }
-        crate::util::sha256_hex(s.as_bytes())
+        self.digest(s.as_bytes())
     }
 }
 
@@ -988,33 +1046,6 @@ pub fn provisional_attrs(inst: &Instance, salt: &str) -> Attrs {
         .iter()
         .map(|(k, e)| (k.clone(), e.resolve(&|_| Value::Unknown, salt)))
         .collect()
-}
-
-/// The value a reference has during planning.
-fn resolve_ref(
-    r: &template::ResRef,
-    after: &BTreeMap<String, (Action, Attrs)>,
-    observed: &BTreeMap<String, Observed>,
-    state: &State,
-    _reg: &Registry,
-) -> Value {
-    let addr = r.instance();
-    if let Some((_, attrs)) = after.get(&addr) {
-        return Value::Map(attrs.clone())
-            .get_path(&r.attr)
-            .cloned()
-            .unwrap_or(Value::Unknown);
-    }
-    if let Some(l) = observed.get(&addr).and_then(|o| o.live.as_ref()) {
-        if let Some(v) = Value::Map(l.attrs.clone()).get_path(&r.attr) {
-            return v.clone();
-        }
-    }
-    state
-        .resources
-        .get(&addr)
-        .and_then(|e| Value::Map(e.attrs.clone()).get_path(&r.attr).cloned())
-        .unwrap_or(Value::Unknown)
 }
 
 /// The fingerprint of a live object (the provider's, else a hash of its attributes).
