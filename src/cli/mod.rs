@@ -195,6 +195,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             let cfg = Config::load(&cli.file, &vars, &reg)?;
             let storage = engine::open_storage(&cfg, &reg).await?;
             let store = Store::read(storage, &cfg.stack).await?;
+            print_notices(&store, &ui);
             let st = store.snapshot().await;
             let ws = Workspace::build(cfg, reg, &st.salt, Some(&st), events, cli.verbose)?;
             let (plan, _) = make_plan(&ws, &st, &o, &ui).await?;
@@ -345,10 +346,15 @@ async fn lock_store(
     ui: &ui::Ui,
 ) -> Result<Store> {
     let store = Store::lock(storage, stack, command).await?;
-    for d in store.storage.take_notices() {
+    print_notices(&store, ui);
+    Ok(store)
+}
+
+/// Prints what the state store noticed (a lock taken over, a journal folded).
+fn print_notices(store: &Store, ui: &ui::Ui) {
+    for d in store.take_notices() {
         ui.note_always(&Problem::from_diag(&d, None).to_string());
     }
-    Ok(store)
 }
 
 fn no_such_address(address: &str, st: &State) -> Error {
@@ -478,8 +484,7 @@ async fn apply_cmd(
         store.clone(),
     )
     .await;
-    store.unlock().await;
-    result
+    store.close(result).await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -506,6 +511,11 @@ async fn apply_locked(
     }
     let st = store.snapshot().await;
     let ws = Workspace::build(cfg, reg, &st.salt, Some(&st), events, o.verbose)?;
+    // Operations left in flight by a run that died: re-checked and recorded.
+    for n in state::recover::in_flight(&ws, &store).await? {
+        ui.note_always(&n);
+    }
+    let st = store.snapshot().await;
     let (plan, observed) = match saved {
         Some(p) => {
             let stale = |why: String| {

@@ -2,7 +2,8 @@
 //! (deletes in reverse), at most `parallelism` at once, skipping the
 //! dependents of a failure while independent work goes on.
 //!
-//! **Invariant:** the state is saved after every completed operation.
+//! **Invariant:** every operation is journalled before it starts
+//! (`Store::begin`) and when it completes (`Store::commit`/`end`), O(1) each.
 
 use super::walk::Walker;
 use super::{contract, resolve, Observed, Workspace};
@@ -173,6 +174,8 @@ pub async fn run(
                 walker.done(&key);
             }
             Err(p) => {
+                // A failed operation is no longer in flight.
+                let _ = store.end(&addr).await;
                 ws.events.op_finished(&addr, "failed", Err(&p.message));
                 for s in walker.failed(&key) {
                     let why = format!("depends on {addr}, which failed");
@@ -252,12 +255,9 @@ async fn run_op(
                 }
             };
             store
-                .state
-                .lock()
+                .commit(&c.address, Some(entry))
                 .await
-                .resources
-                .insert(c.address.clone(), entry);
-            store.save().await.map_err(first_problem)?;
+                .map_err(first_problem)?;
             Ok(if c.action == Action::Adopt {
                 "adopted"
             } else {
@@ -266,13 +266,10 @@ async fn run_op(
             .into())
         }
         Phase::Forget => {
-            store.state.lock().await.resources.remove(&c.address);
-            store.save().await.map_err(|e| {
-                e.problems
-                    .into_iter()
-                    .next()
-                    .unwrap_or(Problem::new("cannot save state"))
-            })?;
+            store
+                .commit(&c.address, None)
+                .await
+                .map_err(first_problem)?;
             Ok("forgotten".into())
         }
         Phase::Delete => {
@@ -300,6 +297,11 @@ async fn run_op(
             } else {
                 None
             };
+            let journal_op = if old_only { "delete-old" } else { "delete" };
+            store
+                .begin(&c.address, journal_op)
+                .await
+                .map_err(first_problem)?;
             let resp = p
                 .apply(ApplyRequest {
                     ctx: ws.ctx(),
@@ -316,9 +318,13 @@ async fn run_op(
             for d in &resp.diagnostics {
                 ws.events.note(&ws.diag_problem(d, &c.address).to_string());
             }
-            if !old_only {
-                store.state.lock().await.resources.remove(&c.address);
-                store.save().await.map_err(first_problem)?;
+            if old_only {
+                store.end(&c.address).await.map_err(first_problem)?;
+            } else {
+                store
+                    .commit(&c.address, None)
+                    .await
+                    .map_err(first_problem)?;
             }
             Ok(if old_only {
                 "old object deleted"
@@ -390,6 +396,15 @@ async fn run_op(
             } else {
                 None
             };
+            let journal_op = match c.action {
+                Action::Update => "update",
+                Action::DeleteCreate | Action::CreateDelete => "replace",
+                _ => "create",
+            };
+            store
+                .begin(&c.address, journal_op)
+                .await
+                .map_err(first_problem)?;
             let sent = desired;
             let resp = p
                 .apply(ApplyRequest {
@@ -432,12 +447,9 @@ async fn run_op(
                     prevent_destroy: node.lifecycle.prevent_destroy,
                 };
                 store
-                    .state
-                    .lock()
+                    .commit(&c.address, Some(entry))
                     .await
-                    .resources
-                    .insert(c.address.clone(), entry);
-                store.save().await.map_err(first_problem)?;
+                    .map_err(first_problem)?;
                 if !reported.is_empty() {
                     return Err(Problem::new(format!(
                         "{}: the provider produced an inconsistent result: {} differ from the planned value",
@@ -447,6 +459,8 @@ async fn run_op(
                     .detail("the state records what the provider reported")
                     .hint("this is a bug in the provider; run `claw plan` to see the difference"));
                 }
+            } else {
+                store.end(&c.address).await.map_err(first_problem)?;
             }
             Ok(match c.action {
                 Action::Update => "updated",

@@ -565,6 +565,7 @@ impl Workspace {
                     rtype: n.inst.rtype.clone(),
                     desired: Some(desired),
                     prior: state.resources.get(addr).map(|e| e.object()),
+                    recheck: state.in_flight.contains_key(addr),
                 });
         }
         for (addr, e) in &state.resources {
@@ -578,6 +579,7 @@ impl Workspace {
                     rtype: e.rtype.clone(),
                     desired: None,
                     prior: Some(e.object()),
+                    recheck: state.in_flight.contains_key(addr),
                 });
         }
         if !errs.is_empty() {

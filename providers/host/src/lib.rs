@@ -198,6 +198,7 @@ pub(crate) fn import_item(req: &ImportRequest, desired: &Attrs) -> RefreshItem {
         rtype: req.rtype.clone(),
         desired: Some(desired.clone()),
         prior: None,
+        recheck: false,
     }
 }
 

@@ -57,6 +57,7 @@ async fn refresh(
                 rtype: "file".into(),
                 desired: Some(desired.clone()),
                 prior,
+                recheck: false,
             }],
             find_orphans: true,
         })

@@ -213,6 +213,8 @@ pub struct RefreshItem {
     /// The configured attributes (None when the address is only in state).
     pub desired: Option<Attrs>,
     pub prior: Option<StateObject>,
+    /// Trust nothing recorded about this object (an operation on it was in flight when a run died).
+    pub recheck: bool,
 }
 
 pub struct RefreshRequest {
