@@ -6,7 +6,7 @@ use super::plan::refresh_and_plan;
 use super::signals::Signals;
 use super::{lock, Env, Outcome, RunArgs};
 use crate::engine::apply::{self, Outcome as Walked};
-use crate::engine::{saved, Options, Workspace};
+use crate::engine::{saved, session, Options, Workspace};
 use crate::error::{Error, Problem, Result};
 use crate::plan::Plan;
 use crate::render::{self, Format};
@@ -32,8 +32,7 @@ pub async fn run(
     let command = if destroy { "destroy" } else { "apply" };
     let store = lock(&env, &cfg, command).await?;
     let r = locked(env, cfg, &o, saved, a.auto_approve, store.clone(), &signals).await;
-    store.unlock().await;
-    r
+    store.close(r).await
 }
 
 /// Interrupted before anything changed.
@@ -58,6 +57,11 @@ async fn locked(
     let events = env.events();
     let ws = Workspace::build(cfg, env.reg, &st.salt, Some(&st), events, o.verbose)?;
     let ui = &env.ui;
+    // Operations left in flight by a run that died: re-checked and recorded.
+    for n in session::recover(&ws, &store).await? {
+        ui.note_always(&n);
+    }
+    let st = store.snapshot().await;
     let (plan, observed) = match saved {
         Some(p) => {
             ui.status("Checking that the saved plan still holds...");

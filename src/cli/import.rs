@@ -17,14 +17,14 @@ pub async fn run(env: Env, address: String, id: String) -> Result<Outcome> {
         r = work => Some(r),
         _ = signals.interrupt.abandon.cancelled() => None,
     };
-    store.unlock().await;
     let Some(imported) = imported else {
+        store.close(Ok(())).await?;
         eprintln!("Abandoned the import; nothing was recorded.");
         return Ok(Outcome::Interrupted(None));
     };
+    let id = store.close(imported).await?;
     println!(
-        "Imported {address} (id {}). Run `claw plan` to see how it differs from the configuration.",
-        imported?
+        "Imported {address} (id {id}). Run `claw plan` to see how it differs from the configuration."
     );
     Ok(match signals.stopped() {
         true => Outcome::Interrupted(None),

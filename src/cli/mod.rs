@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::engine::{session, Events, Options};
 use crate::error::{Error, Problem, Result};
 use crate::registry::Registry;
-use crate::state::Store;
+use crate::state::{State, Store};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -54,6 +54,13 @@ pub(crate) struct Env {
 impl Env {
     fn load(&self) -> Result<Config> {
         Config::load(&self.file, &self.vars, &self.reg)
+    }
+
+    /// What the state store noticed: shown even with `-q`.
+    fn notices(&self, notices: &[Problem]) {
+        for n in notices {
+            self.ui.note_always(&n.to_string());
+        }
     }
 
     fn events(&self) -> Arc<dyn Events> {
@@ -101,15 +108,20 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
     }
 }
 
-/// Takes the state lock for `command` and prints what the backend noticed
-/// (e.g. a dead holder's lock taken over). The caller unlocks however its
-/// work ends.
+/// Takes the state lock for `command` and prints what the store noticed
+/// (e.g. a dead holder's lock taken over). The caller closes the store
+/// (folds the journal, unlocks) however its work ends.
 async fn lock(env: &Env, cfg: &Config, command: &str) -> Result<Arc<Store>> {
     let locked = session::lock(cfg, &env.reg, command).await?;
-    for n in &locked.notices {
-        env.ui.note_always(&n.to_string());
-    }
+    env.notices(&locked.notices);
     Ok(locked.store)
+}
+
+/// Reads the state without locking it; prints what the store noticed.
+async fn read_state(env: &Env, cfg: &Config) -> Result<State> {
+    let (st, notices) = session::read_state(cfg, &env.reg).await?;
+    env.notices(&notices);
+    Ok(st)
 }
 
 fn parse_vars(raw: &[String]) -> Result<Vec<(String, String)>> {

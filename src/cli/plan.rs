@@ -10,7 +10,7 @@ use crate::state::State;
 pub async fn run(env: Env, a: PlanArgs) -> Result<Outcome> {
     let o = env.options(a.targets.clone(), a.destroy, a.parallelism);
     let cfg = env.load()?;
-    let st = session::read_state(&cfg, &env.reg).await?;
+    let st = super::read_state(&env, &cfg).await?;
     let events = env.events();
     let ws = Workspace::build(cfg, env.reg, &st.salt, Some(&st), events, env.verbose)?;
     let plan = refresh_and_plan(&env.ui, &ws, &st, &o).await?.plan;

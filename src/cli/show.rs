@@ -1,7 +1,7 @@
 //! `claw show [PLANFILE]`: a saved plan, or the current state.
 
 use super::{Env, Outcome};
-use crate::engine::{saved, session};
+use crate::engine::saved;
 use crate::error::Result;
 use crate::render::{self, Format};
 use std::path::PathBuf;
@@ -14,7 +14,7 @@ pub async fn run(env: Env, planfile: Option<PathBuf>, format: Format) -> Result<
         }
         None => {
             let cfg = env.load()?;
-            let st = session::read_state(&cfg, &env.reg).await?;
+            let st = super::read_state(&env, &cfg).await?;
             print!("{}", render::state::show(&st, format));
         }
     }

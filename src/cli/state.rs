@@ -1,6 +1,6 @@
 //! `claw state list | show ADDR | rm ADDR`.
 
-use super::{lock, Env, Outcome, StateCmd};
+use super::{lock, read_state, Env, Outcome, StateCmd};
 use crate::engine::session;
 use crate::error::Result;
 use crate::render;
@@ -9,11 +9,11 @@ pub async fn run(env: Env, cmd: StateCmd) -> Result<Outcome> {
     let cfg = env.load()?;
     match cmd {
         StateCmd::List => {
-            let st = session::read_state(&cfg, &env.reg).await?;
+            let st = read_state(&env, &cfg).await?;
             print!("{}", render::state::list(&st));
         }
         StateCmd::Show { address } => {
-            let st = session::read_state(&cfg, &env.reg).await?;
+            let st = read_state(&env, &cfg).await?;
             print!(
                 "{}",
                 render::state::entry(&address, session::entry(&st, &address)?)
@@ -21,11 +21,10 @@ pub async fn run(env: Env, cmd: StateCmd) -> Result<Outcome> {
         }
         StateCmd::Rm { address } => {
             let store = lock(&env, &cfg, "state rm").await?;
-            let removed = session::forget(&store, &address).await;
-            store.unlock().await;
+            let removed = store.close(session::forget(&store, &address).await).await?;
             println!(
                 "Removed {address} (id {}) from the state; the object itself was not touched.",
-                removed?.id
+                removed.id
             );
         }
     }

@@ -2,7 +2,8 @@
 //! (deletes in reverse), at most `parallelism` at once, skipping the
 //! dependents of a failure while independent work goes on.
 //!
-//! **Invariant:** the state is saved after every completed operation.
+//! **Invariant:** every operation is journalled before it starts
+//! (`Store::begin`) and when it completes (`Store::commit`/`end`), O(1) each.
 
 use super::interrupt::Interrupt;
 use super::walk::Walker;
@@ -187,6 +188,7 @@ pub async fn run(
         in_flight.remove(&key);
         match result {
             Err(_) if interrupt.stop.declined(&addr) => {
+                let _ = store.end(&addr).await;
                 ws.events.op_skipped(&addr, "not started: interrupted");
                 out.not_started.push(addr);
             }
@@ -196,6 +198,8 @@ pub async fn run(
                 walker.done(&key);
             }
             Err(p) => {
+                // A failed operation is no longer in flight.
+                let _ = store.end(&addr).await;
                 ws.events.op_finished(&addr, "failed", Err(&p.message));
                 for s in walker.failed(&key) {
                     let why = format!("depends on {addr}, which failed");
@@ -285,12 +289,9 @@ async fn run_op(
                 }
             };
             store
-                .state
-                .lock()
+                .commit(&c.address, Some(entry))
                 .await
-                .resources
-                .insert(c.address.clone(), entry);
-            store.save().await.map_err(first_problem)?;
+                .map_err(first_problem)?;
             Ok(if c.action == Action::Adopt {
                 "adopted"
             } else {
@@ -299,13 +300,10 @@ async fn run_op(
             .into())
         }
         Phase::Forget => {
-            store.state.lock().await.resources.remove(&c.address);
-            store.save().await.map_err(|e| {
-                e.problems
-                    .into_iter()
-                    .next()
-                    .unwrap_or(Problem::new("cannot save state"))
-            })?;
+            store
+                .commit(&c.address, None)
+                .await
+                .map_err(first_problem)?;
             Ok("forgotten".into())
         }
         Phase::Delete => {
@@ -333,6 +331,11 @@ async fn run_op(
             } else {
                 None
             };
+            let journal_op = if old_only { "delete-old" } else { "delete" };
+            store
+                .begin(&c.address, journal_op)
+                .await
+                .map_err(first_problem)?;
             let resp = p
                 .apply(ApplyRequest {
                     ctx: ctx(),
@@ -345,13 +348,18 @@ async fn run_op(
                     changes: vec![],
                 })
                 .await
+                .into_result()
                 .map_err(|d| ws.diag_problem(&d, &c.address))?;
             for d in &resp.diagnostics {
                 ws.events.note(&ws.diag_problem(d, &c.address).to_string());
             }
-            if !old_only {
-                store.state.lock().await.resources.remove(&c.address);
-                store.save().await.map_err(first_problem)?;
+            if old_only {
+                store.end(&c.address).await.map_err(first_problem)?;
+            } else {
+                store
+                    .commit(&c.address, None)
+                    .await
+                    .map_err(first_problem)?;
             }
             Ok(if old_only {
                 "old object deleted"
@@ -423,6 +431,15 @@ async fn run_op(
             } else {
                 None
             };
+            let journal_op = match c.action {
+                Action::Update => "update",
+                Action::DeleteCreate | Action::CreateDelete => "replace",
+                _ => "create",
+            };
+            store
+                .begin(&c.address, journal_op)
+                .await
+                .map_err(first_problem)?;
             let sent = desired;
             let resp = p
                 .apply(ApplyRequest {
@@ -436,6 +453,7 @@ async fn run_op(
                     changes: c.diff.clone(),
                 })
                 .await
+                .into_result()
                 .map_err(|d| ws.diag_problem(&d, &c.address))?;
             for d in &resp.diagnostics {
                 ws.events.note(&ws.diag_problem(d, &c.address).to_string());
@@ -465,12 +483,9 @@ async fn run_op(
                     prevent_destroy: node.lifecycle.prevent_destroy,
                 };
                 store
-                    .state
-                    .lock()
+                    .commit(&c.address, Some(entry))
                     .await
-                    .resources
-                    .insert(c.address.clone(), entry);
-                store.save().await.map_err(first_problem)?;
+                    .map_err(first_problem)?;
                 if !reported.is_empty() {
                     return Err(Problem::new(format!(
                         "{}: the provider produced an inconsistent result: {} differ from the planned value",
@@ -480,6 +495,8 @@ async fn run_op(
                     .detail("the state records what the provider reported")
                     .hint("this is a bug in the provider; run `claw plan` to see the difference"));
                 }
+            } else {
+                store.end(&c.address).await.map_err(first_problem)?;
             }
             Ok(match c.action {
                 Action::Update => "updated",

@@ -53,6 +53,7 @@ pub async fn import(
             desired,
         })
         .await
+        .into_state()
         .map_err(|d| Error::one(ws.diag_problem(&d, address)))?;
     store.state.lock().await.resources.insert(
         address.to_string(),

@@ -12,14 +12,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The state as stored now (a fresh one when there is none), without locking.
-pub async fn read_state(cfg: &Config, reg: &Registry) -> Result<State> {
+/// The state as stored now (a fresh one when there is none), without
+/// locking, and what the store noticed (e.g. a journal left by a crash).
+pub async fn read_state(cfg: &Config, reg: &Registry) -> Result<(State, Vec<Problem>)> {
     let store = Store::read(open_storage(cfg, reg).await?, &cfg.stack).await?;
-    Ok(store.snapshot().await)
+    let notices = notices(&store);
+    Ok((store.snapshot().await, notices))
 }
 
-/// A locked state and what the backend noticed while locking (e.g. an
-/// expired lock taken over, naming its former holder).
+/// A locked state and what the store noticed while locking (a dead
+/// holder's lock taken over, a journal folded, operations left in flight).
 pub struct Locked {
     pub store: Arc<Store>,
     pub notices: Vec<Problem>,
@@ -28,16 +30,24 @@ pub struct Locked {
 /// Takes the state lock for `command`, then reads the state.
 pub async fn lock(cfg: &Config, reg: &Registry, command: &str) -> Result<Locked> {
     let store = Store::lock(open_storage(cfg, reg).await?, &cfg.stack, command).await?;
-    let notices = store
-        .storage
-        .take_notices()
+    Ok(Locked {
+        notices: notices(&store),
+        store: Arc::new(store),
+    })
+}
+
+fn notices(store: &Store) -> Vec<Problem> {
+    let notices = store.take_notices();
+    notices
         .iter()
         .map(|d| Problem::from_diag(d, None))
-        .collect();
-    Ok(Locked {
-        store: Arc::new(store),
-        notices,
-    })
+        .collect()
+}
+
+/// Re-checks and records the operations a run that died left in flight;
+/// one line each, to print.
+pub async fn recover(ws: &Workspace, store: &Store) -> Result<Vec<String>> {
+    crate::state::recover::in_flight(ws, store).await
 }
 
 /// A plan made from a fresh refresh, and what it cost.

@@ -115,12 +115,13 @@ fn worktrees_now(t: &Ctx, n: usize) -> (Vec<usize>, Vec<usize>) {
     (on_disk, in_state)
 }
 
-/// A rerun takes the lock without `force-unlock` and converges.
-fn converges(t: &Ctx, n: usize) {
+/// A rerun takes the lock without `force-unlock` and converges; its output.
+fn converges(t: &Ctx, n: usize) -> crate::common::Out {
     let o = t.ok(&["apply", "--auto-approve"], 0);
     assert!(!o.all().contains("force-unlock"), "{}", o.all());
     assert_eq!(worktrees_now(t, n).1.len(), n);
     t.ok(&["plan", "--detailed-exitcode"], 0);
+    o
 }
 
 #[test]
@@ -190,8 +191,11 @@ fn a_second_sigint_abandons_the_wait_records_what_completed_and_releases_the_loc
     assert!(second.elapsed() < Duration::from_secs(20), "{stderr}");
     assert!(stderr.contains("abandoning"), "{stderr}");
     assert!(!t.exists(LOCK), "the lock is released");
-    // The state is readable and holds what completed, not what was abandoned.
-    assert_eq!(t.state()["stack"], "abandon");
+    // The state is readable, holds what completed, and records the
+    // abandoned operation as in flight (the next run re-checks it).
+    let st = t.state();
+    assert_eq!(st["stack"], "abandon");
+    assert!(st["in_flight"].get("git_worktree.wt1").is_some(), "{st}");
     let done = worktrees_now(&t, n).1;
     assert!(
         done.contains(&0) && !done.contains(&1),
@@ -204,7 +208,13 @@ fn a_second_sigint_abandons_the_wait_records_what_completed_and_releases_the_loc
     );
     assert!(stdout.contains(&summary), "{stdout}");
     assert!(stdout.contains("abandoned: git_worktree.wt1"), "{stdout}");
-    converges(&t, n);
+    let o = converges(&t, n);
+    assert!(
+        o.stderr.contains("git_worktree.wt1 (create, in flight"),
+        "{}",
+        o.stderr
+    );
+    assert!(t.state().get("in_flight").is_none(), "{}", t.state());
 }
 
 #[test]
@@ -297,5 +307,9 @@ fn ctrl_c_at_the_prompt_changes_nothing_and_releases_the_lock() {
     assert!(screen.contains("nothing was changed"), "{screen}");
     assert!(!t.exists("a.txt"), "nothing was changed");
     assert!(!t.exists(LOCK), "the lock is released");
-    assert!(!t.exists(".claw/state.json"), "no state was written");
+    if t.exists(".claw/state.json") {
+        let st = t.state();
+        assert_eq!(st["resources"], serde_json::json!({}), "{st}");
+        assert_eq!(st["serial"], 0, "{st}");
+    }
 }
