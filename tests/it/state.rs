@@ -603,3 +603,82 @@ fn an_apply_writes_state_bytes_linear_in_objects() {
         "bytes per object grew from {small:.0} to {large:.0}"
     );
 }
+
+/// The kubernetes backend: the first plan creates the state Secret; an apply
+/// journals into small Secrets and leaves none behind; a crash's journal is
+/// folded by the next run.
+#[test]
+fn the_kubernetes_backend_journals_and_folds() {
+    let double = kube_api_double::KubeApiDouble::start().expect("start the Kubernetes API double");
+    let t = Ctx::new();
+    t.write("kubeconfig", &double.kubeconfig("default"));
+    let kc = t.path("kubeconfig").to_str().unwrap().to_string();
+    let t = t.env("KUBECONFIG", &kc);
+    let mut cfg = String::from("[stack]\nname = \"kst\"\nstate = { backend = \"kubernetes\", provider = \"k8s\", namespace = \"kube-system\" }\n\n[provider.k8s]\ntype = \"kubernetes\"\n");
+    for i in 0..5 {
+        cfg.push_str(&format!(
+            "\n[file.f{i}]\npath = \"out/f{i}\"\ncontent = \"{i}\"\n"
+        ));
+    }
+    t.write("claw.toml", &cfg);
+    let first = t.ok(&["plan", "--format", "json"], 0).stdout;
+    assert_eq!(
+        t.ok(&["plan", "--format", "json"], 0).stdout,
+        first,
+        "repeatable"
+    );
+    assert!(double
+        .get("v1", "Secret", "kube-system", "claw-state-kst")
+        .is_some());
+    t.ok(&["apply", "--auto-approve"], 0);
+    assert!(
+        double.find_labelled("claw.dev/state-journal").is_empty(),
+        "no journal left"
+    );
+    t.ok(&["plan", "--detailed-exitcode"], 0);
+    let listed = t.ok(&["state", "list"], 0).stdout;
+    assert_eq!(listed.lines().count(), 5, "{listed}");
+    assert!(!t.exists(".claw"), "nothing local");
+
+    // A run died after recording that it removed file.f4 from the state.
+    let st: serde_json::Value =
+        serde_json::from_str(&t.ok(&["show", "--format", "json"], 0).stdout).unwrap();
+    let journal = format!(
+        "{{\"header\":{{\"version\":1,\"lineage\":\"{}\",\"serial\":{},\"pid\":77,\"host\":\"box\",\"lock\":\"l\",\"started\":\"t\"}}}}\n{{\"commit\":{{\"addr\":\"file.f4\",\"entry\":null}}}}\n",
+        st["lineage"].as_str().unwrap(),
+        st["serial"]
+    );
+    double
+        .put_object(
+            "claw-state",
+            serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "claw-state-kst-journal-00000000", "namespace": "kube-system",
+                    "labels": {"claw.dev/state-journal": journal_label("claw-state-kst")}},
+                "stringData": {"records": journal}}),
+        )
+        .unwrap();
+    assert_eq!(t.ok(&["state", "list"], 0).stdout.lines().count(), 4);
+    let o = t.ok(&["apply", "--auto-approve"], 0);
+    assert!(
+        o.stderr
+            .contains("recovered 1 operations from a journal left by pid 77 on box"),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        double.find_labelled("claw.dev/state-journal").is_empty(),
+        "journal folded"
+    );
+    assert_eq!(
+        t.ok(&["state", "list"], 0).stdout.lines().count(),
+        5,
+        "re-adopted"
+    );
+    t.ok(&["plan", "--detailed-exitcode"], 0);
+}
+
+/// The label the kubernetes backend puts on the journal of state Secret `name`.
+fn journal_label(name: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(name.as_bytes())[..8])
+}
