@@ -690,6 +690,7 @@ async fn import_cmd(
             desired,
         })
         .await
+        .into_state()
         .map_err(|d| Error::one(ws.diag_problem(&d, address)))?;
     store.state.lock().await.resources.insert(
         address.to_string(),

@@ -314,6 +314,7 @@ async fn run_op(
                     changes: vec![],
                 })
                 .await
+                .into_result()
                 .map_err(|d| ws.diag_problem(&d, &c.address))?;
             for d in &resp.diagnostics {
                 ws.events.note(&ws.diag_problem(d, &c.address).to_string());
@@ -418,6 +419,7 @@ async fn run_op(
                     changes: c.diff.clone(),
                 })
                 .await
+                .into_result()
                 .map_err(|d| ws.diag_problem(&d, &c.address))?;
             for d in &resp.diagnostics {
                 ws.events.note(&ws.diag_problem(d, &c.address).to_string());

@@ -206,7 +206,7 @@ impl Workspace {
             let provisional = provisional_attrs(&inst, salt);
             let req = instance_request(&inst, &provisional, &ctx);
             let node_span = cfg.resource(&inst).node.span.clone();
-            for d in p.validate(req) {
+            for d in p.validate(req).diagnostics {
                 let span = d
                     .attr
                     .as_deref()
@@ -216,10 +216,10 @@ impl Workspace {
                 errs.push(Problem::from_diag(&d, cfg.loc(&span)));
             }
             let req = instance_request(&inst, &provisional, &ctx);
-            match p.expand(req) {
-                Ok(docs) if docs.is_empty() => expanded.push(inst),
+            match p.expand(req).into_result() {
+                Ok(docs) if docs.instances.is_empty() => expanded.push(inst),
                 Ok(docs) => {
-                    for (k, attrs) in docs {
+                    for Expanded { key: k, attrs } in docs.instances {
                         let key = match &inst.key {
                             Some(each) => format!("{each}/{k}"),
                             None => k,
@@ -288,7 +288,8 @@ impl Workspace {
             let prov = provisional_attrs(&n.inst, salt);
             let prepared = p
                 .prepare(instance_request(&n.inst, &prov, &ctx))
-                .unwrap_or(prov);
+                .into_result()
+                .map_or(prov, |r| r.attrs);
             let mut names: BTreeSet<String> = prepared.keys().cloned().collect();
             if let Some((_, t)) = reg.resource_type(&n.inst.rtype) {
                 names.extend(t.computed.iter().map(|s| s.to_string()));
@@ -384,21 +385,24 @@ impl Workspace {
         }
         // Provider-declared ordering (namespaces before their objects, ...).
         for (key, p) in &providers {
-            let items: Vec<(String, String, Attrs)> = nodes
+            let items: Vec<DepItem> = nodes
                 .values()
                 .filter(|n| &n.inst.provider_key == key)
-                .map(|n| {
-                    (
-                        n.inst.addr.clone(),
-                        n.inst.rtype.clone(),
-                        provisional_attrs(&n.inst, salt),
-                    )
+                .map(|n| DepItem {
+                    address: n.inst.addr.clone(),
+                    rtype: n.inst.rtype.clone(),
+                    attrs: provisional_attrs(&n.inst, salt),
                 })
                 .collect();
             if items.is_empty() {
                 continue;
             }
-            for (from, to) in p.implicit_deps(&items) {
+            let edges = p.implicit_deps(ImplicitDepsRequest { items }).edges;
+            for Edge {
+                dependent: from,
+                dependency: to,
+            } in edges
+            {
                 if from != to && nodes.contains_key(&to) {
                     if let Some(n) = nodes.get_mut(&from) {
                         n.deps.insert(to);
@@ -456,7 +460,10 @@ impl Workspace {
             .map(|(k, e)| (k.clone(), e.resolve(lookup, &self.salt)))
             .collect();
         let ctx = self.ctx();
-        self.providers[&n.inst.provider_key].prepare(instance_request(&n.inst, &attrs, &ctx))
+        self.providers[&n.inst.provider_key]
+            .prepare(instance_request(&n.inst, &attrs, &ctx))
+            .into_result()
+            .map(|r| r.attrs)
     }
 
     /// The addresses a `--target` list selects: targets plus their

@@ -14,7 +14,7 @@
 use super::{Entry, Store};
 use crate::engine::Workspace;
 use crate::error::Result;
-use claw_provider::{ImportRequest, Owner, Value};
+use claw_provider::{ImportRequest, Owner};
 use std::collections::BTreeSet;
 
 /// Re-checks and records the in-flight operations; returns one line per
@@ -70,12 +70,11 @@ pub async fn in_flight(ws: &Workspace, store: &Store) -> Result<Vec<String>> {
                     ));
                     continue;
                 };
-                let lookup = |r: &crate::config::template::ResRef| {
-                    st.resources
-                        .get(&r.instance())
-                        .and_then(|e| Value::Map(e.attrs.clone()).get_path(&r.attr).cloned())
-                        .unwrap_or(Value::Unknown)
+                let sources = crate::engine::resolve::Sources {
+                    state: Some(&st),
+                    ..Default::default()
                 };
+                let lookup = |r: &crate::config::template::ResRef| sources.value(r);
                 let desired = node.and_then(|_| ws.desired(addr, &lookup).ok());
                 let imported = p
                     .import(ImportRequest {
@@ -85,7 +84,8 @@ pub async fn in_flight(ws: &Workspace, store: &Store) -> Result<Vec<String>> {
                         id: live.id.clone(),
                         desired,
                     })
-                    .await;
+                    .await
+                    .into_state();
                 match imported {
                     Ok(obj) => {
                         let e = Entry {

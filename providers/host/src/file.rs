@@ -133,8 +133,9 @@ pub fn validate(req: &InstanceRequest<'_>) -> Vec<Diagnostic> {
     d
 }
 
-pub fn prepare(req: &InstanceRequest<'_>) -> Result<Attrs, Diagnostic> {
+pub fn prepare(req: &InstanceRequest<'_>) -> Result<PrepareResponse, Diagnostic> {
     let mut out = req.attrs.clone();
+    let mut inputs = Vec::new();
     let sensitive = req
         .attrs
         .get("sensitive")
@@ -153,6 +154,7 @@ pub fn prepare(req: &InstanceRequest<'_>) -> Result<Attrs, Diagnostic> {
                 .with_address(req.address)
                 .with_attr("source")
         })?;
+        inputs.push(Input::new(req.ctx, src, text.as_bytes()));
         out.insert("content".into(), Value::String(text));
     }
     if sensitive {
@@ -173,7 +175,11 @@ pub fn prepare(req: &InstanceRequest<'_>) -> Result<Attrs, Diagnostic> {
         }
         _ => {}
     }
-    Ok(out)
+    Ok(PrepareResponse {
+        attrs: out,
+        inputs,
+        diagnostics: Vec::new(),
+    })
 }
 
 /// True when the content must never be shown.

@@ -106,9 +106,9 @@ pub enum Reason {
     Orphan,
     /// Forget: gone outside claw; its state entry is removed.
     Forgotten,
-    /// Adopt: this stack's object (its markers, or identical content) is
-    /// missing from the state.
-    Adopt,
+    /// Adopt: this stack's object is missing from the state; `markers`: it
+    /// carries the stack's ownership markers (else its content is identical).
+    Adopt { markers: bool },
     /// State only: these lifecycle settings changed.
     Lifecycle { fields: Vec<String> },
 }
@@ -164,8 +164,11 @@ impl fmt::Display for Reason {
                 f.write_str("orphan: labelled for this stack, in neither configuration nor state")
             }
             Reason::Forgotten => f.write_str("deleted outside claw; removed from state"),
-            Reason::Adopt => {
-                f.write_str("exists with this stack's markers but is missing from the state")
+            Reason::Adopt { markers: true } => {
+                f.write_str("carries this stack's markers but is missing from the state")
+            }
+            Reason::Adopt { markers: false } => {
+                f.write_str("exists with identical content but is missing from the state")
             }
             Reason::Lifecycle { fields } => write!(
                 f,
@@ -283,7 +286,12 @@ pub fn decide(i: &DecideInput<'_>) -> Result<(Action, Reason), Refusal> {
             return Err(Refusal::NotOwned);
         }
         if i.changes.is_empty() && i.force_replace.is_none() {
-            return Ok((Action::Adopt, Reason::Adopt));
+            return Ok((
+                Action::Adopt,
+                Reason::Adopt {
+                    markers: *owner == Owner::Stack,
+                },
+            ));
         }
     }
     if let Some(r) = &i.force_replace {
@@ -553,7 +561,7 @@ mod tests {
                 live: Some(Owner::Stack),
                 expect: Ok((
                     Action::Adopt,
-                    "exists with this stack's markers but is missing from the state",
+                    "carries this stack's markers but is missing from the state",
                 )),
                 ..row()
             },
@@ -563,7 +571,7 @@ mod tests {
                 live: Some(Owner::NotApplicable),
                 expect: Ok((
                     Action::Adopt,
-                    "exists with this stack's markers but is missing from the state",
+                    "exists with identical content but is missing from the state",
                 )),
                 ..row()
             },

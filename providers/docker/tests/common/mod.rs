@@ -251,9 +251,10 @@ impl Stack {
             attrs: &r.attrs,
             ctx: &self.ctx,
         };
-        let diags = self.provider.validate(req());
+        let diags = self.provider.validate(req()).diagnostics;
         assert!(diags.is_empty(), "validate {}: {diags:?}", r.address);
-        self.provider.prepare(req()).expect("prepare")
+        let resp = self.provider.prepare(req()).into_result();
+        resp.expect("prepare").attrs
     }
 
     pub async fn plan(&self, config: &[Res]) -> Plan {
@@ -391,7 +392,8 @@ impl Stack {
                 },
                 changes: c.changes.clone(),
             })
-            .await?;
+            .await
+            .into_result()?;
         Ok(r.state)
     }
 

@@ -197,9 +197,9 @@ impl Driver {
             attrs: a,
             ctx: &self.ctx,
         };
-        let d = self.p.validate(req());
+        let d = self.p.validate(req()).diagnostics;
         assert!(d.is_empty(), "{address}: {d:?}");
-        self.p.prepare(req()).unwrap()
+        self.p.prepare(req()).into_result().unwrap().attrs
     }
 
     /// One refresh call for all items: `(address, desired, prior)`.
@@ -274,6 +274,7 @@ impl Driver {
                 changes: vec![],
             })
             .await
+            .into_result()
             .map(|r| r.state)
     }
 
@@ -316,6 +317,7 @@ impl Driver {
                 changes: d.changes,
             })
             .await
+            .into_result()
             .unwrap()
             .state
             .unwrap()
