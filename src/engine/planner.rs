@@ -106,7 +106,8 @@ impl Workspace {
                 let decided = plan::decide(&DecideInput {
                     in_config: true,
                     destroy_mode: false,
-                    in_state: prior.is_some(),
+                    // In flight when a run died: this stack's (apply records it first).
+                    in_state: prior.is_some() || state.in_flight.contains_key(&addr),
                     live: live.map(|l| &l.owner),
                     changes: &diff,
                     drifted: &drifted,

@@ -11,4 +11,5 @@ mod golden;
 mod host;
 mod kubernetes;
 mod schemas;
+mod state;
 mod tailscale;
