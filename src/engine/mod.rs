@@ -101,7 +101,7 @@ pub async fn open_storage(cfg: &Config, reg: &Registry) -> Result<Box<dyn StateS
                 .ok_or_else(|| Error::msg(format!("no {} provider", block.kind)))?;
             // Secrets in provider blocks are hashed with a fixed salt here: the
             // state's own salt is not known before the state is read.
-            let provider_attrs = cfg.block_attrs(&key, "state-backend")?;
+            let provider_attrs = cfg.block_attrs(&key, "state-backend", config::Eval::Live)?;
             let events: Arc<dyn Events> = Arc::new(NoEvents);
             f.state_storage(StateStorageRequest {
                 provider_attrs,
@@ -126,7 +126,12 @@ impl Workspace {
         verbose: bool,
     ) -> Result<Workspace> {
         let ctx = ctx_for(&cfg, salt, &events, verbose);
-        let mut instances = cfg.instances(&reg, salt)?;
+        // Commands without a state (validate, graph) need no secret values.
+        let eval = match state {
+            Some(_) => config::Eval::Live,
+            None => config::Eval::Validate,
+        };
+        let mut instances = cfg.instances(&reg, salt, eval)?;
 
         // Provider blocks in use (by config or by state).
         let mut keys: BTreeSet<String> = instances.iter().map(|i| i.provider_key.clone()).collect();
@@ -167,7 +172,7 @@ impl Workspace {
                 )));
                 continue;
             };
-            let attrs = match cfg.block_attrs(key, salt) {
+            let attrs = match cfg.block_attrs(key, salt, eval) {
                 Ok(a) => a,
                 Err(e) => {
                     errs.extend(e.problems);
@@ -226,7 +231,7 @@ impl Workspace {
                         for (ak, av) in &attrs {
                             body.insert(
                                 ak.clone(),
-                                config::value_to_ex(av, &cfg, &inst, salt, &mut errs),
+                                config::value_to_ex(av, &cfg, &inst, salt, eval, &mut errs),
                             );
                         }
                         expanded.push(Instance {
