@@ -108,7 +108,7 @@ pub async fn open_storage(cfg: &Config, reg: &Registry) -> Result<Box<dyn StateS
                 .ok_or_else(|| Error::msg(format!("no {} provider", block.kind)))?;
             // Secrets in provider blocks are hashed with a fixed salt here: the
             // state's own salt is not known before the state is read.
-            let provider_attrs = cfg.block_attrs(&key, "state-backend")?;
+            let provider_attrs = cfg.block_attrs(&key, "state-backend", config::Eval::Live)?;
             let events: Arc<dyn Events> = Arc::new(NoEvents);
             f.state_storage(StateStorageRequest {
                 provider_attrs,
