@@ -499,16 +499,6 @@ async fn apply_locked(
     color: bool,
     store: Arc<Store>,
 ) -> Result<i32> {
-    if let Some(p) = &saved {
-        // A plan made before the first apply fixes the new state's identity.
-        let mut st = store.state.lock().await;
-        if st.serial == 0 && st.resources.is_empty() {
-            if let Some(salt) = &p.new_state_salt {
-                st.salt = salt.clone();
-                st.lineage = p.state_lineage.clone();
-            }
-        }
-    }
     let st = store.snapshot().await;
     let ws = Workspace::build(cfg, reg, &st.salt, Some(&st), events, o.verbose)?;
     // Operations left in flight by a run that died: re-checked and recorded.

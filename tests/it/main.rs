@@ -2,6 +2,7 @@
 
 mod common;
 mod config;
+mod contract;
 mod docker;
 mod engine;
 mod errors;
