@@ -50,9 +50,6 @@ async fn locked(
     store: Arc<Store>,
     signals: &Signals,
 ) -> Result<Outcome> {
-    if let Some(p) = &saved {
-        saved::adopt_identity(p, &store).await;
-    }
     let st = store.snapshot().await;
     let events = env.events();
     let ws = Workspace::build(cfg, env.reg, &st.salt, Some(&st), events, o.verbose)?;

@@ -6,7 +6,7 @@ use super::{Observed, Options, Workspace};
 use crate::config::Config;
 use crate::error::{Error, Problem, Result};
 use crate::plan::{Plan, FORMAT_VERSION};
-use crate::state::{State, Store};
+use crate::state::State;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -58,18 +58,6 @@ pub fn check_stack(plan: &Plan, cfg: &Config) -> Result<()> {
         .detail("nothing was changed")
         .hint("apply the plan from the folder of its stack, or make a new plan"),
     ))
-}
-
-/// A plan made before the first apply fixes the new state's identity
-/// (lineage and salt).
-pub async fn adopt_identity(plan: &Plan, store: &Store) {
-    let mut st = store.state.lock().await;
-    if st.serial == 0 && st.resources.is_empty() {
-        if let Some(salt) = &plan.new_state_salt {
-            st.salt = salt.clone();
-            st.lineage = plan.state_lineage.clone();
-        }
-    }
 }
 
 fn stale(why: String) -> Error {

@@ -374,7 +374,6 @@ mod tests {
             config_hash: String::new(),
             state_lineage: String::new(),
             state_serial: 0,
-            new_state_salt: None,
             inputs: Default::default(),
             destroy: false,
             targets: vec![],
