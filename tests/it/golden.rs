@@ -55,7 +55,7 @@ fn scenario() -> Ctx {
 fn redact_json(s: &str) -> String {
     let re = regex::Regex::new(r#""(config_hash|state_lineage|fingerprint)": "[^"]*""#).unwrap();
     let s = re.replace_all(s, "\"$1\": \"[redacted]\"").into_owned();
-    let re = regex::Regex::new(r#""\$sensitive": "sha256:[0-9a-f]+""#).unwrap();
+    let re = regex::Regex::new(r#""\$sensitive": "(hmac-)?sha256:[0-9a-f]+""#).unwrap();
     re.replace_all(&s, "\"$$sensitive\": \"[salted hash]\"")
         .into_owned()
 }

@@ -9,4 +9,5 @@ mod golden;
 mod host;
 mod kubernetes;
 mod schemas;
+mod secrets;
 mod tailscale;
