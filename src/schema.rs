@@ -37,14 +37,17 @@ fn meta_props(kind: &str) -> Map<String, Value> {
 pub fn config_schema(reg: &Registry) -> Value {
     let mut g = SchemaGenerator::default();
     let mut props = Map::new();
+    let backends: Vec<&str> = reg.kinds().filter(|k| *k != "host").collect();
     props.insert("stack".into(), json!({
         "type": "object", "additionalProperties": false, "required": ["name"],
         "properties": {
             "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,39}$"},
-            "state": {"type": "object", "properties": {
-                "backend": {"enum": ["local", "kubernetes"]}, "path": {"type": "string"},
-                "provider": {"type": "string"}, "namespace": {"type": "string"}, "name": {"type": "string"}},
-                "additionalProperties": false}
+            "state": {"description": "Where state lives: the local file, or a backend on a provider alias (its keys are the provider's).",
+                "anyOf": [
+                {"type": "object", "additionalProperties": false, "properties": {
+                    "backend": {"const": "local"}, "path": {"type": "string"}}},
+                {"type": "object", "required": ["backend", "provider"], "properties": {
+                    "backend": {"enum": backends}, "provider": {"type": "string", "description": "A [provider.*] alias of the backend's type."}}}]}
         }
     }));
     props.insert("vars".into(), json!({"type": "object", "description": "Variable defaults; override with --var k=v or CLAW_VAR_k."}));

@@ -195,6 +195,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             let cfg = Config::load(&cli.file, &vars, &reg)?;
             let storage = engine::open_storage(&cfg, &reg).await?;
             let store = Store::read(storage, &cfg.stack).await?;
+            print_notices(&store, &ui);
             let st = store.snapshot().await;
             let ws = Workspace::build(cfg, reg, &st.salt, Some(&st), events, cli.verbose)?;
             let (plan, _) = make_plan(&ws, &st, &o, &ui).await?;
@@ -345,10 +346,15 @@ async fn lock_store(
     ui: &ui::Ui,
 ) -> Result<Store> {
     let store = Store::lock(storage, stack, command).await?;
-    for d in store.storage.take_notices() {
+    print_notices(&store, ui);
+    Ok(store)
+}
+
+/// Prints what the state store noticed (a lock taken over, a journal folded).
+fn print_notices(store: &Store, ui: &ui::Ui) {
+    for d in store.take_notices() {
         ui.note_always(&Problem::from_diag(&d, None).to_string());
     }
-    Ok(store)
 }
 
 fn no_such_address(address: &str, st: &State) -> Error {
@@ -478,8 +484,7 @@ async fn apply_cmd(
         store.clone(),
     )
     .await;
-    store.unlock().await;
-    result
+    store.close(result).await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -506,6 +511,11 @@ async fn apply_locked(
     }
     let st = store.snapshot().await;
     let ws = Workspace::build(cfg, reg, &st.salt, Some(&st), events, o.verbose)?;
+    // Operations left in flight by a run that died: re-checked and recorded.
+    for n in state::recover::in_flight(&ws, &store).await? {
+        ui.note_always(&n);
+    }
+    let st = store.snapshot().await;
     let (plan, observed) = match saved {
         Some(p) => {
             let stale = |why: String| {
@@ -524,37 +534,25 @@ async fn apply_locked(
                     p.state_serial, st.serial
                 )));
             }
-            if p.config_hash != ws.config_hash() {
-                return Err(Error::one(Problem::new("the plan was made from another configuration (claw.toml, its vars or its secrets changed since)").detail("nothing was changed").hint("make a new plan with `claw plan --out FILE`")));
-            }
-            let addrs: std::collections::BTreeSet<String> =
-                p.changes.iter().map(|c| c.address.clone()).collect();
-            ui.status("Checking that the live objects are unchanged since the plan...");
-            let observed = ws.refresh(&st, Some(&addrs)).await?;
-            // Orphans were found by a full refresh at plan time.
-            let mut observed = observed;
-            let full = if p.changes.iter().any(|c| c.reason.starts_with("orphan")) {
-                Some(ws.refresh(&st, None).await?)
-            } else {
-                None
+            ui.status("Checking that the saved plan still holds...");
+            let again = Options {
+                targets: p.targets.clone(),
+                destroy: p.destroy,
+                ..o.clone()
             };
-            for c in &p.changes {
-                if let Some(f) = &full {
-                    if let Some(o) = f.get(&c.address) {
-                        observed.insert(c.address.clone(), o.clone());
-                    }
-                }
-                let now = observed
-                    .get(&c.address)
-                    .and_then(|o| o.live.as_ref())
-                    .map(engine::fingerprint)
-                    .unwrap_or_default();
-                if now != c.fingerprint {
-                    return Err(stale(format!(
-                        "{} changed since the plan was made",
-                        c.address
-                    )));
-                }
+            let (now, observed) = make_plan(&ws, &st, &again, ui).await?;
+            let problems = engine::contract::compare_plans(&p, &now);
+            if !problems.is_empty() {
+                let n = problems.len();
+                let mut e = Error::many(problems);
+                e.problems.push(
+                    Problem::new(format!(
+                        "the saved plan no longer holds ({n} difference{}); nothing was changed",
+                        if n == 1 { "" } else { "s" }
+                    ))
+                    .hint("make a new plan with `claw plan --out FILE` and review it"),
+                );
+                return Err(e);
             }
             (p, observed)
         }
@@ -692,6 +690,7 @@ async fn import_cmd(
             desired,
         })
         .await
+        .into_state()
         .map_err(|d| Error::one(ws.diag_problem(&d, address)))?;
     store.state.lock().await.resources.insert(
         address.to_string(),

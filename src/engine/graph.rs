@@ -65,31 +65,21 @@ impl Graph {
         Some(path.into_iter().map(|i| self.g[i].clone()).collect())
     }
 
-    /// Dependencies first; ties broken by address.
+    /// Dependencies first; ties broken by address (the one walker's order).
     pub fn order(&self) -> Vec<String> {
-        let mut indeg: BTreeMap<NodeIndex, usize> = self
+        let deps = self
             .g
             .node_indices()
-            .map(|i| (i, self.g.neighbors_directed(i, petgraph::Incoming).count()))
+            .map(|i| {
+                let ds = self
+                    .g
+                    .neighbors_directed(i, petgraph::Incoming)
+                    .map(|d| self.g[d].clone())
+                    .collect();
+                (self.g[i].clone(), ds)
+            })
             .collect();
-        let mut ready: BTreeSet<(String, NodeIndex)> = indeg
-            .iter()
-            .filter(|(_, d)| **d == 0)
-            .map(|(i, _)| (self.g[*i].clone(), *i))
-            .collect();
-        let mut out = Vec::new();
-        while let Some((a, i)) = ready.pop_first() {
-            out.push(a);
-            for n in self.g.neighbors(i) {
-                if let Some(d) = indeg.get_mut(&n) {
-                    *d -= 1;
-                    if *d == 0 {
-                        ready.insert((self.g[n].clone(), n));
-                    }
-                }
-            }
-        }
-        out
+        super::walk::Walker::new(deps).order()
     }
 
     /// Graphviz DOT: edges from each resource to what it depends on (or the

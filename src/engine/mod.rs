@@ -4,7 +4,10 @@
 //! per provider block per plan, with every instance of that block.
 
 pub mod apply;
+pub mod contract;
 pub mod graph;
+pub mod resolve;
+pub mod walk;
 
 use crate::config::{self, template, Config, Instance, Lifecycle, StateCfg};
 use crate::error::{closest, Error, Problem, Result};
@@ -86,10 +89,14 @@ pub fn ctx_for(cfg: &Config, salt: &str, events: &Arc<dyn Events>, verbose: bool
 pub async fn open_storage(cfg: &Config, reg: &Registry) -> Result<Box<dyn StateStorage>> {
     match &cfg.state {
         StateCfg::Local { path } => Ok(Box::new(LocalStorage::new(path.clone()))),
-        StateCfg::Kubernetes { provider, attrs } => {
+        StateCfg::Provider {
+            provider, attrs, ..
+        } => {
             let key = format!("provider.{provider}");
             let block = cfg.blocks.get(&key).ok_or_else(|| {
-                Error::msg(format!("the kubernetes state backend names provider `{provider}`, which is not declared"))
+                Error::msg(format!(
+                    "the state backend names provider `{provider}`, which is not declared"
+                ))
             })?;
             let f = reg
                 .factory(&block.kind)
@@ -104,7 +111,7 @@ pub async fn open_storage(cfg: &Config, reg: &Registry) -> Result<Box<dyn StateS
                 ctx: ctx_for(cfg, "state-backend", &events, false),
             })
             .await
-            .map_err(|d| Error::one(Problem::from_diag(&d, None)))
+            .map_err(|d| Error::one(cfg.state_problem(&d)))
         }
     }
 }
@@ -199,7 +206,7 @@ impl Workspace {
             let provisional = provisional_attrs(&inst, salt);
             let req = instance_request(&inst, &provisional, &ctx);
             let node_span = cfg.resource(&inst).node.span.clone();
-            for d in p.validate(req) {
+            for d in p.validate(req).diagnostics {
                 let span = d
                     .attr
                     .as_deref()
@@ -209,10 +216,10 @@ impl Workspace {
                 errs.push(Problem::from_diag(&d, cfg.loc(&span)));
             }
             let req = instance_request(&inst, &provisional, &ctx);
-            match p.expand(req) {
-                Ok(docs) if docs.is_empty() => expanded.push(inst),
+            match p.expand(req).into_result() {
+                Ok(docs) if docs.instances.is_empty() => expanded.push(inst),
                 Ok(docs) => {
-                    for (k, attrs) in docs {
+                    for Expanded { key: k, attrs } in docs.instances {
                         let key = match &inst.key {
                             Some(each) => format!("{each}/{k}"),
                             None => k,
@@ -281,7 +288,8 @@ impl Workspace {
             let prov = provisional_attrs(&n.inst, salt);
             let prepared = p
                 .prepare(instance_request(&n.inst, &prov, &ctx))
-                .unwrap_or(prov);
+                .into_result()
+                .map_or(prov, |r| r.attrs);
             let mut names: BTreeSet<String> = prepared.keys().cloned().collect();
             if let Some((_, t)) = reg.resource_type(&n.inst.rtype) {
                 names.extend(t.computed.iter().map(|s| s.to_string()));
@@ -296,7 +304,8 @@ impl Workspace {
             let mut deps = BTreeSet::new();
             for r in config::body_refs(&n.inst.body) {
                 let target = r.instance();
-                let loc = cfg.loc(&r.span);
+                // Located only on error: a location costs a scan of the text.
+                let loc = || cfg.loc(&r.span);
                 if !nodes.contains_key(&target) {
                     let resource = r.resource();
                     let p = if let Some(insts) = by_resource.get(&resource) {
@@ -305,19 +314,19 @@ impl Workspace {
                                 "`${{{}}}`: {resource} has several instances; say which",
                                 r.text
                             ))
-                            .at(loc)
+                            .at(loc())
                             .hint(format!("write {}[\"KEY\"].{}", resource, r.attr))
                         } else {
                             let keys: Vec<&str> = insts.iter().map(String::as_str).collect();
                             Problem::new(format!("`${{{}}}`: no instance {target}", r.text))
-                                .at(loc)
+                                .at(loc())
                                 .hint(format!("instances are: {}", keys.join(", ")))
                         }
                     } else {
                         let names: Vec<&str> = by_resource.keys().map(String::as_str).collect();
                         let p =
                             Problem::new(format!("`${{{}}}`: unknown resource {resource}", r.text))
-                                .at(loc);
+                                .at(loc());
                         match closest(&resource, names.iter().copied()) {
                             Some(c) => p.hint(format!("did you mean `{c}`?")),
                             None => p.hint("declare it as a [TYPE.NAME] table"),
@@ -336,7 +345,7 @@ impl Workspace {
                         "`${{{}}}`: {target} has no attribute `{head}`",
                         r.text
                     ))
-                    .at(loc);
+                    .at(loc());
                     errs.push(match closest(&head, known.iter().map(String::as_str)) {
                         Some(c) => p.hint(format!("did you mean `{c}`?")),
                         None => p.hint(format!(
@@ -348,21 +357,22 @@ impl Workspace {
                 }
                 if target == *addr {
                     errs.push(
-                        Problem::new(format!("`${{{}}}`: {addr} refers to itself", r.text)).at(loc),
+                        Problem::new(format!("`${{{}}}`: {addr} refers to itself", r.text))
+                            .at(loc()),
                     );
                     continue;
                 }
                 deps.insert(target);
             }
             for (d, span) in &res.depends_on {
-                let loc = cfg.loc(span);
+                let loc = || cfg.loc(span);
                 if let Some(insts) = by_resource.get(d) {
                     deps.extend(insts.iter().filter(|a| *a != addr).cloned());
                 } else if nodes.contains_key(d) {
                     deps.insert(d.clone());
                 } else {
                     let names: Vec<&str> = by_resource.keys().map(String::as_str).collect();
-                    let p = Problem::new(format!("depends_on: unknown resource {d}")).at(loc);
+                    let p = Problem::new(format!("depends_on: unknown resource {d}")).at(loc());
                     errs.push(match closest(d, names.iter().copied()) {
                         Some(c) => p.hint(format!("did you mean `{c}`?")),
                         None => p.hint("depends_on takes addresses of resources in this file"),
@@ -375,21 +385,24 @@ impl Workspace {
         }
         // Provider-declared ordering (namespaces before their objects, ...).
         for (key, p) in &providers {
-            let items: Vec<(String, String, Attrs)> = nodes
+            let items: Vec<DepItem> = nodes
                 .values()
                 .filter(|n| &n.inst.provider_key == key)
-                .map(|n| {
-                    (
-                        n.inst.addr.clone(),
-                        n.inst.rtype.clone(),
-                        provisional_attrs(&n.inst, salt),
-                    )
+                .map(|n| DepItem {
+                    address: n.inst.addr.clone(),
+                    rtype: n.inst.rtype.clone(),
+                    attrs: provisional_attrs(&n.inst, salt),
                 })
                 .collect();
             if items.is_empty() {
                 continue;
             }
-            for (from, to) in p.implicit_deps(&items) {
+            let edges = p.implicit_deps(ImplicitDepsRequest { items }).edges;
+            for Edge {
+                dependent: from,
+                dependency: to,
+            } in edges
+            {
                 if from != to && nodes.contains_key(&to) {
                     if let Some(n) = nodes.get_mut(&from) {
                         n.deps.insert(to);
@@ -447,7 +460,10 @@ impl Workspace {
             .map(|(k, e)| (k.clone(), e.resolve(lookup, &self.salt)))
             .collect();
         let ctx = self.ctx();
-        self.providers[&n.inst.provider_key].prepare(instance_request(&n.inst, &attrs, &ctx))
+        self.providers[&n.inst.provider_key]
+            .prepare(instance_request(&n.inst, &attrs, &ctx))
+            .into_result()
+            .map(|r| r.attrs)
     }
 
     /// The addresses a `--target` list selects: targets plus their
@@ -532,13 +548,11 @@ impl Workspace {
     ) -> Result<BTreeMap<String, Observed>> {
         let ctx = self.ctx();
         let mut per: BTreeMap<String, Vec<RefreshItem>> = BTreeMap::new();
-        let lookup = |r: &template::ResRef| -> Value {
-            state
-                .resources
-                .get(&r.instance())
-                .and_then(|e| Value::Map(e.attrs.clone()).get_path(&r.attr).cloned())
-                .unwrap_or(Value::Unknown)
+        let sources = resolve::Sources {
+            state: Some(state),
+            ..Default::default()
         };
+        let lookup = |r: &template::ResRef| -> Value { sources.value(r) };
         let mut errs = Vec::new();
         for (addr, n) in &self.nodes {
             if only.is_some_and(|o| !o.contains(addr)) {
@@ -558,6 +572,7 @@ impl Workspace {
                     rtype: n.inst.rtype.clone(),
                     desired: Some(desired),
                     prior: state.resources.get(addr).map(|e| e.object()),
+                    recheck: state.in_flight.contains_key(addr),
                 });
         }
         for (addr, e) in &state.resources {
@@ -571,6 +586,7 @@ impl Workspace {
                     rtype: e.rtype.clone(),
                     desired: None,
                     prior: Some(e.object()),
+                    recheck: state.in_flight.contains_key(addr),
                 });
         }
         if !errs.is_empty() {
@@ -678,9 +694,12 @@ impl Workspace {
                     .resource_type(&n.inst.rtype)
                     .map(|(_, t)| t.computed)
                     .unwrap_or(&[]);
-                let lookup = |r: &template::ResRef| -> Value {
-                    resolve_ref(r, &after, observed, state, &self.reg)
+                let sources = resolve::Sources {
+                    after: Some(&after),
+                    state: Some(state),
+                    observed: Some(observed),
                 };
+                let lookup = |r: &template::ResRef| -> Value { sources.value(r) };
                 let desired = match self.desired(&addr, &lookup) {
                     Ok(d) => d,
                     Err(d) => {
@@ -690,6 +709,23 @@ impl Workspace {
                 };
                 let prior = state.resources.get(&addr);
                 let live = observed.get(&addr).and_then(|o| o.live.as_ref());
+                // ignore_changes: those paths keep their live value, in the
+                // plan's `after` and therefore in what apply sends.
+                let mut desired = desired;
+                if let Some(l) = live {
+                    if !n.lifecycle.ignore_changes.is_empty() {
+                        let mut d = Value::Map(desired);
+                        contract::merge_ignored(
+                            &mut d,
+                            &Value::Map(l.attrs.clone()),
+                            &n.lifecycle.ignore_changes,
+                        );
+                        desired = match d {
+                            Value::Map(m) => m,
+                            _ => unreachable!("merge_ignored keeps a map a map"),
+                        };
+                    }
+                }
                 let mut diff = Vec::new();
                 let mut note = None;
                 if let Some(l) = live {
@@ -718,13 +754,16 @@ impl Workspace {
                 let drifted: Vec<String> = diff
                     .iter()
                     .filter(|c| {
-                        let want = Value::Map(desired.clone()).get_path(&c.path).cloned();
-                        let was = prior
-                            .and_then(|p| Value::Map(p.attrs.clone()).get_path(&c.path).cloned());
+                        let want = resolve::get_in(&desired, &c.path);
+                        let was = prior.and_then(|p| resolve::get_in(&p.attrs, &c.path));
                         want.is_some() && want == was
                     })
                     .map(|c| c.path.clone())
                     .collect();
+                let mut lifecycle_changed = Vec::new();
+                if prior.is_some_and(|p| p.prevent_destroy != n.lifecycle.prevent_destroy) {
+                    lifecycle_changed.push("prevent_destroy".to_string());
+                }
                 let decided = plan::decide(&DecideInput {
                     in_config: true,
                     destroy_mode: false,
@@ -732,8 +771,11 @@ impl Workspace {
                     live: live.map(|l| &l.owner),
                     changes: &diff,
                     drifted: &drifted,
-                    lifecycle: &n.lifecycle,
+                    prevent_destroy: n.lifecycle.prevent_destroy,
+                    create_before_destroy: n.lifecycle.create_before_destroy,
                     replace_note: note.as_deref(),
+                    lifecycle_changed: &lifecycle_changed,
+                    force_replace: None,
                 });
                 let (action, reason) = match decided {
                     Ok(x) => x,
@@ -745,7 +787,7 @@ impl Workspace {
                 // The after-value for references: desired, with computed attrs from live when kept.
                 let mut aft = desired.clone();
                 match action {
-                    Action::NoOp | Action::Update => {
+                    Action::NoOp | Action::Update | Action::Adopt | Action::StateOnly => {
                         if let Some(l) = live {
                             for (k, v) in &l.attrs {
                                 aft.entry(k.clone()).or_insert(v.clone());
@@ -804,6 +846,7 @@ impl Workspace {
                     diff: shown,
                     sensitive_paths: sensitive,
                     fingerprint: live.map(fingerprint).unwrap_or_default(),
+                    inputs: vec![],
                     after_addresses: n.deps.iter().cloned().collect(),
                 });
             }
@@ -823,24 +866,18 @@ impl Workspace {
             }
             let entry = state.resources.get(&addr);
             let obs = observed.get(&addr).cloned().unwrap_or_default();
-            let lc = Lifecycle {
-                prevent_destroy: entry.map(|e| e.prevent_destroy).unwrap_or(false)
-                    || (opts.destroy
-                        && self
-                            .nodes
-                            .get(&addr)
-                            .is_some_and(|n| n.lifecycle.prevent_destroy)),
-                ..Default::default()
+            // The configuration's lifecycle wins over the state's record.
+            let prevent_destroy = match self.nodes.get(&addr) {
+                Some(n) => n.lifecycle.prevent_destroy,
+                None => entry.map(|e| e.prevent_destroy).unwrap_or(false),
             };
             let decided = plan::decide(&DecideInput {
                 in_config: false,
                 destroy_mode: opts.destroy,
                 in_state: entry.is_some(),
                 live: obs.live.as_ref().map(|l| &l.owner),
-                changes: &[],
-                drifted: &[],
-                lifecycle: &lc,
-                replace_note: None,
+                prevent_destroy,
+                ..Default::default()
             });
             let (action, reason) = match decided {
                 Ok(x) => x,
@@ -876,6 +913,7 @@ impl Workspace {
                 diff: vec![],
                 sensitive_paths: vec![],
                 fingerprint: obs.live.as_ref().map(fingerprint).unwrap_or_default(),
+                inputs: vec![],
                 after_addresses: entry.map(|e| e.deps.clone()).unwrap_or_default(),
             });
         }
@@ -891,6 +929,7 @@ impl Workspace {
             state_lineage: state.lineage.clone(),
             state_serial: state.serial,
             new_state_salt: (state.serial == 0).then(|| state.salt.clone()),
+            inputs: self.inputs(),
             destroy: opts.destroy,
             targets: opts.targets.clone(),
             changes,
@@ -921,6 +960,10 @@ impl Workspace {
                 "{addr}: the object `{id}` belongs to stack `{s}`; claw will not touch it"
             ))
             .with_hint("give this resource another name, or manage it from that stack"),
+            Refusal::NotOwned => Diagnostic::error(format!(
+                "{addr}: `{id}` already exists with other content, and claw does not own it (it is not in the state)"
+            ))
+            .with_hint(format!("adopt it with `claw import {addr} {id}`, move it away, or point the resource elsewhere")),
             Refusal::PreventDestroy { action } => Diagnostic::error(format!(
                 "{addr}: lifecycle.prevent_destroy forbids this {} ",
                 if action == Action::Delete { "delete" } else { "replace" }
@@ -930,7 +973,31 @@ impl Workspace {
         self.diag_problem(&base, addr)
     }
 
-    /// A hash of the configuration and every resolved input (vars, secret hashes).
+    /// The inputs that shape the plan, by name, each with its keyed digest
+    /// (HMAC with the state's salt): the configuration text and each var.
+    pub fn inputs(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        let file = self
+            .cfg
+            .path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "claw.toml".into());
+        m.insert(file, self.digest(self.cfg.src.as_bytes()));
+        for (k, v) in &self.cfg.vars {
+            let j = serde_json::to_string(&v.to_json()).unwrap_or_default();
+            m.insert(format!("var.{k}"), self.digest(j.as_bytes()));
+        }
+        m
+    }
+
+    /// The keyed digest (HMAC with the state's salt) of `data`.
+    pub fn digest(&self, data: &[u8]) -> String {
+        claw_provider::digest::keyed_digest(&self.salt, data)
+    }
+
+    /// A keyed hash of the configuration and every resolved input (vars,
+    /// secret hashes).
     pub fn config_hash(&self) -> String {
         let mut s = self.cfg.src.clone();
         s.push('\0');
@@ -958,7 +1025,7 @@ impl Workspace {
                 .unwrap_or_default(),
             );
         }
-        crate::util::sha256_hex(s.as_bytes())
+        self.digest(s.as_bytes())
     }
 }
 
@@ -986,33 +1053,6 @@ pub fn provisional_attrs(inst: &Instance, salt: &str) -> Attrs {
         .iter()
         .map(|(k, e)| (k.clone(), e.resolve(&|_| Value::Unknown, salt)))
         .collect()
-}
-
-/// The value a reference has during planning.
-fn resolve_ref(
-    r: &template::ResRef,
-    after: &BTreeMap<String, (Action, Attrs)>,
-    observed: &BTreeMap<String, Observed>,
-    state: &State,
-    _reg: &Registry,
-) -> Value {
-    let addr = r.instance();
-    if let Some((_, attrs)) = after.get(&addr) {
-        return Value::Map(attrs.clone())
-            .get_path(&r.attr)
-            .cloned()
-            .unwrap_or(Value::Unknown);
-    }
-    if let Some(l) = observed.get(&addr).and_then(|o| o.live.as_ref()) {
-        if let Some(v) = Value::Map(l.attrs.clone()).get_path(&r.attr) {
-            return v.clone();
-        }
-    }
-    state
-        .resources
-        .get(&addr)
-        .and_then(|e| Value::Map(e.attrs.clone()).get_path(&r.attr).cloned())
-        .unwrap_or(Value::Unknown)
 }
 
 /// The fingerprint of a live object (the provider's, else a hash of its attributes).

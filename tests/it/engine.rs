@@ -299,7 +299,7 @@ fn stale_saved_plan_is_refused_and_changes_nothing() {
     let o = t.ok(&["apply", "plan.json"], 1);
     assert!(
         o.stderr
-            .contains("the plan is stale: file.readme changed since the plan was made"),
+            .contains("file.readme: the live object changed since the plan was made"),
         "{}",
         o.stderr
     );
@@ -321,7 +321,18 @@ fn saved_plan_from_another_config_or_stack_is_refused() {
     t.ok(&["plan", "--out", "plan.json"], 0);
     t.write("claw.toml", &BASE.replace("hello", "bonjour"));
     let o = t.ok(&["apply", "plan.json"], 1);
-    assert!(o.stderr.contains("another configuration"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("error: claw.toml changed since the plan"),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr
+            .contains("file.readme: `content` would differ from the plan"),
+        "{}",
+        o.stderr
+    );
+    assert!(o.stderr.contains("nothing was changed"), "{}", o.stderr);
     assert!(!t.exists("out/README.md"));
     t.write(
         "claw.toml",

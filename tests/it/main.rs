@@ -1,6 +1,7 @@
 //! The one integration-test binary: CLI end-to-end tests against real things.
 
 mod common;
+mod config;
 mod docker;
 mod engine;
 mod errors;

@@ -6,7 +6,8 @@ use crate::util;
 use crate::{DockerProvider, CONTAINER, IMAGE, NETWORK, VOLUME};
 use claw_provider::value::join_key as join_path;
 use claw_provider::{
-    AttrChange, Attrs, Diagnostic, DiffRequest, DiffResponse, InstanceRequest, Value, LABEL_ADDRESS,
+    AttrChange, Attrs, DepItem, Diagnostic, DiffRequest, DiffResponse, Edge, Input,
+    InstanceRequest, PrepareResponse, Value, LABEL_ADDRESS,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -105,8 +106,9 @@ pub fn validate(req: &InstanceRequest<'_>) -> Vec<Diagnostic> {
     out
 }
 
-pub fn prepare(req: &InstanceRequest<'_>) -> Result<Attrs, Diagnostic> {
+pub fn prepare(req: &InstanceRequest<'_>) -> Result<PrepareResponse, Diagnostic> {
     let mut a = req.attrs.clone();
+    let mut inputs = Vec::new();
     match req.rtype {
         CONTAINER | NETWORK | VOLUME => {
             if matches!(a.get("name"), None | Some(Value::Null)) {
@@ -137,7 +139,7 @@ pub fn prepare(req: &InstanceRequest<'_>) -> Result<Attrs, Diagnostic> {
             .and_then(Value::as_str)
         {
             let dir = req.ctx.base_dir.join(ctxdir);
-            let hash = util::context_hash(&dir).map_err(|e| {
+            let hash = util::context_hash(&dir, req.ctx).map_err(|e| {
                 Diagnostic::error(format!(
                     "cannot read the build context {}: {e}",
                     dir.display()
@@ -162,18 +164,31 @@ pub fn prepare(req: &InstanceRequest<'_>) -> Result<Attrs, Diagnostic> {
                 .with_attr("build.dockerfile")
                 .with_hint("set `build.dockerfile` to the Dockerfile's path inside the context"));
             }
+            inputs.push(Input {
+                path: ctxdir.to_string(),
+                digest: hash.clone(),
+            });
             a.insert("context_hash".into(), Value::String(hash));
         }
     }
-    Ok(a)
+    Ok(PrepareResponse {
+        attrs: a,
+        inputs,
+        diagnostics: Vec::new(),
+    })
 }
 
 /// Containers after the images, networks and volumes they name.
-pub fn implicit_deps(items: &[(String, String, Attrs)]) -> Vec<(String, String)> {
+pub fn implicit_deps(items: &[DepItem]) -> Vec<Edge> {
     let mut images = BTreeMap::new();
     let mut networks = BTreeMap::new();
     let mut volumes = BTreeMap::new();
-    for (addr, rtype, attrs) in items {
+    for DepItem {
+        address: addr,
+        rtype,
+        attrs,
+    } in items
+    {
         let Some(name) = util::s(attrs, "name") else {
             continue;
         };
@@ -191,17 +206,22 @@ pub fn implicit_deps(items: &[(String, String, Attrs)]) -> Vec<(String, String)>
         }
     }
     let mut out = Vec::new();
-    for (addr, rtype, attrs) in items {
+    for DepItem {
+        address: addr,
+        rtype,
+        attrs,
+    } in items
+    {
         if rtype != CONTAINER {
             continue;
         }
         if let Some(dep) = util::s(attrs, "image").and_then(|i| images.get(&util::normalize_ref(i)))
         {
-            out.push((addr.clone(), dep.clone()));
+            out.push(Edge::new(addr, dep));
         }
         for n in util::str_list(attrs.get("networks")).unwrap_or_default() {
             if let Some(dep) = networks.get(&n) {
-                out.push((addr.clone(), dep.clone()));
+                out.push(Edge::new(addr, dep));
             }
         }
         for m in attrs
@@ -215,7 +235,7 @@ pub fn implicit_deps(items: &[(String, String, Attrs)]) -> Vec<(String, String)>
                     .and_then(Value::as_str)
                     .and_then(|s| volumes.get(s))
                 {
-                    out.push((addr.clone(), dep.clone()));
+                    out.push(Edge::new(addr, dep));
                 }
             }
         }
@@ -639,34 +659,61 @@ mod tests {
         assert!(!format!("{:?}", r.changes).contains("v1"));
     }
 
+    /// A build context is an input of the plan: the folder as written and
+    /// the same keyed digest that becomes the image's context-hash label.
+    #[test]
+    fn a_build_context_is_reported_as_an_input() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("app")).unwrap();
+        std::fs::write(dir.path().join("app/Dockerfile"), "FROM scratch\n").unwrap();
+        let ctx = Ctx::for_tests("t", dir.path());
+        let a = attrs(serde_json::json!({ "name": "app", "build": { "context": "app" } }));
+        let req = InstanceRequest {
+            address: "docker_image.app",
+            rtype: IMAGE,
+            name: "app",
+            key: None,
+            attrs: &a,
+            ctx: &ctx,
+        };
+        let resp = prepare(&req).unwrap();
+        assert_eq!(resp.inputs.len(), 1);
+        assert_eq!(resp.inputs[0].path, "app");
+        assert!(resp.inputs[0].digest.starts_with("hmac-sha256:"));
+        assert_eq!(
+            resp.attrs["context_hash"],
+            Value::String(resp.inputs[0].digest.clone())
+        );
+    }
+
     #[test]
     fn containers_depend_on_what_they_name() {
         let items = vec![
-            (
-                "docker_image.i".to_string(),
-                IMAGE.to_string(),
-                attrs(serde_json::json!({ "name": "app" })),
-            ),
-            (
-                "docker_network.n".to_string(),
-                NETWORK.to_string(),
-                attrs(serde_json::json!({ "name": "net" })),
-            ),
-            (
-                "docker_volume.v".to_string(),
-                VOLUME.to_string(),
-                attrs(serde_json::json!({ "name": "vol" })),
-            ),
-            (
-                "docker_container.c".to_string(),
-                CONTAINER.to_string(),
-                attrs(
+            DepItem {
+                address: "docker_image.i".into(),
+                rtype: IMAGE.into(),
+                attrs: attrs(serde_json::json!({ "name": "app" })),
+            },
+            DepItem {
+                address: "docker_network.n".into(),
+                rtype: NETWORK.into(),
+                attrs: attrs(serde_json::json!({ "name": "net" })),
+            },
+            DepItem {
+                address: "docker_volume.v".into(),
+                rtype: VOLUME.into(),
+                attrs: attrs(serde_json::json!({ "name": "vol" })),
+            },
+            DepItem {
+                address: "docker_container.c".into(),
+                rtype: CONTAINER.into(),
+                attrs: attrs(
                     serde_json::json!({ "image": "app:latest", "networks": ["net"], "mounts": [{ "type": "volume", "source": "vol", "target": "/v" }] }),
                 ),
-            ),
+            },
         ];
         let deps = implicit_deps(&items);
-        let to: Vec<&str> = deps.iter().map(|(_, d)| d.as_str()).collect();
+        let to: Vec<&str> = deps.iter().map(|e| e.dependency.as_str()).collect();
         assert_eq!(
             to,
             vec!["docker_image.i", "docker_network.n", "docker_volume.v"]

@@ -26,9 +26,10 @@ mod util;
 
 use async_trait::async_trait;
 use claw_provider::{
-    ApplyRequest, ApplyResponse, Attrs, ConfigureRequest, Diagnostic, DiffRequest, DiffResponse,
-    ImportRequest, InstanceRequest, Provider, ProviderFactory, RefreshRequest, RefreshResponse,
-    ResourceType, Shape, StateObject, Value,
+    ApplyRequest, ApplyResponse, ConfigureRequest, Diagnostic, DiffRequest, DiffResponse,
+    ImplicitDepsRequest, ImplicitDepsResponse, ImportRequest, ImportResponse, PrepareRequest,
+    PrepareResponse, Provider, ProviderFactory, RefreshRequest, RefreshResponse, ResourceType,
+    Shape, ValidateRequest, ValidateResponse, Value,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -136,18 +137,32 @@ impl DockerProvider {
     }
 }
 
+/// `d`, naming `address` unless it already names one.
+fn with_address(d: Diagnostic, address: String) -> Diagnostic {
+    if d.address.is_none() {
+        d.with_address(address)
+    } else {
+        d
+    }
+}
+
 #[async_trait]
 impl Provider for DockerProvider {
-    fn validate(&self, req: InstanceRequest<'_>) -> Vec<Diagnostic> {
-        diff::validate(&req)
+    fn validate(&self, req: ValidateRequest<'_>) -> ValidateResponse {
+        ValidateResponse {
+            diagnostics: diff::validate(&req),
+        }
     }
 
-    fn prepare(&self, req: InstanceRequest<'_>) -> Result<Attrs, Diagnostic> {
-        diff::prepare(&req)
+    fn prepare(&self, req: PrepareRequest<'_>) -> PrepareResponse {
+        diff::prepare(&req).unwrap_or_else(PrepareResponse::failed)
     }
 
-    fn implicit_deps(&self, items: &[(String, String, Attrs)]) -> Vec<(String, String)> {
-        diff::implicit_deps(items)
+    fn implicit_deps(&self, req: ImplicitDepsRequest) -> ImplicitDepsResponse {
+        ImplicitDepsResponse {
+            edges: diff::implicit_deps(&req.items),
+            diagnostics: Vec::new(),
+        }
     }
 
     async fn refresh(&self, req: RefreshRequest) -> RefreshResponse {
@@ -158,26 +173,20 @@ impl Provider for DockerProvider {
         diff::diff(self, &req)
     }
 
-    async fn apply(&self, req: ApplyRequest) -> Result<ApplyResponse, Diagnostic> {
+    async fn apply(&self, req: ApplyRequest) -> ApplyResponse {
         let address = req.address.clone();
-        apply::apply(self, req).await.map_err(|d| {
-            if d.address.is_none() {
-                d.with_address(address)
-            } else {
-                d
-            }
-        })
+        apply::apply(self, req)
+            .await
+            .map_err(|d| with_address(d, address))
+            .into()
     }
 
-    async fn import(&self, req: ImportRequest) -> Result<StateObject, Diagnostic> {
+    async fn import(&self, req: ImportRequest) -> ImportResponse {
         let address = req.address.clone();
-        apply::import(self, req).await.map_err(|d| {
-            if d.address.is_none() {
-                d.with_address(address)
-            } else {
-                d
-            }
-        })
+        apply::import(self, req)
+            .await
+            .map_err(|d| with_address(d, address))
+            .into()
     }
 
     fn counters(&self) -> Vec<(String, u64)> {

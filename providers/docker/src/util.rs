@@ -2,7 +2,7 @@
 //! attribute access and context hashing. No IO except reading the build context.
 
 use bollard::models::{PortBinding, RestartPolicy, RestartPolicyNameEnum};
-use claw_provider::{Attrs, Value};
+use claw_provider::{Attrs, Ctx, Value};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -316,9 +316,11 @@ pub fn normalize_ref(r: &str) -> String {
         .unwrap_or(r)
 }
 
-/// A content hash of a build context folder: every file's relative path,
-/// mode (executable bit) and bytes, in path order. Symlinks hash their target.
-pub fn context_hash(dir: &Path) -> std::io::Result<String> {
+/// The keyed digest ([`Ctx::digest`]) of a build context folder: every
+/// file's relative path, mode (executable bit) and bytes, in path order,
+/// streamed through SHA-256 whose result is then keyed (never stored plain).
+/// Symlinks hash their target.
+pub fn context_hash(dir: &Path, ctx: &Ctx) -> std::io::Result<String> {
     let mut files = Vec::new();
     walk(dir, dir, &mut files)?;
     files.sort();
@@ -342,7 +344,7 @@ pub fn context_hash(dir: &Path) -> std::io::Result<String> {
         }
         h.update([0u8]);
     }
-    Ok(format!("sha256:{}", hex::encode(h.finalize())))
+    Ok(ctx.digest(&h.finalize()))
 }
 
 /// Relative paths (with `/`) of every file and symlink under `dir`.
@@ -478,14 +480,17 @@ mod tests {
     fn context_hash_follows_content() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("Dockerfile"), "FROM scratch\n").unwrap();
-        let a = context_hash(d.path()).unwrap();
-        assert_eq!(a, context_hash(d.path()).unwrap());
+        let ctx = Ctx::for_tests("t", d.path());
+        let hash = |p: &Path| context_hash(p, &ctx).unwrap();
+        let a = hash(d.path());
+        assert_eq!(a, hash(d.path()));
+        assert!(a.starts_with(claw_provider::digest::KEYED_PREFIX), "{a}");
         std::fs::create_dir(d.path().join("sub")).unwrap();
         std::fs::write(d.path().join("sub/x"), "1").unwrap();
-        let b = context_hash(d.path()).unwrap();
+        let b = hash(d.path());
         assert_ne!(a, b);
         std::fs::write(d.path().join("sub/x"), "2").unwrap();
-        assert_ne!(b, context_hash(d.path()).unwrap());
+        assert_ne!(b, hash(d.path()));
         let t = tar_context(d.path()).unwrap();
         assert!(t.len() >= 1024);
     }

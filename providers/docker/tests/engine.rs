@@ -307,6 +307,7 @@ async fn unmanaged_and_other_stack_objects_are_reported_and_untouched() {
                     rtype: "docker_container".into(),
                     desired: Some(s.prepare(&cfg[0])),
                     prior: None,
+                    recheck: false,
                 }],
                 find_orphans: false,
             })
@@ -326,6 +327,7 @@ async fn unmanaged_and_other_stack_objects_are_reported_and_untouched() {
             changes: vec![],
         })
         .await
+        .into_result()
         .unwrap_err();
     assert!(err
         .hint
@@ -635,6 +637,7 @@ async fn import_adopts_an_unlabelled_container() {
             desired: Some(s.prepare(&cfg[0])),
         })
         .await
+        .into_state()
         .expect("import");
     assert_eq!(st.private.get("imported"), Some(&Value::Bool(true)));
     s.state.insert(

@@ -157,8 +157,9 @@ pub fn validate(req: &InstanceRequest<'_>) -> Vec<Diagnostic> {
     d
 }
 
-pub fn prepare(req: &InstanceRequest<'_>) -> Result<Attrs, Diagnostic> {
+pub fn prepare(req: &InstanceRequest<'_>) -> Result<PrepareResponse, Diagnostic> {
     let mut out = req.attrs.clone();
+    let mut inputs = Vec::new();
     let sensitive = req
         .attrs
         .get("sensitive")
@@ -177,6 +178,7 @@ pub fn prepare(req: &InstanceRequest<'_>) -> Result<Attrs, Diagnostic> {
                 .with_address(req.address)
                 .with_attr("source")
         })?;
+        inputs.push(Input::new(req.ctx, src, text.as_bytes()));
         out.insert("content".into(), Value::String(text));
     }
     if sensitive {
@@ -201,7 +203,11 @@ pub fn prepare(req: &InstanceRequest<'_>) -> Result<Attrs, Diagnostic> {
         }
         _ => {}
     }
-    Ok(out)
+    Ok(PrepareResponse {
+        attrs: out,
+        inputs,
+        diagnostics: Vec::new(),
+    })
 }
 
 /// The mode of a file with sensitive content when `mode` is not set.

@@ -201,6 +201,7 @@ pub(crate) fn import_item(req: &ImportRequest, desired: &Attrs) -> RefreshItem {
         rtype: req.rtype.clone(),
         desired: Some(desired.clone()),
         prior: None,
+        recheck: false,
     }
 }
 
@@ -218,52 +219,57 @@ pub(crate) fn imported_live(
 
 #[async_trait]
 impl Provider for HostProvider {
-    fn validate(&self, req: InstanceRequest<'_>) -> Vec<Diagnostic> {
-        match req.rtype {
+    fn validate(&self, req: ValidateRequest<'_>) -> ValidateResponse {
+        let diagnostics = match req.rtype {
             "file" => file::validate(&req),
             "git_worktree" => worktree::validate(&req),
             "tmux_session" => tmux::validate(&req),
             other => vec![unknown_type(other)],
-        }
+        };
+        ValidateResponse { diagnostics }
     }
 
-    fn prepare(&self, req: InstanceRequest<'_>) -> Result<Attrs, Diagnostic> {
+    fn prepare(&self, req: PrepareRequest<'_>) -> PrepareResponse {
         match req.rtype {
-            "file" => file::prepare(&req),
-            "git_worktree" => worktree::prepare(&req),
-            "tmux_session" => tmux::prepare(&req),
-            other => Err(unknown_type(other)),
+            "file" => file::prepare(&req).unwrap_or_else(PrepareResponse::failed),
+            "git_worktree" => worktree::prepare(&req).into(),
+            "tmux_session" => tmux::prepare(&req).into(),
+            other => PrepareResponse::failed(unknown_type(other)),
         }
     }
 
     /// A session started in a worktree, or a file inside one, waits for the
     /// worktree (and is deleted before it), without a `depends_on`.
-    fn implicit_deps(&self, items: &[(String, String, Attrs)]) -> Vec<(String, String)> {
+    fn implicit_deps(&self, req: ImplicitDepsRequest) -> ImplicitDepsResponse {
         let norm = |p: &str| p.trim_end_matches('/').to_string();
-        let worktrees: Vec<(&String, String)> = items
+        let worktrees: Vec<(&String, String)> = req
+            .items
             .iter()
-            .filter(|(_, t, _)| t == "git_worktree")
-            .filter_map(|(a, _, attrs)| Some((a, norm(attrs.get("path")?.as_str()?))))
+            .filter(|i| i.rtype == "git_worktree")
+            .filter_map(|i| Some((&i.address, norm(i.attrs.get("path")?.as_str()?))))
             .filter(|(_, p)| !p.is_empty())
             .collect();
-        let mut out = Vec::new();
-        for (addr, rtype, attrs) in items {
-            let key = match rtype.as_str() {
+        let mut edges = Vec::new();
+        for item in &req.items {
+            let key = match item.rtype.as_str() {
                 "tmux_session" => "cwd",
                 "file" => "path",
                 _ => continue,
             };
-            let Some(p) = attrs.get(key).and_then(Value::as_str).map(norm) else {
+            let Some(p) = item.attrs.get(key).and_then(Value::as_str).map(norm) else {
                 continue;
             };
             for (wt, wp) in &worktrees {
                 let inside = p.starts_with(&format!("{wp}/"));
                 if inside || (key == "cwd" && p == *wp) {
-                    out.push((addr.clone(), (*wt).clone()));
+                    edges.push(Edge::new(&item.address, *wt));
                 }
             }
         }
-        out
+        ImplicitDepsResponse {
+            edges,
+            diagnostics: Vec::new(),
+        }
     }
 
     async fn refresh(&self, req: RefreshRequest) -> RefreshResponse {
@@ -336,7 +342,7 @@ impl Provider for HostProvider {
         }
     }
 
-    async fn apply(&self, req: ApplyRequest) -> Result<ApplyResponse, Diagnostic> {
+    async fn apply(&self, req: ApplyRequest) -> ApplyResponse {
         match req.rtype.as_str() {
             "file" => file::apply(self.runner.as_ref(), &req).await,
             "git_worktree" => {
@@ -353,15 +359,17 @@ impl Provider for HostProvider {
             "tmux_session" => tmux::apply(self.runner.as_ref(), &req).await,
             other => Err(unknown_type(other).with_address(&req.address)),
         }
+        .into()
     }
 
-    async fn import(&self, req: ImportRequest) -> Result<StateObject, Diagnostic> {
+    async fn import(&self, req: ImportRequest) -> ImportResponse {
         match req.rtype.as_str() {
             "file" => file::import(self.runner.as_ref(), &req).await,
             "git_worktree" => worktree::import(self.runner.as_ref(), &req).await,
             "tmux_session" => tmux::import(self.runner.as_ref(), &req).await,
             other => Err(unknown_type(other).with_address(&req.address)),
         }
+        .into()
     }
 
     fn counters(&self) -> Vec<(String, u64)> {

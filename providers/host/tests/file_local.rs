@@ -31,7 +31,7 @@ fn prepare(p: &dyn Provider, ctx: &Ctx, a: &Attrs) -> Attrs {
         attrs: a,
         ctx,
     });
-    assert!(diags.is_empty(), "{diags:?}");
+    assert!(diags.diagnostics.is_empty(), "{diags:?}");
     p.prepare(InstanceRequest {
         address: "file.x",
         rtype: "file",
@@ -40,7 +40,9 @@ fn prepare(p: &dyn Provider, ctx: &Ctx, a: &Attrs) -> Attrs {
         attrs: a,
         ctx,
     })
+    .into_result()
     .unwrap()
+    .attrs
 }
 
 async fn refresh(
@@ -57,6 +59,7 @@ async fn refresh(
                 rtype: "file".into(),
                 desired: Some(desired.clone()),
                 prior,
+                recheck: false,
             }],
             find_orphans: true,
         })
@@ -102,6 +105,7 @@ async fn apply(
         changes: vec![],
     })
     .await
+    .into_result()
     .map(|r| r.state)
 }
 
@@ -222,6 +226,43 @@ async fn sensitive_content_never_shows() {
     assert!(!format!("{changes:?}").contains("hunter2"));
 }
 
+/// The `source` file is an input of the plan: its path as written and the
+/// keyed digest of what was read (the engine compares it at apply).
+#[test]
+fn a_source_file_is_reported_as_an_input() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("src.txt"), "v2\n").unwrap();
+    let ctx = Ctx::for_tests("t", dir.path());
+    let p = provider();
+    let prepare = |pairs: &[(&str, Value)]| {
+        let a = attrs(pairs);
+        p.prepare(InstanceRequest {
+            address: "file.x",
+            rtype: "file",
+            name: "x",
+            key: None,
+            attrs: &a,
+            ctx: &ctx,
+        })
+    };
+    let prepared = prepare(&[("path", "out.txt".into()), ("source", "src.txt".into())]);
+    assert_eq!(
+        prepared.inputs,
+        vec![Input {
+            path: "src.txt".into(),
+            digest: ctx.digest(b"v2\n"),
+        }]
+    );
+    assert!(prepared.inputs[0].digest.starts_with("hmac-sha256:"));
+    // Inline content reads no file.
+    let prepared = prepare(&[("path", "out.txt".into()), ("content", "x".into())]);
+    assert!(prepared.inputs.is_empty());
+    // A missing source is an error diagnostic naming the attribute.
+    let prepared = prepare(&[("path", "out.txt".into()), ("source", "nope.txt".into())]);
+    let err = prepared.error().expect("an error");
+    assert_eq!(err.attr.as_deref(), Some("source"));
+}
+
 #[tokio::test]
 async fn source_file_and_home_paths() {
     let dir = tempfile::tempdir().unwrap();
@@ -297,14 +338,16 @@ async fn validation_and_import() {
         ("source", "y".into()),
         ("mode", "0999".into()),
     ]);
-    let diags = p.validate(InstanceRequest {
-        address: "file.x",
-        rtype: "file",
-        name: "x",
-        key: None,
-        attrs: &bad,
-        ctx: &ctx,
-    });
+    let diags = p
+        .validate(InstanceRequest {
+            address: "file.x",
+            rtype: "file",
+            name: "x",
+            key: None,
+            attrs: &bad,
+            ctx: &ctx,
+        })
+        .diagnostics;
     assert_eq!(diags.len(), 2, "{diags:?}");
     assert!(diags.iter().all(|d| d.hint.is_some()));
 
@@ -320,6 +363,7 @@ async fn validation_and_import() {
             desired: None,
         })
         .await
+        .into_state()
         .unwrap();
     assert_eq!(st.id, id);
     assert_eq!(st.attrs["content"], Value::from("already here\n"));
@@ -332,6 +376,7 @@ async fn validation_and_import() {
             desired: None,
         })
         .await
+        .into_state()
         .unwrap_err();
     assert!(missing.hint.is_some());
 }
@@ -339,8 +384,11 @@ async fn validation_and_import() {
 #[test]
 fn sessions_and_files_in_a_worktree_depend_on_it() {
     let p = provider();
-    let item =
-        |a: &str, t: &str, pairs: &[(&str, Value)]| (a.to_string(), t.to_string(), attrs(pairs));
+    let item = |a: &str, t: &str, pairs: &[(&str, Value)]| DepItem {
+        address: a.into(),
+        rtype: t.into(),
+        attrs: attrs(pairs),
+    };
     let items = vec![
         item(
             "git_worktree.w",
@@ -360,13 +408,13 @@ fn sessions_and_files_in_a_worktree_depend_on_it() {
         item("file.in", "file", &[("path", "~/s/agent-dev/.env".into())]),
         item("file.out", "file", &[("path", "~/s/agent-dev".into())]),
     ];
-    let mut deps = p.implicit_deps(&items);
+    let mut deps = p.implicit_deps(ImplicitDepsRequest { items }).edges;
     deps.sort();
     assert_eq!(
         deps,
         vec![
-            ("file.in".to_string(), "git_worktree.w".to_string()),
-            ("tmux_session.a".to_string(), "git_worktree.w".to_string()),
+            Edge::new("file.in", "git_worktree.w"),
+            Edge::new("tmux_session.a", "git_worktree.w"),
         ]
     );
 }
@@ -417,7 +465,7 @@ fn modes_are_validated_at_the_attribute() {
     ] {
         let e = (shape.check)(&with(bad.clone())).unwrap_err();
         assert_eq!(e.path, "mode", "{bad}");
-        assert!(e.message.contains("is not a file mode"), "{}", e.message);
+        assert!(e.message.contains("file mode"), "{}", e.message);
         assert!(e.message.contains("0o7777"), "{}", e.message);
     }
     for good in [
@@ -440,6 +488,7 @@ fn modes_are_validated_at_the_attribute() {
             attrs: &a,
             ctx: &ctx,
         });
+        let d = d.diagnostics;
         assert_eq!(d.len(), 1, "{d:?}");
         assert_eq!(d[0].attr.as_deref(), Some("mode"));
         assert!(d[0].hint.is_some());
@@ -490,6 +539,7 @@ async fn digests_are_keyed_and_an_older_state_is_recorded_again() {
             changes,
         })
         .await
+        .into_result()
         .unwrap()
         .state
         .unwrap();

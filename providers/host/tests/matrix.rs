@@ -487,6 +487,7 @@ async fn import_adopts_existing_worktrees_and_sessions() {
             desired: Some(desired.clone()),
         })
         .await
+        .into_state()
         .unwrap();
     let live = d
         .live("git_worktree.hand", &desired, Some(&st))
@@ -516,6 +517,7 @@ async fn import_adopts_existing_worktrees_and_sessions() {
             desired: Some(tdesired.clone()),
         })
         .await
+        .into_state()
         .unwrap();
     let live = d
         .live("tmux_session.manual", &tdesired, Some(&st))
@@ -542,6 +544,7 @@ async fn import_adopts_existing_worktrees_and_sessions() {
             desired: Some(tdesired),
         })
         .await
+        .into_state()
         .unwrap_err();
     assert!(missing.hint.is_some());
 }

@@ -721,7 +721,12 @@ impl KubeProvider {
         }
     }
 
-    fn manifest_docs(&self, req: &InstanceRequest<'_>) -> Result<Vec<Value>, Diagnostic> {
+    /// The documents of a `k8s_manifest`; the file read, if any, goes to `inputs`.
+    fn manifest_docs(
+        &self,
+        req: &InstanceRequest<'_>,
+        inputs: &mut Vec<Input>,
+    ) -> Result<Vec<Value>, Diagnostic> {
         if let Some(f) = attr_str(req.attrs, "file") {
             let path = req.ctx.base_dir.join(f);
             let text = std::fs::read_to_string(&path).map_err(|e| {
@@ -729,6 +734,7 @@ impl KubeProvider {
                     .with_attr("file")
                     .with_hint("paths are relative to the folder of claw.toml")
             })?;
+            inputs.push(Input::new(req.ctx, f, text.as_bytes()));
             let docs = manifest::parse_yaml(&text, f).map_err(|d| d.with_attr("file"))?;
             Ok(docs.iter().map(Value::from_json).collect())
         } else if let Some(m) = req.attrs.get("manifest") {
@@ -891,62 +897,14 @@ impl KubeProvider {
     }
 }
 
-#[async_trait::async_trait]
-impl Provider for KubeProvider {
-    fn validate(&self, req: InstanceRequest<'_>) -> Vec<Diagnostic> {
-        let mut out = Vec::new();
-        match req.rtype {
-            MANIFEST => {
-                let has_file = req.attrs.contains_key("file");
-                let has_manifest = req.attrs.contains_key("manifest");
-                if has_file == has_manifest {
-                    out.push(
-                        Diagnostic::error("set exactly one of `file` and `manifest`")
-                            .with_hint("`file = \"objects.yaml\"` for YAML documents, `manifest = { ... }` for one inline object"),
-                    );
-                }
-                if let Some(t) = attr_str(req.attrs, "wait_timeout") {
-                    if parse_duration(t).is_none() {
-                        out.push(
-                            Diagnostic::error(format!("wait_timeout {t:?} is not a duration"))
-                                .with_attr("wait_timeout")
-                                .with_hint("write it like \"90s\" or \"5m\""),
-                        );
-                    }
-                }
-            }
-            SECRET => {
-                for k in req
-                    .attrs
-                    .get("data")
-                    .and_then(Value::as_map)
-                    .into_iter()
-                    .flatten()
-                    .map(|(k, _)| k)
-                {
-                    if k.is_empty()
-                        || !k
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
-                    {
-                        out.push(
-                            Diagnostic::error(format!("secret key {k:?} is not valid"))
-                                .with_attr(format!("data.{k}"))
-                                .with_hint("keys may contain letters, digits, '-', '_' and '.'"),
-                        );
-                    }
-                }
-            }
-            _ => {}
-        }
-        out
-    }
-
-    fn expand(&self, req: InstanceRequest<'_>) -> Result<Vec<(String, Attrs)>, Diagnostic> {
-        if req.rtype != MANIFEST {
-            return Ok(Vec::new());
-        }
-        let docs = self.manifest_docs(&req)?;
+impl KubeProvider {
+    /// One `(key, attrs)` instance per document of a `k8s_manifest`.
+    fn expand_docs(
+        &self,
+        req: &InstanceRequest<'_>,
+        inputs: &mut Vec<Input>,
+    ) -> Result<Vec<Expanded>, Diagnostic> {
+        let docs = self.manifest_docs(req, inputs)?;
         let mut vars: BTreeMap<String, Value> = req
             .attrs
             .get("vars")
@@ -969,7 +927,7 @@ impl Provider for KubeProvider {
             }
         }
         let default_ns = self.default_ns();
-        let mut out: Vec<(String, Attrs)> = Vec::new();
+        let mut out: Vec<Expanded> = Vec::new();
         for (i, d) in docs.iter().enumerate() {
             let d = manifest::substitute(d, &vars);
             let which = format!("document {}", i + 1);
@@ -1046,7 +1004,7 @@ impl Provider for KubeProvider {
                 name,
             };
             let key = r.key();
-            if out.iter().any(|(k, _)| k == &key) {
+            if out.iter().any(|e| e.key == key) {
                 return Err(Diagnostic::error(format!("two documents describe {key}"))
                     .with_hint("each object may appear once"));
             }
@@ -1055,7 +1013,7 @@ impl Provider for KubeProvider {
                     doc.insert(k.to_string(), v.clone());
                 }
             }
-            out.push((key, doc));
+            out.push(Expanded { key, attrs: doc });
         }
         if out.is_empty() {
             return Err(Diagnostic::error("the manifest has no documents").with_attr("file"));
@@ -1063,7 +1021,7 @@ impl Provider for KubeProvider {
         Ok(out)
     }
 
-    fn prepare(&self, req: InstanceRequest<'_>) -> Result<Attrs, Diagnostic> {
+    fn prepare_attrs(&self, req: &InstanceRequest<'_>) -> Result<Attrs, Diagnostic> {
         let mut a = req.attrs.clone();
         match req.rtype {
             SECRET => {
@@ -1147,10 +1105,15 @@ impl Provider for KubeProvider {
         }
     }
 
-    fn implicit_deps(&self, items: &[(String, String, Attrs)]) -> Vec<(String, String)> {
+    fn implicit_edges(&self, items: &[DepItem]) -> Vec<Edge> {
         let mut namespaces: HashMap<String, String> = HashMap::new();
         let mut crds: HashMap<(String, String), String> = HashMap::new();
-        for (addr, rtype, attrs) in items {
+        for DepItem {
+            address: addr,
+            rtype,
+            attrs,
+        } in items
+        {
             if rtype != MANIFEST {
                 continue;
             }
@@ -1171,7 +1134,12 @@ impl Provider for KubeProvider {
             }
         }
         let mut out = Vec::new();
-        for (addr, rtype, attrs) in items {
+        for DepItem {
+            address: addr,
+            rtype,
+            attrs,
+        } in items
+        {
             // Before `prepare`: a k8s_secret without `namespace` goes to the default one.
             let mut attrs = attrs.clone();
             if rtype == SECRET {
@@ -1190,16 +1158,96 @@ impl Provider for KubeProvider {
                 // Cluster-scoped objects (CRDs, ClusterRoles) also wait for the
                 // Namespaces, so that Namespaces are deleted last.
                 for ns_addr in namespaces.values() {
-                    out.push((addr.clone(), ns_addr.clone()));
+                    out.push(Edge::new(addr, ns_addr));
                 }
             } else if let Some(ns_addr) = namespaces.get(&r.namespace) {
-                out.push((addr.clone(), ns_addr.clone()));
+                out.push(Edge::new(addr, ns_addr));
             }
             if let Some(crd_addr) = crds.get(&(r.group().to_string(), r.kind.clone())) {
-                out.push((addr.clone(), crd_addr.clone()));
+                out.push(Edge::new(addr, crd_addr));
             }
         }
         out
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for KubeProvider {
+    fn validate(&self, req: ValidateRequest<'_>) -> ValidateResponse {
+        let mut out = Vec::new();
+        match req.rtype {
+            MANIFEST => {
+                let has_file = req.attrs.contains_key("file");
+                let has_manifest = req.attrs.contains_key("manifest");
+                if has_file == has_manifest {
+                    out.push(
+                        Diagnostic::error("set exactly one of `file` and `manifest`")
+                            .with_hint("`file = \"objects.yaml\"` for YAML documents, `manifest = { ... }` for one inline object"),
+                    );
+                }
+                if let Some(t) = attr_str(req.attrs, "wait_timeout") {
+                    if parse_duration(t).is_none() {
+                        out.push(
+                            Diagnostic::error(format!("wait_timeout {t:?} is not a duration"))
+                                .with_attr("wait_timeout")
+                                .with_hint("write it like \"90s\" or \"5m\""),
+                        );
+                    }
+                }
+            }
+            SECRET => {
+                for k in req
+                    .attrs
+                    .get("data")
+                    .and_then(Value::as_map)
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, _)| k)
+                {
+                    if k.is_empty()
+                        || !k
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+                    {
+                        out.push(
+                            Diagnostic::error(format!("secret key {k:?} is not valid"))
+                                .with_attr(format!("data.{k}"))
+                                .with_hint("keys may contain letters, digits, '-', '_' and '.'"),
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+        ValidateResponse { diagnostics: out }
+    }
+
+    fn expand(&self, req: ExpandRequest<'_>) -> ExpandResponse {
+        if req.rtype != MANIFEST {
+            return ExpandResponse::default();
+        }
+        let mut inputs = Vec::new();
+        let expanded = self.expand_docs(&req, &mut inputs);
+        let (instances, diagnostics) = match expanded {
+            Ok(instances) => (instances, Vec::new()),
+            Err(d) => (Vec::new(), vec![d]),
+        };
+        ExpandResponse {
+            instances,
+            inputs,
+            diagnostics,
+        }
+    }
+
+    fn prepare(&self, req: PrepareRequest<'_>) -> PrepareResponse {
+        self.prepare_attrs(&req).into()
+    }
+
+    fn implicit_deps(&self, req: ImplicitDepsRequest) -> ImplicitDepsResponse {
+        ImplicitDepsResponse {
+            edges: self.implicit_edges(&req.items),
+            diagnostics: Vec::new(),
+        }
     }
 
     async fn refresh(&self, req: RefreshRequest) -> RefreshResponse {
@@ -1406,7 +1454,21 @@ impl Provider for KubeProvider {
         resp
     }
 
-    async fn apply(&self, req: ApplyRequest) -> Result<ApplyResponse, Diagnostic> {
+    async fn apply(&self, req: ApplyRequest) -> ApplyResponse {
+        self.apply_op(req).await.into()
+    }
+
+    async fn import(&self, req: ImportRequest) -> ImportResponse {
+        self.import_object(req).await.into()
+    }
+
+    fn counters(&self) -> Vec<(String, u64)> {
+        vec![("kubernetes api requests".into(), self.cluster.requests())]
+    }
+}
+
+impl KubeProvider {
+    async fn apply_op(&self, req: ApplyRequest) -> Result<ApplyResponse, Diagnostic> {
         let ctx = &req.ctx;
         let address = req.address.as_str();
         match req.op {
@@ -1564,7 +1626,7 @@ impl Provider for KubeProvider {
         }
     }
 
-    async fn import(&self, req: ImportRequest) -> Result<StateObject, Diagnostic> {
+    async fn import_object(&self, req: ImportRequest) -> Result<StateObject, Diagnostic> {
         let address = req.address.as_str();
         // ID: `<apiVersion>/<Kind>/<namespace>/<name>` (k8s_secret: `<namespace>/<name>`).
         let parts: Vec<&str> = req.id.rsplitn(4, '/').collect();
@@ -1655,10 +1717,6 @@ impl Provider for KubeProvider {
             attrs,
             private,
         })
-    }
-
-    fn counters(&self) -> Vec<(String, u64)> {
-        vec![("kubernetes api requests".into(), self.cluster.requests())]
     }
 }
 

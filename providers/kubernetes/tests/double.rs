@@ -609,6 +609,7 @@ async fn import_adopts_an_unmanaged_object_and_labels_it() {
             desired: None,
         })
         .await
+        .into_state()
         .unwrap();
     assert_eq!(s.id, "v1/ConfigMap/default/legacy");
     let cm = env
@@ -642,6 +643,7 @@ async fn import_adopts_an_unmanaged_object_and_labels_it() {
             desired: None,
         })
         .await
+        .into_state()
         .unwrap_err();
     assert!(err.hint.unwrap().contains("apps/v1/Deployment"));
 }
@@ -975,15 +977,20 @@ fn a_secret_without_namespace_waits_for_the_default_namespace_document() {
     let Value::Map(secret) = Value::from_json(&json!({"data": {"k": "v"}})) else {
         panic!()
     };
+    let item = |address: &str, rtype: &str, attrs| DepItem {
+        address: address.into(),
+        rtype: rtype.into(),
+        attrs,
+    };
     let items = vec![
-        (
-            "k8s_manifest.ns[\"v1/Namespace//default\"]".to_string(),
-            "k8s_manifest".to_string(),
+        item(
+            "k8s_manifest.ns[\"v1/Namespace//default\"]",
+            "k8s_manifest",
             ns,
         ),
-        ("k8s_secret.s".to_string(), "k8s_secret".to_string(), secret),
+        item("k8s_secret.s", "k8s_secret", secret),
     ];
-    let deps = env.provider.implicit_deps(&items);
+    let deps = edges(&env, items);
     assert_eq!(
         deps,
         vec![(
@@ -1200,4 +1207,32 @@ async fn tokens_from_the_kubeconfig_and_exec_plugins_authenticate() {
     converge(&env, &cfg, &mut state).await;
     assert!(env.double.get("v1", "ConfigMap", "default", "c").is_some());
     assert!(plan(&env, &cfg, &state).await.is_empty());
+}
+
+/// The manifest file is an input of the plan (path as written, keyed digest
+/// of its bytes), reported by `expand`, which reads it.
+#[test]
+fn a_manifest_file_is_reported_as_an_input() {
+    let env = env("inputs");
+    let f = yaml_file(&env, "app.yaml", APP);
+    let Value::Map(attrs) = Value::from_json(&json!({ "file": f })) else {
+        panic!()
+    };
+    let resp = env.provider.expand(ExpandRequest {
+        address: "k8s_manifest.app",
+        rtype: "k8s_manifest",
+        name: "app",
+        key: None,
+        attrs: &attrs,
+        ctx: &env.ctx,
+    });
+    assert!(resp.diagnostics.is_empty(), "{:?}", resp.diagnostics);
+    assert_eq!(resp.instances.len(), 4);
+    assert_eq!(
+        resp.inputs,
+        vec![Input {
+            path: "app.yaml".into(),
+            digest: env.ctx.digest(APP.as_bytes()),
+        }]
+    );
 }

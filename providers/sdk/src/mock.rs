@@ -40,27 +40,26 @@ impl Provider for MockProvider {
         resp
     }
 
-    async fn apply(&self, req: ApplyRequest) -> Result<ApplyResponse, Diagnostic> {
+    async fn apply(&self, req: ApplyRequest) -> ApplyResponse {
         self.calls.fetch_add(1, Ordering::Relaxed);
         if self.fail.lock().unwrap().contains(&req.address) {
-            return Err(Diagnostic::error("injected failure").with_address(&req.address));
+            return ApplyResponse::failed(
+                Diagnostic::error("injected failure").with_address(&req.address),
+            );
         }
         let mut objects = self.objects.lock().unwrap();
         match req.op {
             Op::Delete => {
                 objects.remove(&req.address);
-                Ok(ApplyResponse::default())
+                ApplyResponse::default()
             }
             Op::Create | Op::Update => {
                 let attrs = req.desired.unwrap_or_default();
                 objects.insert(req.address.clone(), attrs.clone());
-                Ok(ApplyResponse {
-                    state: Some(StateObject {
-                        id: req.address,
-                        attrs,
-                        private: Attrs::new(),
-                    }),
-                    diagnostics: vec![],
+                ApplyResponse::state(StateObject {
+                    id: req.address,
+                    attrs,
+                    private: Attrs::new(),
                 })
             }
         }

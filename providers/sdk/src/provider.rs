@@ -192,6 +192,7 @@ pub struct StateStorageRequest {
 }
 
 /// One configured instance, as validate / prepare / expand see it.
+#[derive(Clone, Copy)]
 pub struct InstanceRequest<'a> {
     /// `docker_container.sandbox["dev"]`
     pub address: &'a str,
@@ -206,6 +207,116 @@ pub struct InstanceRequest<'a> {
     pub ctx: &'a Ctx,
 }
 
+/// The request of [`Provider::validate`]: one configured instance.
+pub type ValidateRequest<'a> = InstanceRequest<'a>;
+/// The request of [`Provider::prepare`]: one (expanded) instance.
+pub type PrepareRequest<'a> = InstanceRequest<'a>;
+/// The request of [`Provider::expand`]: one configured instance.
+pub type ExpandRequest<'a> = InstanceRequest<'a>;
+
+/// A local file a provider read while planning (a `source`, a manifest
+/// `file`, a `policy_file`, a build context folder). The engine records it
+/// in the plan and refuses a saved plan whose inputs changed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Input {
+    /// As the user wrote it (relative to the folder of `claw.toml`).
+    pub path: String,
+    /// [`Ctx::digest`] of what was read: keyed, never a plain hash.
+    pub digest: String,
+}
+
+impl Input {
+    /// The input `path` whose content is `data`.
+    pub fn new(ctx: &Ctx, path: impl Into<String>, data: &[u8]) -> Input {
+        Input {
+            path: path.into(),
+            digest: ctx.digest(data),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ValidateResponse {
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+#[derive(Debug, Default)]
+pub struct PrepareResponse {
+    /// The desired attributes the plan shows and `apply` receives.
+    pub attrs: Attrs,
+    /// Every local file read to make `attrs`.
+    pub inputs: Vec<Input>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl PrepareResponse {
+    /// Prepared attributes that read no file.
+    pub fn attrs(attrs: Attrs) -> PrepareResponse {
+        PrepareResponse {
+            attrs,
+            ..Default::default()
+        }
+    }
+}
+
+impl From<Result<Attrs, Diagnostic>> for PrepareResponse {
+    fn from(r: Result<Attrs, Diagnostic>) -> PrepareResponse {
+        r.map_or_else(PrepareResponse::failed, PrepareResponse::attrs)
+    }
+}
+
+/// One instance an expansion produced, addressed `type.name["key"]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expanded {
+    pub key: String,
+    pub attrs: Attrs,
+}
+
+#[derive(Debug, Default)]
+pub struct ExpandResponse {
+    /// Empty: the instance is not expanded.
+    pub instances: Vec<Expanded>,
+    /// Every local file read to expand.
+    pub inputs: Vec<Input>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// One instance of a provider, as [`Provider::implicit_deps`] sees it
+/// (provisional attributes: references unknown).
+#[derive(Debug, Clone)]
+pub struct DepItem {
+    pub address: String,
+    pub rtype: String,
+    pub attrs: Attrs,
+}
+
+pub struct ImplicitDepsRequest {
+    /// Every instance this provider alias serves.
+    pub items: Vec<DepItem>,
+}
+
+/// `dependent` is created after (and deleted before) `dependency`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Edge {
+    pub dependent: String,
+    pub dependency: String,
+}
+
+impl Edge {
+    pub fn new(dependent: impl Into<String>, dependency: impl Into<String>) -> Edge {
+        Edge {
+            dependent: dependent.into(),
+            dependency: dependency.into(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct ImplicitDepsResponse {
+    pub edges: Vec<Edge>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
 #[derive(Debug, Clone)]
 pub struct RefreshItem {
     pub address: String,
@@ -213,6 +324,8 @@ pub struct RefreshItem {
     /// The configured attributes (None when the address is only in state).
     pub desired: Option<Attrs>,
     pub prior: Option<StateObject>,
+    /// Trust nothing recorded about this object (an operation on it was in flight when a run died).
+    pub recheck: bool,
 }
 
 pub struct RefreshRequest {
@@ -292,6 +405,87 @@ pub struct ImportRequest {
     pub desired: Option<Attrs>,
 }
 
+#[derive(Debug, Default)]
+pub struct ImportResponse {
+    /// What to record for the adopted object (`None` with an error).
+    pub state: Option<StateObject>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl ApplyResponse {
+    /// A successful operation that leaves `state`.
+    pub fn state(state: StateObject) -> ApplyResponse {
+        ApplyResponse {
+            state: Some(state),
+            diagnostics: Vec::new(),
+        }
+    }
+}
+
+impl ImportResponse {
+    /// A successful import of `state`.
+    pub fn state(state: StateObject) -> ImportResponse {
+        ImportResponse {
+            state: Some(state),
+            diagnostics: Vec::new(),
+        }
+    }
+    /// The imported object, or the first error (a response with neither
+    /// is an error too).
+    pub fn into_state(self) -> Result<StateObject, Diagnostic> {
+        self.into_result()?
+            .state
+            .ok_or_else(|| Diagnostic::error("the provider imported nothing"))
+    }
+}
+
+impl From<Result<ApplyResponse, Diagnostic>> for ApplyResponse {
+    fn from(r: Result<ApplyResponse, Diagnostic>) -> ApplyResponse {
+        r.unwrap_or_else(ApplyResponse::failed)
+    }
+}
+
+impl From<Result<StateObject, Diagnostic>> for ImportResponse {
+    fn from(r: Result<StateObject, Diagnostic>) -> ImportResponse {
+        r.map_or_else(ImportResponse::failed, ImportResponse::state)
+    }
+}
+
+/// The diagnostics helpers every response has.
+macro_rules! diagnosed {
+    ($($t:ty),*) => {$(
+        impl $t {
+            /// A response carrying only `d` (usually an error).
+            #[allow(clippy::needless_update)] // some responses have only diagnostics
+            pub fn failed(d: Diagnostic) -> Self {
+                Self { diagnostics: vec![d], ..Default::default() }
+            }
+            /// The first error diagnostic, if any.
+            pub fn error(&self) -> Option<&Diagnostic> {
+                self.diagnostics.iter().find(|d| d.is_error())
+            }
+            /// `Err(first error)` when there is one, else the response.
+            pub fn into_result(mut self) -> Result<Self, Diagnostic> {
+                match self.diagnostics.iter().position(Diagnostic::is_error) {
+                    Some(i) => Err(self.diagnostics.swap_remove(i)),
+                    None => Ok(self),
+                }
+            }
+        }
+    )*};
+}
+
+diagnosed!(
+    ValidateResponse,
+    PrepareResponse,
+    ExpandResponse,
+    ImplicitDepsResponse,
+    RefreshResponse,
+    DiffResponse,
+    ApplyResponse,
+    ImportResponse
+);
+
 /// Registered once per provider kind in the `claw` crate.
 #[async_trait]
 pub trait ProviderFactory: Send + Sync {
@@ -316,32 +510,33 @@ pub trait ProviderFactory: Send + Sync {
     }
 }
 
-/// One configured provider alias (or host).
+/// One configured provider alias (or host). Every call takes one request
+/// and returns one response; failures are error diagnostics in it.
 #[async_trait]
 pub trait Provider: Send + Sync {
     /// Checks one instance's attributes beyond their shape (no IO).
-    fn validate(&self, _req: InstanceRequest<'_>) -> Vec<Diagnostic> {
-        Vec::new()
+    fn validate(&self, _req: ValidateRequest<'_>) -> ValidateResponse {
+        ValidateResponse::default()
     }
     /// Turns configured attributes into the desired attributes that the plan
     /// shows and `apply` receives: fills defaults (a container's default name),
-    /// reads `source` files, wraps values that must be sensitive in
-    /// [`Value::Secret`] (a file with `sensitive = true`). No network IO.
-    /// The default returns the attributes unchanged.
-    fn prepare(&self, req: InstanceRequest<'_>) -> Result<Attrs, Diagnostic> {
-        Ok(req.attrs.clone())
+    /// reads `source` files (each reported in `inputs`), wraps values that
+    /// must be sensitive in [`Value::Secret`] (a file with `sensitive = true`).
+    /// No network IO. The default returns the attributes unchanged.
+    fn prepare(&self, req: PrepareRequest<'_>) -> PrepareResponse {
+        PrepareResponse::attrs(req.attrs.clone())
     }
-    /// Splits one instance into several (`k8s_manifest`: one per document),
-    /// returning `(key, attrs)` pairs. An empty vector: no expansion. Expanded
-    /// instances are addressed `type.name["key"]` (with `for_each`:
-    /// `type.name["each_key/key"]`); each then goes through `prepare`.
-    fn expand(&self, _req: InstanceRequest<'_>) -> Result<Vec<(String, Attrs)>, Diagnostic> {
-        Ok(Vec::new())
+    /// Splits one instance into several (`k8s_manifest`: one per document).
+    /// No instances: no expansion. Expanded instances are addressed
+    /// `type.name["key"]` (with `for_each`: `type.name["each_key/key"]`);
+    /// each then goes through `prepare`. Files read are reported in `inputs`.
+    fn expand(&self, _req: ExpandRequest<'_>) -> ExpandResponse {
+        ExpandResponse::default()
     }
     /// Ordering edges among this provider's instances beyond references
-    /// (Namespace before the objects in it): `(dependent, dependency)` addresses.
-    fn implicit_deps(&self, _items: &[(String, String, Attrs)]) -> Vec<(String, String)> {
-        Vec::new()
+    /// (Namespace before the objects in it).
+    fn implicit_deps(&self, _req: ImplicitDepsRequest) -> ImplicitDepsResponse {
+        ImplicitDepsResponse::default()
     }
     /// Reads live state for many instances at once (one list per kind).
     async fn refresh(&self, req: RefreshRequest) -> RefreshResponse;
@@ -352,10 +547,12 @@ pub trait Provider: Send + Sync {
             ..Default::default()
         }
     }
-    async fn apply(&self, req: ApplyRequest) -> Result<ApplyResponse, Diagnostic>;
+    /// Creates, updates or deletes one object. A failure is an error
+    /// diagnostic in the response ([`ApplyResponse::failed`]).
+    async fn apply(&self, req: ApplyRequest) -> ApplyResponse;
     /// Adopts an existing object (and labels it where the system allows).
-    async fn import(&self, req: ImportRequest) -> Result<StateObject, Diagnostic> {
-        Err(Diagnostic::error(format!(
+    async fn import(&self, req: ImportRequest) -> ImportResponse {
+        ImportResponse::failed(Diagnostic::error(format!(
             "{} does not support import",
             req.rtype
         )))

@@ -34,8 +34,9 @@ use api::{ApiError, Client, Credentials, Validation};
 use async_trait::async_trait;
 use claw_provider::{
     ApplyRequest, ApplyResponse, AttrChange, Attrs, ConfigureRequest, Ctx, Diagnostic, DiffRequest,
-    DiffResponse, ImportRequest, InstanceRequest, LiveObject, Op, Owner, Provider, ProviderFactory,
-    RefreshRequest, RefreshResponse, ResourceType, Secret, Shape, StateObject, Value,
+    DiffResponse, ImportRequest, ImportResponse, Input, LiveObject, Op, Owner, PrepareRequest,
+    PrepareResponse, Provider, ProviderFactory, RefreshRequest, RefreshResponse, ResourceType,
+    Secret, Shape, StateObject, ValidateRequest, ValidateResponse, Value,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -222,6 +223,15 @@ pub struct TailscaleProvider {
 /// The standardized text of the desired policy, `None` when it is not known
 /// yet (it references a value known only after apply).
 fn desired_policy(attrs: &Attrs, ctx: &Ctx) -> Result<Option<String>, Diagnostic> {
+    desired_policy_read(attrs, ctx, &mut Vec::new())
+}
+
+/// [`desired_policy`], reporting the policy file read in `inputs`.
+fn desired_policy_read(
+    attrs: &Attrs,
+    ctx: &Ctx,
+    inputs: &mut Vec<Input>,
+) -> Result<Option<String>, Diagnostic> {
     match attrs.get("policy") {
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(v @ Value::Map(_)) => {
@@ -234,7 +244,8 @@ fn desired_policy(attrs: &Attrs, ctx: &Ctx) -> Result<Option<String>, Diagnostic
         Some(_) => Err(Diagnostic::error("policy must be a table").with_attr("policy")),
         None => match attrs.get("policy_file") {
             Some(Value::String(path)) => {
-                let (_, value) = read_policy_file(path, ctx)?;
+                let (text, value) = read_policy_file(path, ctx)?;
+                inputs.push(Input::new(ctx, path, text.as_bytes()));
                 Ok(Some(hujson::standardize(&value)))
             }
             Some(Value::Unknown) => Ok(None),
@@ -501,7 +512,9 @@ impl TailscaleProvider {
             id: self.client.tailnet().to_string(),
             attrs,
             fingerprint: p.etag,
-            owner: Owner::NotApplicable,
+            // A tailnet always has exactly one policy: declaring `tailscale_acl`
+            // claims it (the first apply replaces whatever policy is there).
+            owner: Owner::Stack,
         }
     }
 
@@ -541,7 +554,7 @@ impl TailscaleProvider {
 
 #[async_trait]
 impl Provider for TailscaleProvider {
-    fn validate(&self, req: InstanceRequest<'_>) -> Vec<Diagnostic> {
+    fn validate(&self, req: ValidateRequest<'_>) -> ValidateResponse {
         let has_file = req.attrs.contains_key("policy_file");
         let has_inline = req.attrs.contains_key("policy");
         let mut out = Vec::new();
@@ -576,15 +589,19 @@ impl Provider for TailscaleProvider {
                 );
             }
         }
-        out
+        ValidateResponse { diagnostics: out }
     }
 
-    fn prepare(&self, req: InstanceRequest<'_>) -> Result<Attrs, Diagnostic> {
+    fn prepare(&self, req: PrepareRequest<'_>) -> PrepareResponse {
         let mut out = Attrs::new();
         if let Some(f) = req.attrs.get("policy_file") {
             out.insert("policy_file".into(), f.clone());
         }
-        let policy = desired_policy(req.attrs, req.ctx).map_err(|d| d.with_address(req.address))?;
+        let mut inputs = Vec::new();
+        let policy = match desired_policy_read(req.attrs, req.ctx, &mut inputs) {
+            Ok(p) => p,
+            Err(d) => return PrepareResponse::failed(d.with_address(req.address)),
+        };
         out.insert(
             "policy".into(),
             policy.map(Value::String).unwrap_or(Value::Unknown),
@@ -593,7 +610,11 @@ impl Provider for TailscaleProvider {
             "reset_on_destroy".into(),
             Value::Bool(reset_on_destroy(req.attrs)),
         );
-        Ok(out)
+        PrepareResponse {
+            attrs: out,
+            inputs,
+            diagnostics: Vec::new(),
+        }
     }
 
     async fn refresh(&self, req: RefreshRequest) -> RefreshResponse {
@@ -719,7 +740,21 @@ impl Provider for TailscaleProvider {
         resp
     }
 
-    async fn apply(&self, req: ApplyRequest) -> Result<ApplyResponse, Diagnostic> {
+    async fn apply(&self, req: ApplyRequest) -> ApplyResponse {
+        self.apply_policy(req).await.into()
+    }
+
+    async fn import(&self, req: ImportRequest) -> ImportResponse {
+        self.import_policy(req).await.into()
+    }
+
+    fn counters(&self) -> Vec<(String, u64)> {
+        vec![("tailscale api calls".into(), self.client.calls())]
+    }
+}
+
+impl TailscaleProvider {
+    async fn apply_policy(&self, req: ApplyRequest) -> Result<ApplyResponse, Diagnostic> {
         let address = req.address.as_str();
         let precondition = match &req.live {
             Some(l) => l.fingerprint.clone(),
@@ -809,7 +844,7 @@ impl Provider for TailscaleProvider {
         }
     }
 
-    async fn import(&self, req: ImportRequest) -> Result<StateObject, Diagnostic> {
+    async fn import_policy(&self, req: ImportRequest) -> Result<StateObject, Diagnostic> {
         let configured = self.client.tailnet();
         if req.id != configured && req.id != "-" && configured != "-" {
             return Err(Diagnostic::error(format!(
@@ -826,10 +861,6 @@ impl Provider for TailscaleProvider {
         let desired = req.desired.unwrap_or_default();
         let etag = p.etag.clone();
         Ok(self.state_for(&desired, hujson::standardize(&p.value), &etag))
-    }
-
-    fn counters(&self) -> Vec<(String, u64)> {
-        vec![("tailscale api calls".into(), self.client.calls())]
     }
 }
 

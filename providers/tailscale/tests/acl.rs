@@ -6,7 +6,7 @@
 
 use claw_provider::{
     ApplyRequest, Attrs, ConfigureRequest, Ctx, Diagnostic, DiffRequest, DiffResponse,
-    ImportRequest, InstanceRequest, LiveObject, Op, Provider, RefreshItem, RefreshRequest,
+    ImportRequest, Input, InstanceRequest, LiveObject, Op, Provider, RefreshItem, RefreshRequest,
     StateObject, Value,
 };
 use std::path::Path;
@@ -100,21 +100,8 @@ impl Fixture {
             ctx: &self.ctx,
         };
         // Validation errors stop an instance before prepare, as in the engine.
-        if let Some(e) = p
-            .validate(InstanceRequest { ..req })
-            .into_iter()
-            .find(Diagnostic::is_error)
-        {
-            return Err(e);
-        }
-        p.prepare(InstanceRequest {
-            address: ADDR,
-            rtype: "tailscale_acl",
-            name: "fleet",
-            key: None,
-            attrs: config,
-            ctx: &self.ctx,
-        })
+        p.validate(req).into_result()?;
+        Ok(p.prepare(req).into_result()?.attrs)
     }
 
     async fn refresh(
@@ -131,6 +118,7 @@ impl Fixture {
                     rtype: "tailscale_acl".into(),
                     desired: desired.cloned(),
                     prior: prior.cloned(),
+                    recheck: false,
                 }],
                 find_orphans: true,
             })
@@ -197,7 +185,8 @@ impl Fixture {
                 live: Some(planned.live.clone()),
                 changes: planned.diff.changes.clone(),
             })
-            .await?;
+            .await
+            .into_result()?;
         Ok(resp.state.expect("a state after create/update"))
     }
 
@@ -218,7 +207,8 @@ impl Fixture {
                 live: Some(live),
                 changes: vec![],
             })
-            .await?;
+            .await
+            .into_result()?;
         assert!(resp.state.is_none());
         Ok(())
     }
@@ -523,6 +513,34 @@ async fn a_bad_api_key_is_a_clear_auth_error_without_the_key() {
     }
 }
 
+/// The policy file is an input of the plan: its path as written and the
+/// keyed digest of its bytes; an inline policy reads no file.
+#[test]
+fn the_policy_file_is_reported_as_an_input() {
+    let f = Fixture::new();
+    let text = example_policy();
+    let config = f.write_policy(&text);
+    let req = |attrs| InstanceRequest {
+        address: ADDR,
+        rtype: "tailscale_acl",
+        name: "fleet",
+        key: None,
+        attrs,
+        ctx: &f.ctx,
+    };
+    let resp = f.provider.prepare(req(&config));
+    assert_eq!(
+        resp.inputs,
+        vec![Input {
+            path: "tailscale/policy.hujson".into(),
+            digest: f.ctx.digest(text.as_bytes()),
+        }]
+    );
+    let mut inline = Attrs::new();
+    inline.insert("policy".into(), Value::Map(Default::default()));
+    assert!(f.provider.prepare(req(&inline)).inputs.is_empty());
+}
+
 #[tokio::test]
 async fn hujson_errors_name_file_line_and_column() {
     let f = Fixture::new();
@@ -641,6 +659,7 @@ async fn an_edited_policy_without_state_must_be_imported_first() {
             desired: Some(planned.desired.clone()),
         })
         .await
+        .into_state()
         .expect("import");
     assert!(state.attrs["policy"].as_str().unwrap().contains("7070"));
     assert_eq!(
@@ -672,6 +691,7 @@ async fn an_edited_policy_without_state_must_be_imported_first() {
             desired: None,
         })
         .await
+        .into_state()
         .unwrap_err();
     assert!(
         err.to_string().contains("manages tailnet \"example.com\""),
@@ -742,6 +762,7 @@ async fn one_refresh_is_one_api_call_and_config_errors_are_caught_early() {
         attrs: &both,
         ctx: &f.ctx,
     });
+    let d = d.diagnostics;
     assert!(
         d[0].to_string().contains("either policy_file or policy"),
         "{d:?}"
@@ -758,6 +779,7 @@ async fn one_refresh_is_one_api_call_and_config_errors_are_caught_early() {
                     rtype: "tailscale_acl".into(),
                     desired: Some(desired.clone()),
                     prior: None,
+                    recheck: false,
                 })
                 .collect(),
             find_orphans: true,

@@ -251,9 +251,10 @@ impl Stack {
             attrs: &r.attrs,
             ctx: &self.ctx,
         };
-        let diags = self.provider.validate(req());
+        let diags = self.provider.validate(req()).diagnostics;
         assert!(diags.is_empty(), "validate {}: {diags:?}", r.address);
-        self.provider.prepare(req()).expect("prepare")
+        let resp = self.provider.prepare(req()).into_result();
+        resp.expect("prepare").attrs
     }
 
     pub async fn plan(&self, config: &[Res]) -> Plan {
@@ -269,6 +270,7 @@ impl Stack {
                 rtype: t.clone(),
                 desired: Some(d.clone()),
                 prior: self.state.get(a).map(|s| s.1.clone()),
+                recheck: false,
             });
         }
         for (a, (t, s)) in &self.state {
@@ -278,6 +280,7 @@ impl Stack {
                     rtype: t.clone(),
                     desired: None,
                     prior: Some(s.clone()),
+                    recheck: false,
                 });
             }
         }
@@ -389,7 +392,8 @@ impl Stack {
                 },
                 changes: c.changes.clone(),
             })
-            .await?;
+            .await
+            .into_result()?;
         Ok(r.state)
     }
 

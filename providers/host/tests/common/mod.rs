@@ -197,9 +197,9 @@ impl Driver {
             attrs: a,
             ctx: &self.ctx,
         };
-        let d = self.p.validate(req());
+        let d = self.p.validate(req()).diagnostics;
         assert!(d.is_empty(), "{address}: {d:?}");
-        self.p.prepare(req()).unwrap()
+        self.p.prepare(req()).into_result().unwrap().attrs
     }
 
     /// One refresh call for all items: `(address, desired, prior)`.
@@ -217,6 +217,7 @@ impl Driver {
                         rtype: name_of(a).0.to_string(),
                         desired: d.cloned(),
                         prior: p.cloned(),
+                        recheck: false,
                     })
                     .collect(),
                 find_orphans: true,
@@ -273,6 +274,7 @@ impl Driver {
                 changes: vec![],
             })
             .await
+            .into_result()
             .map(|r| r.state)
     }
 
@@ -315,6 +317,7 @@ impl Driver {
                 changes: d.changes,
             })
             .await
+            .into_result()
             .unwrap()
             .state
             .unwrap()

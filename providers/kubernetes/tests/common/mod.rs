@@ -123,7 +123,7 @@ pub fn instances(
             attrs: &r.attrs,
             ctx: &env.ctx,
         };
-        let errs = env.provider.validate(req);
+        let errs = env.provider.validate(req).diagnostics;
         if let Some(e) = errs.into_iter().next() {
             return Err(e);
         }
@@ -135,12 +135,12 @@ pub fn instances(
             attrs: &r.attrs,
             ctx: &env.ctx,
         };
-        let docs = env.provider.expand(req)?;
+        let docs = env.provider.expand(req).into_result()?.instances;
         let list: Vec<(String, Attrs)> = if docs.is_empty() {
             vec![(addr.clone(), r.attrs.clone())]
         } else {
             docs.into_iter()
-                .map(|(k, a)| {
+                .map(|Expanded { key: k, attrs: a }| {
                     (
                         format!(
                             "{}.{}[{}]",
@@ -162,7 +162,7 @@ pub fn instances(
                 attrs: &attrs,
                 ctx: &env.ctx,
             };
-            let prepared = env.provider.prepare(req)?;
+            let prepared = env.provider.prepare(req).into_result()?.attrs;
             out.insert(a, (r.rtype.to_string(), prepared));
         }
     }
@@ -184,6 +184,7 @@ pub async fn plan(env: &Env, config: &[Res], state: &State) -> Plan {
             rtype,
             desired: desired.get(*a).map(|d| d.1.clone()),
             prior: state.get(*a).map(|s| s.1.clone()),
+            recheck: false,
         });
     }
     let resp = env
@@ -195,11 +196,15 @@ pub async fn plan(env: &Env, config: &[Res], state: &State) -> Plan {
         })
         .await;
     let mut diagnostics = resp.diagnostics;
-    let dep_items: Vec<(String, String, Attrs)> = desired
+    let items = desired
         .iter()
-        .map(|(a, (t, at))| (a.clone(), t.clone(), at.clone()))
+        .map(|(a, (t, at))| DepItem {
+            address: a.clone(),
+            rtype: t.clone(),
+            attrs: at.clone(),
+        })
         .collect();
-    let deps = env.provider.implicit_deps(&dep_items);
+    let deps = edges(env, items);
     let mut actions = Vec::new();
     for (a, (rtype, attrs)) in &desired {
         match resp.live.get(a).cloned().flatten() {
@@ -254,6 +259,15 @@ pub async fn plan(env: &Env, config: &[Res], state: &State) -> Plan {
     }
 }
 
+/// The provider's implicit edges among `items`, as `(dependent, dependency)`.
+pub fn edges(env: &Env, items: Vec<DepItem>) -> Vec<(String, String)> {
+    let resp = env.provider.implicit_deps(ImplicitDepsRequest { items });
+    resp.edges
+        .into_iter()
+        .map(|e| (e.dependent, e.dependency))
+        .collect()
+}
+
 /// Orders addresses so that dependencies come first.
 pub fn order(addrs: &[String], deps: &[(String, String)]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -283,11 +297,15 @@ pub async fn apply(env: &Env, plan: &Plan, state: &mut State) -> Result<(), Diag
     let ordered = order(&addrs, &plan.deps);
     // Deletes in reverse dependency order (with the deps of the state's objects).
     let mut del_deps = plan.deps.clone();
-    let st_items: Vec<(String, String, Attrs)> = state
+    let st_items = state
         .iter()
-        .map(|(a, (t, s))| (a.clone(), t.clone(), s.attrs.clone()))
+        .map(|(a, (t, s))| DepItem {
+            address: a.clone(),
+            rtype: t.clone(),
+            attrs: s.attrs.clone(),
+        })
         .collect();
-    del_deps.extend(env.provider.implicit_deps(&st_items));
+    del_deps.extend(edges(env, st_items));
     let deletes: Vec<String> = order(&addrs, &del_deps).into_iter().rev().collect();
     for a in deletes {
         let (_, rtype, action) = plan.actions.iter().find(|(x, _, _)| *x == a).unwrap();
@@ -304,7 +322,8 @@ pub async fn apply(env: &Env, plan: &Plan, state: &mut State) -> Result<(), Diag
                     live: plan.live.get(&a).cloned().flatten(),
                     changes: vec![],
                 })
-                .await?;
+                .await
+                .into_result()?;
             state.remove(&a);
         }
     }
@@ -327,7 +346,8 @@ pub async fn apply(env: &Env, plan: &Plan, state: &mut State) -> Result<(), Diag
                 live: plan.live.get(&a).cloned().flatten(),
                 changes,
             })
-            .await?;
+            .await
+            .into_result()?;
         if let Some(s) = resp.state {
             state.insert(a.clone(), (rtype.clone(), s));
         }
