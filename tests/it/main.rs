@@ -11,5 +11,6 @@ mod golden;
 mod host;
 mod kubernetes;
 mod schemas;
+mod secrets;
 mod state;
 mod tailscale;

@@ -96,7 +96,7 @@ fn ref_of_obj(obj: &serde_json::Value, res: &ApiRes) -> ObjRef {
 }
 
 fn secret_hash(plain: &str, salt: &str) -> Value {
-    Value::Secret(Secret::from_hash(Secret::hash_of(plain, salt)))
+    Value::Secret(Secret::hash_only(plain, salt))
 }
 
 /// A live object in the shape of the configuration.
@@ -148,8 +148,8 @@ fn to_live(rtype: &str, obj: &serde_json::Value, res: &ApiRes, ctx: &Ctx) -> Liv
             if r.kind == "Secret" && r.api_version == "v1" {
                 if let Some(d) = o.get_mut("data").and_then(|d| d.as_object_mut()) {
                     for v in d.values_mut() {
-                        let h = Secret::hash_of(v.as_str().unwrap_or_default(), &ctx.salt);
-                        *v = json!({ "$sensitive": h });
+                        let h = Secret::hash_only(v.as_str().unwrap_or_default(), &ctx.salt);
+                        *v = json!({ "$sensitive": h.hash() });
                     }
                 }
             }
