@@ -10,10 +10,13 @@
 //!   (host, repository) for worktrees, one per (host, socket) for tmux.
 //! - **`configure` never connects**: the SSH connection is made by the first
 //!   script that needs it and then reused.
+//! - **No secret on a command line**: secrets reach scripts on stdin
+//!   ([`runner::Runner::run_with_secrets`]); stored digests are keyed (`Ctx::digest`).
 
 #![allow(clippy::result_large_err)] // Diagnostic is the SDK's error type
 
 pub mod file;
+pub mod fileio;
 pub mod known_hosts;
 pub mod runner;
 pub mod ssh;
