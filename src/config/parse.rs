@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-const TOP_KEYS: &[&str] = &["stack", "vars", "host", "provider"];
+const TOP_KEYS: &[&str] = &["stack", "vars", "host", "provider", "moved"];
 
 impl Config {
     /// Reads and checks `path`. `cli_vars` are `--var k=v` pairs (highest precedence),
@@ -240,7 +240,15 @@ impl Config {
         if !errs.is_empty() {
             return Err(Error::many(errs));
         }
+        let moved = root
+            .get("moved")
+            .map(|n| super::moved::parse(n, &source, reg, &mut errs))
+            .unwrap_or_default();
+        if !errs.is_empty() {
+            return Err(Error::many(errs));
+        }
         Ok(Config {
+            moved,
             path: path.to_path_buf(),
             src: src.clone(),
             base_dir,
