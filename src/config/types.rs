@@ -89,6 +89,18 @@ pub struct Config {
     pub vars: BTreeMap<String, Value>,
     pub blocks: BTreeMap<String, ProviderBlock>,
     pub resources: Vec<Resource>,
+    /// `${env.NAME}` in `[vars]` defaults and the `state` table that is not
+    /// set (the value is unknown): live evaluations report them.
+    pub unset_env: Vec<UnsetEnv>,
+}
+
+/// An environment variable that a parsed value needs and that is not set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnsetEnv {
+    pub name: String,
+    /// `[vars] root`
+    pub used_by: String,
+    pub span: Range<usize>,
 }
 
 /// The config file's text and where it came from, for locating errors.

@@ -78,11 +78,6 @@ pub struct Plan {
     /// The state this plan was made against.
     pub state_lineage: String,
     pub state_serial: u64,
-    /// Only for a plan made before any state exists: the salt the new state
-    /// will use, so that secret hashes in this plan stay comparable. (A salt
-    /// is not secret; the state file holds it too.)
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub new_state_salt: Option<String>,
     /// Every input that shaped the plan, by name (`claw.toml`, `var.x`,
     /// `env.NAME`, `file:src.txt`), with its keyed digest (HMAC with the
     /// state's salt, which is not in the plan). A saved plan is refused when

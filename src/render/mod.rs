@@ -5,6 +5,10 @@
 //! map-order effects), and a change to one resource changes only its block:
 //! columns are fixed, never computed from other resources.
 
+pub mod graph;
+pub mod state;
+pub mod summary;
+
 use crate::plan::{Action, Change, Plan, Summary};
 use claw_provider::{AttrChange, Value};
 
@@ -370,7 +374,6 @@ mod tests {
             config_hash: String::new(),
             state_lineage: String::new(),
             state_serial: 0,
-            new_state_salt: None,
             inputs: Default::default(),
             destroy: false,
             targets: vec![],

@@ -255,6 +255,12 @@ pub fn process_gone(host: &str, pid: u32) -> bool {
     pid != 0 && host == this_host() && !crate::util::pid_alive(pid)
 }
 
+/// Whether a process recorded as (`host`, `pid`) is known to be running: on
+/// this host, and there.
+pub fn process_alive_here(host: &str, pid: u32) -> bool {
+    pid != 0 && host == this_host() && crate::util::pid_alive(pid)
+}
+
 /// Describes a lock holder for messages.
 pub fn describe_holder(h: &LockInfo) -> String {
     let mut s = format!(

@@ -14,7 +14,10 @@
 //! to stderr (`claw-stats: state bytes written: ...`).
 
 use super::journal::{self, Folded, Header, Record, Writer};
-use super::{describe_holder, known_types, lock_info, process_gone, Entry, InFlight, State};
+use super::{
+    describe_holder, known_types, lock_info, process_alive_here, process_gone, Entry, InFlight,
+    State,
+};
 use crate::error::{Error, Problem, Result};
 use claw_provider::{Diagnostic, LockError, LockInfo, StateStorage};
 use std::collections::BTreeSet;
@@ -79,12 +82,16 @@ impl Store {
                 header, commits, ..
             } = journal::fold(&mut state, &bytes, &journal_where(storage.as_ref()))?
             {
-                let running = !process_gone(&header.host, header.pid);
-                notes.push(Diagnostic::warning(if running {
+                let msg = if process_alive_here(&header.host, header.pid) {
                     format!("the state is being changed by {} ({commits} operations so far); showing them", who(&header))
-                } else {
+                } else if process_gone(&header.host, header.pid) {
                     format!("{commits} operations recorded in a journal left by {}, which is no longer running, are not in the state file yet; showing them", who(&header))
-                }).with_hint("the next apply writes them into the state"));
+                } else {
+                    format!("{commits} operations recorded in a journal by {} are not in the state file yet; showing them", who(&header))
+                };
+                notes.push(
+                    Diagnostic::warning(msg).with_hint("the next apply writes them into the state"),
+                );
                 state.serial += 1;
             }
         }
@@ -144,7 +151,7 @@ impl Store {
                     in_flight,
                     torn,
                 } => {
-                    if header.pid != 0 && !process_gone(&header.host, header.pid) {
+                    if process_alive_here(&header.host, header.pid) {
                         return Err(Error::one(
                             Problem::new(format!(
                                 "the journal {} is still being written by {}, which holds no lock",

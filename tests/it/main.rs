@@ -2,6 +2,7 @@
 
 mod common;
 mod config;
+mod contract;
 mod docker;
 mod engine;
 mod errors;
@@ -11,4 +12,6 @@ mod host;
 mod kubernetes;
 mod schemas;
 mod secrets;
+mod signals;
+mod state;
 mod tailscale;

@@ -353,7 +353,14 @@ impl Provider for HostProvider {
                     let mut m = self.repo_locks.lock().unwrap_or_else(|e| e.into_inner());
                     m.entry(key).or_default().clone()
                 };
-                let _g = lock.lock().await;
+                let _g = tokio::select! {
+                    biased;
+                    // Interrupted before it could start: it does not.
+                    _ = req.ctx.cancel.cancelled() => {
+                        return ApplyResponse::failed(req.ctx.cancel.decline(&req.address))
+                    }
+                    g = lock.lock() => g,
+                };
                 worktree::apply(self.runner.as_ref(), &req).await
             }
             "tmux_session" => tmux::apply(self.runner.as_ref(), &req).await,
