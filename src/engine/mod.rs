@@ -7,9 +7,14 @@ pub mod apply;
 mod build;
 pub mod contract;
 pub mod graph;
+pub mod import;
+pub mod interrupt;
 mod planner;
 mod refresh;
 pub mod resolve;
+pub mod saved;
+pub mod session;
+pub mod unlock;
 pub mod walk;
 
 use crate::config::{self, template, Config, Instance, Lifecycle, StateCfg};
@@ -87,6 +92,7 @@ pub fn ctx_for(cfg: &Config, salt: &str, events: &Arc<dyn Events>, verbose: bool
         base_dir: cfg.base_dir.clone(),
         progress: Progress(Arc::new(move |a, m| ev.progress(a, m))),
         verbose,
+        cancel: Cancel::default(),
     }
 }
 

@@ -5,6 +5,10 @@
 //! map-order effects), and a change to one resource changes only its block:
 //! columns are fixed, never computed from other resources.
 
+pub mod graph;
+pub mod state;
+pub mod summary;
+
 use crate::plan::{Action, Change, Plan, Summary};
 use claw_provider::{AttrChange, Value};
 

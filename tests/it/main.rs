@@ -11,5 +11,7 @@ mod golden;
 mod host;
 mod kubernetes;
 mod schemas;
+mod secrets;
+mod signals;
 mod state;
 mod tailscale;

@@ -416,6 +416,10 @@ fn a_fresh_stack_gets_one_empty_state_so_plans_repeat_byte_for_byte() {
         assert_eq!(out.trim(), first.trim());
     }
     let st = t.state();
+    assert!(
+        !first.contains(st["salt"].as_str().unwrap()),
+        "the salt is not in the plan"
+    );
     assert_eq!(st["serial"], 0);
     assert_eq!(st["resources"], serde_json::json!({}));
     assert!(first.contains(st["lineage"].as_str().unwrap()));
