@@ -2,16 +2,18 @@
 //! (deletes in reverse), at most `parallelism` at once, skipping the
 //! dependents of a failure while independent work goes on.
 //!
-//! **Invariant:** the state is saved after every completed operation.
+//! **Invariant:** every operation is journalled before it starts
+//! (`Store::begin`) and when it completes (`Store::commit`/`end`), O(1) each.
 
-use super::{Observed, Workspace};
+use super::interrupt::Interrupt;
+use super::walk::Walker;
+use super::{contract, resolve, Observed, Workspace};
 use crate::config::template;
 use crate::error::Problem;
 use crate::plan::{Action, Change, Plan};
 use crate::state::{Entry, Store};
-use claw_provider::{ApplyRequest, Op, StateObject, Value};
+use claw_provider::{ApplyRequest, Cancel, Ctx, Op, StateObject, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::task::JoinSet;
 
@@ -20,15 +22,23 @@ enum Phase {
     Delete,
     Create,
     Forget,
+    /// Adopt or a state-only change: the state is written, the object untouched.
+    Record,
 }
 
 type OpId = (String, Phase);
+/// The walker's key: phase first, so ready deletes run before creates.
+type Key = (Phase, String);
 
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub done: Vec<(String, String)>,
     pub failed: Vec<(String, Problem)>,
     pub skipped: Vec<(String, String)>,
+    /// Interrupted: operations that never started.
+    pub not_started: Vec<String>,
+    /// Abandoned by a second interrupt while they ran.
+    pub abandoned: Vec<String>,
     pub interrupted: bool,
 }
 
@@ -44,6 +54,7 @@ fn ops_of(c: &Change) -> Vec<Phase> {
         Action::DeleteCreate | Action::CreateDelete => vec![Phase::Delete, Phase::Create],
         Action::Delete => vec![Phase::Delete],
         Action::Forget => vec![Phase::Forget],
+        Action::Adopt | Action::StateOnly => vec![Phase::Record],
         Action::NoOp => vec![],
     }
 }
@@ -56,7 +67,7 @@ pub async fn run(
     store: Arc<Store>,
     observed: Arc<BTreeMap<String, Observed>>,
     parallelism: usize,
-    cancel: Arc<AtomicBool>,
+    interrupt: &Interrupt,
 ) -> Outcome {
     let changes: BTreeMap<String, Change> = plan
         .changes
@@ -70,29 +81,39 @@ pub async fn run(
             deps.entry((c.address.clone(), ph)).or_default();
         }
     }
+    // Who waits for whom, indexed once (not a scan per change).
+    let mut dependents_of: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for c in changes.values() {
+        for d in &c.after_addresses {
+            dependents_of
+                .entry(d.as_str())
+                .or_default()
+                .push(c.address.as_str());
+        }
+    }
     for c in changes.values() {
         let has = |a: &str, ph: Phase| deps.contains_key(&(a.to_string(), ph));
         let mut add: Vec<(OpId, OpId)> = Vec::new();
-        if has(&c.address, Phase::Create) {
+        let forward = [Phase::Create, Phase::Record]
+            .into_iter()
+            .find(|ph| has(&c.address, *ph));
+        if let Some(me) = forward {
             for d in &c.after_addresses {
-                if has(d, Phase::Create) {
-                    add.push((
-                        (c.address.clone(), Phase::Create),
-                        (d.clone(), Phase::Create),
-                    ));
+                if let Some(ph) = [Phase::Create, Phase::Record]
+                    .into_iter()
+                    .find(|ph| has(d, *ph))
+                {
+                    add.push(((c.address.clone(), me), (d.clone(), ph)));
                 }
             }
         }
         if has(&c.address, Phase::Delete) {
             // Delete x only after everything that depends on x is deleted.
-            for y in changes.values() {
-                if y.address != c.address
-                    && y.after_addresses.contains(&c.address)
-                    && has(&y.address, Phase::Delete)
-                {
+            for y in dependents_of.get(c.address.as_str()).into_iter().flatten() {
+                if *y != c.address && has(y, Phase::Delete) {
                     add.push((
                         (c.address.clone(), Phase::Delete),
-                        (y.address.clone(), Phase::Delete),
+                        (y.to_string(), Phase::Delete),
                     ));
                 }
             }
@@ -112,46 +133,49 @@ pub async fn run(
             deps.entry(op).or_default().insert(dep);
         }
     }
-    let mut dependents: BTreeMap<OpId, BTreeSet<OpId>> = BTreeMap::new();
-    for (op, ds) in &deps {
-        for d in ds {
-            dependents.entry(d.clone()).or_default().insert(op.clone());
-        }
-    }
-    let mut waiting: BTreeMap<OpId, usize> =
-        deps.iter().map(|(k, v)| (k.clone(), v.len())).collect();
-    let mut ready: BTreeSet<OpId> = waiting
-        .iter()
-        .filter(|(_, n)| **n == 0)
-        .map(|(k, _)| k.clone())
-        .collect();
-    for r in &ready {
-        waiting.remove(r);
-    }
+    // Deletes before creates when both are ready (frees names), then by
+    // address: the walker's key order is (phase, address).
+    let mut walker = Walker::new(
+        deps.into_iter()
+            .map(|((a, ph), ds)| ((ph, a), ds.into_iter().map(|(a, ph)| (ph, a)).collect()))
+            .collect(),
+    );
     let mut out = Outcome::default();
-    let mut running: JoinSet<(OpId, Result<String, Problem>)> = JoinSet::new();
+    let mut running: JoinSet<(Key, Result<String, Problem>)> = JoinSet::new();
+    let mut in_flight: BTreeSet<Key> = BTreeSet::new();
+    let mut abandoning = false;
     let parallelism = parallelism.max(1);
     loop {
-        while running.len() < parallelism && !cancel.load(Ordering::SeqCst) {
-            // Deletes before creates when both are ready (frees names), then by address.
-            let Some(op) = ready.iter().min_by_key(|(a, p)| (*p, a.clone())).cloned() else {
+        while running.len() < parallelism && !interrupt.stopped() {
+            let Some(key) = walker.take_ready() else {
                 break;
             };
-            ready.remove(&op);
-            let change = changes[&op.0].clone();
+            let change = changes[&key.1].clone();
             let ws = ws.clone();
             let store = store.clone();
             let observed = observed.clone();
+            let stop = interrupt.stop.clone();
+            in_flight.insert(key.clone());
             running.spawn(async move {
-                let r = run_op(&ws, &change, op.1, &store, &observed).await;
-                (op, r)
+                let r = run_op(&ws, &change, key.0, &store, &observed, &stop).await;
+                (key, r)
             });
         }
-        let Some(joined) = running.join_next().await else {
+        let joined = tokio::select! {
+            j = running.join_next() => j,
+            _ = interrupt.abandon.cancelled(), if !abandoning => {
+                // Stop waiting; what completed meanwhile is still collected.
+                abandoning = true;
+                running.abort_all();
+                continue;
+            }
+        };
+        let Some(joined) = joined else {
             break;
         };
-        let (op, result) = match joined {
+        let (key, result) = match joined {
             Ok(x) => x,
+            Err(e) if e.is_cancelled() => continue,
             Err(e) => {
                 out.failed.push((
                     "(internal)".into(),
@@ -160,53 +184,39 @@ pub async fn run(
                 continue;
             }
         };
+        let addr = key.1.clone();
+        in_flight.remove(&key);
         match result {
+            Err(_) if interrupt.stop.declined(&addr) => {
+                let _ = store.end(&addr).await;
+                ws.events.op_skipped(&addr, "not started: interrupted");
+                out.not_started.push(addr);
+            }
             Ok(what) => {
-                ws.events.op_finished(&op.0, &what, Ok(()));
-                out.done.push((op.0.clone(), what));
-                if let Some(ds) = dependents.get(&op) {
-                    for d in ds {
-                        if let Some(n) = waiting.get_mut(d) {
-                            *n -= 1;
-                            if *n == 0 {
-                                waiting.remove(d);
-                                ready.insert(d.clone());
-                            }
-                        }
-                    }
-                }
+                ws.events.op_finished(&addr, &what, Ok(()));
+                out.done.push((addr, what));
+                walker.done(&key);
             }
             Err(p) => {
-                ws.events.op_finished(&op.0, "failed", Err(&p.message));
-                // Skip everything downstream.
-                let mut stack = vec![op.clone()];
-                let mut seen = BTreeSet::new();
-                while let Some(o) = stack.pop() {
-                    for d in dependents.get(&o).into_iter().flatten() {
-                        if seen.insert(d.clone()) {
-                            stack.push(d.clone());
-                        }
-                    }
+                // A failed operation is no longer in flight.
+                let _ = store.end(&addr).await;
+                ws.events.op_finished(&addr, "failed", Err(&p.message));
+                for s in walker.failed(&key) {
+                    let why = format!("depends on {addr}, which failed");
+                    ws.events.op_skipped(&s.1, &why);
+                    out.skipped.push((s.1, why));
                 }
-                for s in seen {
-                    if waiting.remove(&s).is_some() || ready.remove(&s) {
-                        let why = format!("depends on {}, which failed", op.0);
-                        ws.events.op_skipped(&s.0, &why);
-                        out.skipped.push((s.0.clone(), why));
-                    }
-                }
-                out.failed.push((op.0.clone(), p));
+                out.failed.push((addr, p));
             }
         }
     }
-    if cancel.load(Ordering::SeqCst) {
+    if interrupt.stopped() {
         out.interrupted = true;
-        let mut rest: Vec<OpId> = ready.into_iter().chain(waiting.into_keys()).collect();
-        rest.sort();
-        rest.dedup();
-        for op in rest {
-            out.skipped.push((op.0, "not started: interrupted".into()));
-        }
+        out.abandoned = in_flight.into_iter().map(|k| k.1).collect();
+        out.not_started
+            .extend(walker.drain_pending().into_iter().map(|k| k.1));
+        out.not_started.sort();
+        out.not_started.dedup();
     }
     out.skipped.sort();
     out.skipped.dedup();
@@ -219,7 +229,15 @@ async fn run_op(
     phase: Phase,
     store: &Store,
     observed: &BTreeMap<String, Observed>,
+    cancel: &Cancel,
 ) -> Result<String, Problem> {
+    if cancel.is_cancelled() {
+        return Err(ws.diag_problem(&cancel.decline(&c.address), &c.address));
+    }
+    let ctx = || Ctx {
+        cancel: cancel.clone(),
+        ..ws.ctx()
+    };
     let Some(p) = ws.providers.get(&c.provider) else {
         return Err(Problem::new(format!(
             "{}: no configured provider {}",
@@ -229,14 +247,63 @@ async fn run_op(
     let live = observed.get(&c.address).and_then(|o| o.live.clone());
     let prior = store.state.lock().await.resources.get(&c.address).cloned();
     match phase {
+        Phase::Record => {
+            let Some(node) = ws.nodes.get(&c.address) else {
+                return Err(Problem::new(format!(
+                    "{}: not in the configuration any more",
+                    c.address
+                )));
+            };
+            let entry = match (c.action, prior) {
+                (Action::StateOnly, Some(mut e)) => {
+                    e.prevent_destroy = node.lifecycle.prevent_destroy;
+                    e.deps = node.deps.iter().cloned().collect();
+                    e
+                }
+                _ => {
+                    let Some(l) = live else {
+                        return Err(Problem::new(format!(
+                            "{}: the object to adopt is gone",
+                            c.address
+                        ))
+                        .hint("run `claw plan` again"));
+                    };
+                    // What the plan showed, over what the object reports.
+                    let mut attrs = l.attrs.clone();
+                    if let Some(Value::Map(after)) = &c.after {
+                        for (k, v) in after {
+                            if !v.contains_unknown() {
+                                attrs.insert(k.clone(), v.clone());
+                            }
+                        }
+                    }
+                    Entry {
+                        rtype: c.rtype.clone(),
+                        provider: c.provider.clone(),
+                        id: l.id.clone(),
+                        attrs,
+                        private: Default::default(),
+                        deps: node.deps.iter().cloned().collect(),
+                        prevent_destroy: node.lifecycle.prevent_destroy,
+                    }
+                }
+            };
+            store
+                .commit(&c.address, Some(entry))
+                .await
+                .map_err(first_problem)?;
+            Ok(if c.action == Action::Adopt {
+                "adopted"
+            } else {
+                "state updated"
+            }
+            .into())
+        }
         Phase::Forget => {
-            store.state.lock().await.resources.remove(&c.address);
-            store.save().await.map_err(|e| {
-                e.problems
-                    .into_iter()
-                    .next()
-                    .unwrap_or(Problem::new("cannot save state"))
-            })?;
+            store
+                .commit(&c.address, None)
+                .await
+                .map_err(first_problem)?;
             Ok("forgotten".into())
         }
         Phase::Delete => {
@@ -259,15 +326,19 @@ async fn run_op(
             // Still configured (destroy, or a replace): the provider sees the
             // configured attributes too (e.g. a worktree's `force`).
             let desired = if ws.nodes.contains_key(&c.address) {
-                let snapshot = store.state.lock().await.clone();
-                ws.desired(&c.address, &|r| lookup(&snapshot, observed, r))
-                    .ok()
+                let st = store.state.lock().await;
+                ws.desired(&c.address, &|r| lookup(&st, observed, r)).ok()
             } else {
                 None
             };
+            let journal_op = if old_only { "delete-old" } else { "delete" };
+            store
+                .begin(&c.address, journal_op)
+                .await
+                .map_err(first_problem)?;
             let resp = p
                 .apply(ApplyRequest {
-                    ctx: ws.ctx(),
+                    ctx: ctx(),
                     address: c.address.clone(),
                     rtype: c.rtype.clone(),
                     op: Op::Delete,
@@ -282,9 +353,13 @@ async fn run_op(
             for d in &resp.diagnostics {
                 ws.events.note(&ws.diag_problem(d, &c.address).to_string());
             }
-            if !old_only {
-                store.state.lock().await.resources.remove(&c.address);
-                store.save().await.map_err(first_problem)?;
+            if old_only {
+                store.end(&c.address).await.map_err(first_problem)?;
+            } else {
+                store
+                    .commit(&c.address, None)
+                    .await
+                    .map_err(first_problem)?;
             }
             Ok(if old_only {
                 "old object deleted"
@@ -300,10 +375,39 @@ async fn run_op(
                     c.address
                 )));
             };
-            let snapshot = store.state.lock().await.clone();
-            let desired = ws
-                .desired(&c.address, &|r| lookup(&snapshot, observed, r))
-                .map_err(|d| ws.diag_problem(&d, &c.address))?;
+            let desired = {
+                let st = store.state.lock().await;
+                ws.desired(&c.address, &|r| lookup(&st, observed, r))
+            }
+            .map_err(|d| ws.diag_problem(&d, &c.address))?;
+            // ignore_changes paths keep their live value, as the plan showed.
+            let mut desired = desired;
+            if let Some(l) = &live {
+                if !node.lifecycle.ignore_changes.is_empty() {
+                    let mut d = Value::Map(desired);
+                    contract::merge_ignored(
+                        &mut d,
+                        &Value::Map(l.attrs.clone()),
+                        &node.lifecycle.ignore_changes,
+                    );
+                    desired = match d {
+                        Value::Map(m) => m,
+                        _ => unreachable!("merge_ignored keeps a map a map"),
+                    };
+                }
+            }
+            // Apply carries out the plan's `after` and nothing else.
+            if let Some(planned) = &c.after {
+                let differs = contract::incompatible(planned, &Value::Map(desired.clone()));
+                if !differs.is_empty() {
+                    return Err(Problem::new(format!(
+                        "{}: {} would differ from what the plan showed; not applied",
+                        c.address,
+                        differs.join(", ")
+                    ))
+                    .hint("an input changed during the run; run `claw plan` again and review it"));
+                }
+            }
             if let Some((k, _)) = desired.iter().find(|(_, v)| v.contains_unknown()) {
                 return Err(Problem::new(format!(
                     "{}: `{k}` is still unknown at apply time",
@@ -327,13 +431,23 @@ async fn run_op(
             } else {
                 None
             };
+            let journal_op = match c.action {
+                Action::Update => "update",
+                Action::DeleteCreate | Action::CreateDelete => "replace",
+                _ => "create",
+            };
+            store
+                .begin(&c.address, journal_op)
+                .await
+                .map_err(first_problem)?;
+            let sent = desired;
             let resp = p
                 .apply(ApplyRequest {
-                    ctx: ws.ctx(),
+                    ctx: ctx(),
                     address: c.address.clone(),
                     rtype: c.rtype.clone(),
                     op,
-                    desired: Some(desired),
+                    desired: Some(sent.clone()),
                     prior: prior_obj,
                     live,
                     changes: c.diff.clone(),
@@ -345,6 +459,20 @@ async fn run_op(
                 ws.events.note(&ws.diag_problem(d, &c.address).to_string());
             }
             if let Some(obj) = resp.state {
+                // Compare what the provider reports with what was applied.
+                let reported: Vec<String> = contract::incompatible(
+                    &Value::Map(sent.clone()),
+                    &Value::Map(
+                        obj.attrs
+                            .iter()
+                            .filter(|(k, _)| sent.contains_key(*k))
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
+                    ),
+                )
+                .into_iter()
+                .filter(|p| !contract::ignored(p, &node.lifecycle.ignore_changes))
+                .collect();
                 let entry = Entry {
                     rtype: c.rtype.clone(),
                     provider: c.provider.clone(),
@@ -355,12 +483,20 @@ async fn run_op(
                     prevent_destroy: node.lifecycle.prevent_destroy,
                 };
                 store
-                    .state
-                    .lock()
+                    .commit(&c.address, Some(entry))
                     .await
-                    .resources
-                    .insert(c.address.clone(), entry);
-                store.save().await.map_err(first_problem)?;
+                    .map_err(first_problem)?;
+                if !reported.is_empty() {
+                    return Err(Problem::new(format!(
+                        "{}: the provider produced an inconsistent result: {} differ from the planned value",
+                        c.address,
+                        reported.join(", ")
+                    ))
+                    .detail("the state records what the provider reported")
+                    .hint("this is a bug in the provider; run `claw plan` to see the difference"));
+                }
+            } else {
+                store.end(&c.address).await.map_err(first_problem)?;
             }
             Ok(match c.action {
                 Action::Update => "updated",
@@ -375,21 +511,16 @@ async fn run_op(
 /// A reference's value at apply time: what the state now records (dependencies
 /// applied in this run included), else the live object seen at plan time.
 fn lookup(
-    snapshot: &crate::state::State,
+    state: &crate::state::State,
     observed: &BTreeMap<String, Observed>,
     r: &template::ResRef,
 ) -> Value {
-    snapshot
-        .resources
-        .get(&r.instance())
-        .and_then(|e| Value::Map(e.attrs.clone()).get_path(&r.attr).cloned())
-        .or_else(|| {
-            observed
-                .get(&r.instance())
-                .and_then(|o| o.live.as_ref())
-                .and_then(|l| Value::Map(l.attrs.clone()).get_path(&r.attr).cloned())
-        })
-        .unwrap_or(Value::Unknown)
+    resolve::Sources {
+        after: None,
+        state: Some(state),
+        observed: Some(observed),
+    }
+    .value(r)
 }
 
 fn first_problem(e: crate::error::Error) -> Problem {

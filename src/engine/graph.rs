@@ -65,63 +65,39 @@ impl Graph {
         Some(path.into_iter().map(|i| self.g[i].clone()).collect())
     }
 
-    /// Dependencies first; ties broken by address.
+    /// Dependencies first; ties broken by address (the one walker's order).
     pub fn order(&self) -> Vec<String> {
-        let mut indeg: BTreeMap<NodeIndex, usize> = self
+        let deps = self
             .g
             .node_indices()
-            .map(|i| (i, self.g.neighbors_directed(i, petgraph::Incoming).count()))
+            .map(|i| {
+                let ds = self
+                    .g
+                    .neighbors_directed(i, petgraph::Incoming)
+                    .map(|d| self.g[d].clone())
+                    .collect();
+                (self.g[i].clone(), ds)
+            })
             .collect();
-        let mut ready: BTreeSet<(String, NodeIndex)> = indeg
-            .iter()
-            .filter(|(_, d)| **d == 0)
-            .map(|(i, _)| (self.g[*i].clone(), *i))
-            .collect();
-        let mut out = Vec::new();
-        while let Some((a, i)) = ready.pop_first() {
-            out.push(a);
-            for n in self.g.neighbors(i) {
-                if let Some(d) = indeg.get_mut(&n) {
-                    *d -= 1;
-                    if *d == 0 {
-                        ready.insert((self.g[n].clone(), n));
-                    }
-                }
-            }
-        }
-        out
+        super::walk::Walker::new(deps).order()
     }
 
-    /// Graphviz DOT: edges from each resource to what it depends on (or the
-    /// reverse for destroy).
-    pub fn dot(&self, destroy: bool) -> String {
-        let mut s = String::from("digraph claw {\n  rankdir = \"RL\";\n  node [shape = box];\n");
-        for a in self.idx.keys() {
-            s.push_str(&format!("  {};\n", quote(a)));
-        }
+    /// Every address, in order.
+    pub fn addresses(&self) -> impl Iterator<Item = &String> {
+        self.idx.keys()
+    }
+
+    /// Every edge as `(dependency, dependent)`, sorted.
+    pub fn edges(&self) -> Vec<(String, String)> {
         let mut edges: Vec<(String, String)> = self
             .g
             .edge_indices()
             .filter_map(|e| self.g.edge_endpoints(e))
-            .map(|(dep, dependent)| {
-                if destroy {
-                    (self.g[dep].clone(), self.g[dependent].clone())
-                } else {
-                    (self.g[dependent].clone(), self.g[dep].clone())
-                }
-            })
+            .map(|(dep, dependent)| (self.g[dep].clone(), self.g[dependent].clone()))
             .collect();
         edges.sort();
-        for (a, b) in edges {
-            s.push_str(&format!("  {} -> {};\n", quote(&a), quote(&b)));
-        }
-        s.push_str("}\n");
-        s
+        edges
     }
-}
-
-fn quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 #[cfg(test)]

@@ -5,6 +5,10 @@
 //! map-order effects), and a change to one resource changes only its block:
 //! columns are fixed, never computed from other resources.
 
+pub mod graph;
+pub mod state;
+pub mod summary;
+
 use crate::plan::{Action, Change, Plan, Summary};
 use claw_provider::{AttrChange, Value};
 
@@ -49,7 +53,7 @@ impl Paint {
             Action::Update => "33",
             Action::DeleteCreate | Action::CreateDelete => "35",
             Action::Delete => "31",
-            Action::Forget => "36",
+            Action::Forget | Action::Adopt | Action::StateOnly => "36",
             Action::NoOp => "0",
         };
         self.c(code, s)
@@ -61,6 +65,12 @@ pub fn summary_line(s: &Summary) -> String {
         "Plan: {} to create, {} to update, {} to replace, {} to delete",
         s.create, s.update, s.replace, s.delete
     );
+    if s.adopt > 0 {
+        line.push_str(&format!(", {} to adopt", s.adopt));
+    }
+    if s.state_only > 0 {
+        line.push_str(&format!(", {} state-only", s.state_only));
+    }
     if s.forget > 0 {
         line.push_str(&format!(", {} to forget", s.forget));
     }
@@ -100,8 +110,7 @@ fn header(c: &Change) -> (String, String) {
     } else {
         format!(" {sym} ")
     };
-    let plain = c.reason.is_empty() || (c.action == Action::Create && c.reason == "not found");
-    let word = if plain {
+    let word = if c.reason.is_plain() {
         c.action.word().to_string()
     } else {
         format!("{} ({})", c.action.word(), c.reason)
@@ -142,7 +151,10 @@ fn change_block(c: &Change, p: &Paint) -> String {
 /// The attribute lines of one change, without indentation: `+ key = value`,
 /// `~ key = old -> new`, `- key = old`, and diffs of multi-line values.
 pub fn attr_lines(c: &Change) -> Vec<String> {
-    if matches!(c.action, Action::Delete | Action::Forget) {
+    if matches!(
+        c.action,
+        Action::Delete | Action::Forget | Action::Adopt | Action::StateOnly
+    ) {
         return vec![];
     }
     let width = c
@@ -241,6 +253,14 @@ pub fn unified(before: &str, after: &str) -> Vec<String> {
     out
 }
 
+/// The share of [`MARKDOWN_LIMIT`] the summary table may take.
+const MARKDOWN_TABLE_LIMIT: usize = 24_000;
+/// Room kept for the truncation notes.
+const MARKDOWN_NOTE_ROOM: usize = 400;
+
+/// A pull-request comment: the `Plan:` line (always counting every change),
+/// a summary table and one collapsible section per change, cut with a note
+/// so that the whole stays under [`MARKDOWN_LIMIT`] characters.
 pub fn markdown(plan: &Plan) -> String {
     let mut head = format!("### claw plan — stack `{}`\n\n", plan.stack);
     if !plan.has_changes() {
@@ -252,21 +272,29 @@ pub fn markdown(plan: &Plan) -> String {
     }
     head.push_str(&format!("**{}**\n\n", summary_line(&plan.summary)));
     head.push_str("| | address | action | reason |\n|---|---|---|---|\n");
-    for c in &plan.changes {
-        head.push_str(&format!(
+    let table_start = head.len();
+    for (n, c) in plan.changes.iter().enumerate() {
+        let row = format!(
             "| `{}` | `{}` | {} | {} |\n",
             c.action.symbol(),
             c.address.replace('|', "\\|"),
             c.action.word(),
-            md_escape(&c.reason)
-        ));
+            md_escape(&c.reason.to_string())
+        );
+        if head.len() - table_start + row.len() > MARKDOWN_TABLE_LIMIT {
+            head.push_str(&format!(
+                "| | _… and {} more_ | | |\n",
+                plan.changes.len() - n
+            ));
+            break;
+        }
+        head.push_str(&row);
     }
     head.push('\n');
     let mut body = String::new();
     for (shown, c) in plan.changes.iter().enumerate() {
         let sec = markdown_section(c);
-        // Keep room for the truncation note.
-        if head.len() + body.len() + sec.len() + 200 > MARKDOWN_LIMIT {
+        if head.len() + body.len() + sec.len() + MARKDOWN_NOTE_ROOM > MARKDOWN_LIMIT {
             let rest = plan.changes.len() - shown;
             body.push_str(&format!(
                 "\n> **Truncated:** {rest} more change(s) not shown to stay under {MARKDOWN_LIMIT} characters. Run `claw plan` or `claw show PLANFILE` for the full plan.\n"
@@ -316,6 +344,61 @@ fn html_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn plan_of(n: usize) -> Plan {
+        let changes: Vec<Change> = (0..n)
+            .map(|i| Change {
+                address: format!("file.agent[\"agent-{i:05}\"]"),
+                rtype: "file".into(),
+                provider: "host.local".into(),
+                action: Action::Create,
+                reason: crate::plan::Reason::NotFound,
+                id: None,
+                before: None,
+                after: None,
+                diff: vec![AttrChange::new(
+                    "path",
+                    None,
+                    Some(Value::str(format!("/tmp/agents/{i}/config.json"))),
+                )],
+                sensitive_paths: vec![],
+                fingerprint: String::new(),
+                inputs: vec![],
+                after_addresses: vec![],
+            })
+            .collect();
+        let summary = Plan::summarize(&changes, 0);
+        Plan {
+            format_version: crate::plan::FORMAT_VERSION,
+            stack: "s".into(),
+            config_hash: String::new(),
+            state_lineage: String::new(),
+            state_serial: 0,
+            inputs: Default::default(),
+            destroy: false,
+            targets: vec![],
+            changes,
+            summary,
+        }
+    }
+
+    #[test]
+    fn markdown_stays_under_the_limit_and_counts_everything() {
+        for n in [1, 300, 2_000, 20_000] {
+            let md = markdown(&plan_of(n));
+            assert!(md.chars().count() < MARKDOWN_LIMIT, "{n}: {}", md.len());
+            assert!(
+                md.contains(&format!("Plan: {n} to create, 0 to update")),
+                "{n}"
+            );
+            if n >= 2_000 {
+                assert!(md.contains("more_ |"), "table cut: {n}");
+                assert!(md.contains("**Truncated:**"), "sections cut: {n}");
+            } else {
+                assert!(!md.contains("Truncated"), "{n}");
+            }
+        }
+    }
 
     #[test]
     fn unified_diff_of_lines() {

@@ -1,7 +1,23 @@
 //! Bad input: each error names file:line:column, gives a hint where the fix
 //! is knowable, never panics, and changes nothing.
 
-use crate::common::Ctx;
+use crate::common::{Ctx, Out};
+
+/// Runs `claw args`: it must exit 1 without a panic, and stderr must hold
+/// every `expect`.
+pub fn fails(t: &Ctx, args: &[&str], expect: &[&str]) -> Out {
+    let o = t.claw(args);
+    assert_eq!(o.code, 1, "claw {args:?} should fail\n{}", o.all());
+    assert!(!o.stderr.contains("panicked"), "{}", o.stderr);
+    for e in expect {
+        assert!(
+            o.stderr.contains(e),
+            "claw {args:?}: expected {e:?} in:\n{}",
+            o.stderr
+        );
+    }
+    o
+}
 
 /// Runs validate, plan and apply on `cfg`; all must fail the same way, and
 /// nothing may be created.
@@ -14,22 +30,23 @@ fn bad(cfg: &str, expect: &[&str]) -> String {
         &["plan"][..],
         &["apply", "--auto-approve"][..],
     ] {
-        let o = t.claw(args);
-        assert_eq!(o.code, 1, "claw {args:?} should fail\n{}", o.all());
-        assert!(!o.stderr.contains("panicked"), "{}", o.stderr);
-        for e in expect {
-            assert!(
-                o.stderr.contains(e),
-                "claw {args:?}: expected {e:?} in:\n{}",
-                o.stderr
-            );
-        }
+        let o = fails(&t, args, expect);
         if first.is_empty() {
             first = o.stderr.clone();
         }
     }
     assert!(!t.exists("out"), "nothing is created");
-    assert!(!t.exists(".claw/state.json"), "no state is written");
+    // A plan of a stack without state creates its empty state (lineage and
+    // salt, nothing else), so that plans are repeatable; nothing more.
+    if t.exists(".claw/state.json") {
+        let st = t.state();
+        assert_eq!(st["serial"], 0, "no state is written");
+        assert_eq!(
+            st["resources"],
+            serde_json::json!({}),
+            "no state is written"
+        );
+    }
     first
 }
 
@@ -114,7 +131,30 @@ fn unknown_host_or_provider_alias() {
 
 #[test]
 fn missing_env_for_a_secret() {
-    bad("[stack]\nname = \"x\"\n\n[file.a]\npath = \"out/a\"\ncontent = { env = \"CLAW_SURELY_MISSING_VAR\" }\n", &["`CLAW_SURELY_MISSING_VAR` is not set", "claw.toml:6:19", "hint: export CLAW_SURELY_MISSING_VAR="]);
+    let t = Ctx::new();
+    t.write("claw.toml", "[stack]\nname = \"x\"\n\n[file.a]\npath = \"out/a\"\ncontent = { env = \"CLAW_SURELY_MISSING_VAR\" }\n");
+    t.ok(&["validate"], 0);
+    for args in [&["plan"][..], &["apply", "--auto-approve"][..]] {
+        fails(
+            &t,
+            args,
+            &[
+                "`CLAW_SURELY_MISSING_VAR` is not set",
+                "file.a content (claw.toml:6:19)",
+                "hint: export CLAW_SURELY_MISSING_VAR=",
+            ],
+        );
+    }
+    assert!(!t.exists("out"), "nothing is created");
+}
+
+#[test]
+fn malformed_secret_references() {
+    bad("[stack]\nname = \"x\"\n\n[file.a]\npath = \"out/a\"\ncontent = { env = \"X\", optional = true }\n", &["`optional = true` applies only to an entry of a table", "claw.toml:6:24", "hint: remove `optional = true`"]);
+    bad("[stack]\nname = \"x\"\n\n[tmux_session.t]\nenv = { A = { env = \"X\", optinal = true } }\n", &["unknown key `optinal` in a secret reference", "claw.toml:5:26", "hint: did you mean `optional`?"]);
+    bad("[stack]\nname = \"x\"\n\n[file.a]\npath = \"out/a\"\ncontent = { env = \"X\", file = \"y\" }\n", &["not both", "claw.toml:6:13", "hint:"]);
+    bad("[stack]\nname = \"x\"\n\n[file.a]\npath = \"out/a\"\ncontent = { env = \"X\", optional = \"yes\" }\n", &["`optional` must be true or false", "claw.toml:6:35", "hint:"]);
+    bad("[stack]\nname = \"x\"\n\n[provider.tailnet]\ntype = \"tailscale\"\napi_key = { env = \"X\", optional = true }\n\n[tailscale_acl.a]\npolicy = {}\n", &["`optional = true` applies only to an entry of a table", "claw.toml:6:24"]);
 }
 
 #[test]

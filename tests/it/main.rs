@@ -1,6 +1,8 @@
 //! The one integration-test binary: CLI end-to-end tests against real things.
 
 mod common;
+mod config;
+mod contract;
 mod docker;
 mod engine;
 mod errors;
@@ -9,4 +11,7 @@ mod golden;
 mod host;
 mod kubernetes;
 mod schemas;
+mod secrets;
+mod signals;
+mod state;
 mod tailscale;

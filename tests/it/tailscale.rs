@@ -110,7 +110,7 @@ fn an_edit_behind_claws_back_between_plan_and_apply_is_refused() {
     let out = ctx.ok(&["apply", "plan.json"], 1);
     let all = out.all();
     assert!(
-        all.contains("stale") || all.contains("policy changed since plan"),
+        all.contains("tailscale_acl.fleet: the live object changed since the plan was made"),
         "{all}"
     );
     assert_eq!(double.policy(), console, "the console edit survives");

@@ -307,6 +307,7 @@ async fn unmanaged_and_other_stack_objects_are_reported_and_untouched() {
                     rtype: "docker_container".into(),
                     desired: Some(s.prepare(&cfg[0])),
                     prior: None,
+                    recheck: false,
                 }],
                 find_orphans: false,
             })

@@ -77,6 +77,18 @@ pub struct ManifestConfig {
     pub wait_timeout: Option<String>,
 }
 
+/// `state = { backend = "kubernetes", provider = "...", ... }`: the keys
+/// `state::KubeStateStorage` reads (see docs/providers/kubernetes.md).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct StateBackendConfig {
+    namespace: Option<String>,
+    secret: Option<String>,
+    lease: Option<String>,
+    lease_seconds: Option<u64>,
+}
+
 /// A secret value: a literal, `{ env = "NAME" }` or `{ file = "path" }`.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(untagged)]
@@ -190,6 +202,14 @@ impl ProviderFactory for KubeFactory {
         &self,
         req: StateStorageRequest,
     ) -> Result<Box<dyn StateStorage>, Diagnostic> {
+        let keys = serde_json::Value::Object(
+            req.attrs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_json()))
+                .collect(),
+        );
+        claw_provider::check_typed::<StateBackendConfig>(&keys)
+            .map_err(|e| Diagnostic::error(e.message).with_attr(e.path))?;
         let settings = settings_of(&req.provider_attrs, &req.ctx.base_dir);
         Ok(Box::new(state::KubeStateStorage::new(
             Arc::new(client::Cluster::new(settings)),

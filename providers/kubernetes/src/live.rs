@@ -44,7 +44,7 @@ pub(crate) fn ref_of_obj(obj: &serde_json::Value, res: &ApiRes) -> ObjRef {
 }
 
 pub(crate) fn secret_hash(plain: &str, salt: &str) -> Value {
-    Value::Secret(Secret::from_hash(Secret::hash_of(plain, salt)))
+    Value::Secret(Secret::hash_only(plain, salt))
 }
 
 /// A live object in the shape of the configuration.
@@ -96,8 +96,8 @@ pub(crate) fn to_live(rtype: &str, obj: &serde_json::Value, res: &ApiRes, ctx: &
             if r.kind == "Secret" && r.api_version == "v1" {
                 if let Some(d) = o.get_mut("data").and_then(|d| d.as_object_mut()) {
                     for v in d.values_mut() {
-                        let h = Secret::hash_of(v.as_str().unwrap_or_default(), &ctx.salt);
-                        *v = json!({ "$sensitive": h });
+                        let h = Secret::hash_only(v.as_str().unwrap_or_default(), &ctx.salt);
+                        *v = json!({ "$sensitive": h.hash() });
                     }
                 }
             }

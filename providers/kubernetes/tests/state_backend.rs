@@ -146,3 +146,87 @@ async fn large_states_are_compressed_and_too_large_ones_refused() {
     assert!(err.summary.contains("more than a Secret holds"), "{err}");
     assert_eq!(s.read().await.unwrap().unwrap(), big.as_bytes());
 }
+
+#[tokio::test]
+async fn the_first_state_is_created_once_and_a_racer_reads_it() {
+    let double = KubeApiDouble::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let a = storage(&double, dir.path(), 30).await;
+    let b = storage(&double, dir.path(), 30).await;
+    let (ra, rb) = tokio::join!(
+        a.create(br#"{"lineage": "a"}"#),
+        b.create(br#"{"lineage": "b"}"#)
+    );
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(ra, rb, "both runs end up with the same state");
+    assert_eq!(a.read().await.unwrap().unwrap(), ra);
+    // Never clobbers.
+    assert_eq!(a.create(b"other").await.unwrap(), ra);
+}
+
+#[tokio::test]
+async fn the_journal_is_one_small_secret_per_batch_folded_and_removed() {
+    let double = KubeApiDouble::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let s = storage(&double, dir.path(), 30).await;
+    s.write(b"{}").await.unwrap();
+    assert_eq!(s.journal_read().await.unwrap(), None);
+    let mut want = Vec::new();
+    for i in 0..12 {
+        let batch = format!("{{\"commit\":{{\"addr\":\"file.f{i}\",\"entry\":null}}}}\n");
+        s.journal_append(batch.as_bytes()).await.unwrap();
+        want.extend(batch.into_bytes());
+    }
+    // A batch above a Secret's size is split across Secrets, in order.
+    let big: Vec<u8> = (0..1_500_000).map(|i| b'a' + (i % 26) as u8).collect();
+    s.journal_append(&big).await.unwrap();
+    want.extend(&big);
+    // Another run (after a crash) reads the same bytes in append order.
+    let other = storage(&double, dir.path(), 30).await;
+    assert_eq!(other.journal_read().await.unwrap().unwrap(), want);
+    for n in [0, 11, 12, 13] {
+        let name = format!("claw-state-team-journal-{n:08}");
+        let secret = double
+            .get("v1", "Secret", "kube-system", &name)
+            .unwrap_or_else(|| panic!("{name}"));
+        assert!(secret["metadata"]["labels"]["claw.dev/state-journal"].is_string());
+        let len = secret["data"]["records"].as_str().unwrap().len();
+        assert!(len < 1_000_000, "{name}: {len} bytes");
+    }
+    other.journal_remove().await.unwrap();
+    assert_eq!(s.journal_read().await.unwrap(), None);
+    assert!(
+        double
+            .get("v1", "Secret", "kube-system", "claw-state-team")
+            .is_some(),
+        "the state stays"
+    );
+}
+
+#[tokio::test]
+async fn a_lock_of_a_dead_holder_is_taken_over_only_while_it_still_holds() {
+    let double = KubeApiDouble::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dead = storage(&double, dir.path(), 30).await;
+    dead.lock(&info("dead-run")).await.unwrap();
+    drop(dead);
+    let s = storage(&double, dir.path(), 30).await;
+    match s.take_over(&info("someone-else"), &info("run-b")).await {
+        Err(LockError::Held(h)) => assert_eq!(h.id, "dead-run"),
+        other => panic!("{other:?}"),
+    }
+    s.take_over(&info("dead-run"), &info("run-b"))
+        .await
+        .unwrap();
+    assert_eq!(s.lock_holder().await.unwrap().unwrap().id, "run-b");
+    let notes = s.take_notices();
+    assert!(
+        notes[0]
+            .summary
+            .contains("took over the lock held by dev (pid 42 on ci-host")
+            && notes[0]
+                .summary
+                .contains("that process is no longer running"),
+        "{notes:?}"
+    );
+}

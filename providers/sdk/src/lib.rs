@@ -18,6 +18,7 @@
 // returned rarely; boxing it would only add noise at every call site.
 #![allow(clippy::result_large_err)]
 
+pub mod decide;
 pub mod diag;
 pub mod diff;
 pub mod digest;

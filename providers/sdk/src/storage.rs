@@ -1,6 +1,10 @@
 //! Remote state storage, implemented by providers that can hold state (the
 //! Kubernetes provider: a Secret plus a Lease). The local file backend lives
 //! in the engine.
+//!
+//! A backend stores two things: the state document (replaced whole, rarely:
+//! once per run) and the run's journal (appended to after every operation,
+//! O(1) per append). The engine owns both formats; a backend only moves bytes.
 
 use crate::diag::Diagnostic;
 use async_trait::async_trait;
@@ -31,10 +35,28 @@ pub trait StateStorage: Send + Sync {
     fn describe(&self) -> String;
     /// The stored state document, or `None` when there is none yet.
     async fn read(&self) -> Result<Option<Vec<u8>>, Diagnostic>;
-    /// Replaces the stored document atomically.
+    /// Replaces the stored document atomically (keeping the previous one as a
+    /// backup where the backend can).
     async fn write(&self, bytes: &[u8]) -> Result<(), Diagnostic>;
+    /// Stores `bytes` only if there is no document yet (never clobbers), and
+    /// returns the stored document: `bytes`, or the one a concurrent run
+    /// created first.
+    async fn create(&self, bytes: &[u8]) -> Result<Vec<u8>, Diagnostic>;
+    /// Appends `bytes` to the journal durably (fsync'd, or acknowledged by
+    /// the server) before returning. The first append starts the journal.
+    async fn journal_append(&self, bytes: &[u8]) -> Result<(), Diagnostic>;
+    /// The journal's bytes in append order, or `None` when there is none.
+    async fn journal_read(&self) -> Result<Option<Vec<u8>>, Diagnostic>;
+    /// Removes the journal (after it was folded into the state).
+    async fn journal_remove(&self) -> Result<(), Diagnostic>;
     /// Takes the lock, or reports who holds it.
     async fn lock(&self, info: &LockInfo) -> Result<(), LockError>;
+    /// Replaces the lock held by `dead` (a process the engine found gone)
+    /// with `info`, only if `dead` still holds it. Default: refuse.
+    async fn take_over(&self, dead: &LockInfo, info: &LockInfo) -> Result<(), LockError> {
+        let _ = info;
+        Err(LockError::Held(dead.clone()))
+    }
     /// Releases a lock this run holds.
     async fn unlock(&self, info: &LockInfo) -> Result<(), Diagnostic>;
     /// The current holder, if any.

@@ -244,7 +244,9 @@ impl TailscaleProvider {
             id: self.client.tailnet().to_string(),
             attrs,
             fingerprint: p.etag,
-            owner: Owner::NotApplicable,
+            // A tailnet always has exactly one policy: declaring `tailscale_acl`
+            // claims it (the first apply replaces whatever policy is there).
+            owner: Owner::Stack,
         }
     }
 

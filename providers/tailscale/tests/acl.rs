@@ -118,6 +118,7 @@ impl Fixture {
                     rtype: "tailscale_acl".into(),
                     desired: desired.cloned(),
                     prior: prior.cloned(),
+                    recheck: false,
                 }],
                 find_orphans: true,
             })
@@ -778,6 +779,7 @@ async fn one_refresh_is_one_api_call_and_config_errors_are_caught_early() {
                     rtype: "tailscale_acl".into(),
                     desired: Some(desired.clone()),
                     prior: None,
+                    recheck: false,
                 })
                 .collect(),
             find_orphans: true,

@@ -282,10 +282,11 @@ pub(crate) async fn refresh(
     let mut chosen: Vec<(&RefreshItem, ContainerSummary, Owner, bool)> = Vec::new();
     for item in items {
         if let Some(c) = m.found.get(&item.address) {
-            let trusted = item
-                .prior
-                .as_ref()
-                .is_some_and(|pr| Some(&pr.id) == c.id.as_ref());
+            let trusted = !item.recheck
+                && item
+                    .prior
+                    .as_ref()
+                    .is_some_and(|pr| Some(&pr.id) == c.id.as_ref());
             chosen.push((item, c.clone(), Owner::Stack, !trusted));
         } else if let Some((_, name)) = missing.iter().find(|(i, _)| i.address == item.address) {
             if let Some(c) = by_name.get(name) {

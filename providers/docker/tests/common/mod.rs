@@ -270,6 +270,7 @@ impl Stack {
                 rtype: t.clone(),
                 desired: Some(d.clone()),
                 prior: self.state.get(a).map(|s| s.1.clone()),
+                recheck: false,
             });
         }
         for (a, (t, s)) in &self.state {
@@ -279,6 +280,7 @@ impl Stack {
                     rtype: t.clone(),
                     desired: None,
                     prior: Some(s.clone()),
+                    recheck: false,
                 });
             }
         }

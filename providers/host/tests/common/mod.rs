@@ -217,6 +217,7 @@ impl Driver {
                         rtype: name_of(a).0.to_string(),
                         desired: d.cloned(),
                         prior: p.cloned(),
+                        recheck: false,
                     })
                     .collect(),
                 find_orphans: true,

@@ -184,6 +184,7 @@ pub async fn plan(env: &Env, config: &[Res], state: &State) -> Plan {
             rtype,
             desired: desired.get(*a).map(|d| d.1.clone()),
             prior: state.get(*a).map(|s| s.1.clone()),
+            recheck: false,
         });
     }
     let resp = env

@@ -1,0 +1,342 @@
+//! Building the workspace: provider blocks configured, instances expanded
+//! and validated, references and `depends_on` checked, the graph made.
+
+use super::*;
+impl Workspace {
+    /// Evaluates `cfg` with `salt`: provider blocks, instances (for_each and
+    /// expansion), prepared attributes, references and the graph.
+    pub fn build(
+        cfg: Config,
+        reg: Registry,
+        salt: &str,
+        state: Option<&State>,
+        events: Arc<dyn Events>,
+        verbose: bool,
+    ) -> Result<Workspace> {
+        let ctx = ctx_for(&cfg, salt, &events, verbose);
+        // Commands without a state (validate, graph) need no secret values.
+        let eval = match state {
+            Some(_) => config::Eval::Live,
+            None => config::Eval::Validate,
+        };
+        let mut instances = cfg.instances(&reg, salt, eval)?;
+
+        // Provider blocks in use (by config or by state).
+        let mut keys: BTreeSet<String> = instances.iter().map(|i| i.provider_key.clone()).collect();
+        if let Some(st) = state {
+            for (addr, e) in &st.resources {
+                if !keys.contains(&e.provider)
+                    && !cfg.blocks.contains_key(&e.provider)
+                    && !is_implicit(&e.provider, &e.rtype, &reg)
+                {
+                    return Err(Error::one(
+                        Problem::new(format!(
+                            "{addr} in the state is managed by [{}], which is no longer in claw.toml",
+                            e.provider
+                        ))
+                        .hint(format!("restore the [{}] block until it is destroyed, or drop it from the state with `claw state rm {addr}`", e.provider)),
+                    ));
+                }
+                keys.insert(e.provider.clone());
+            }
+        }
+        let mut providers = BTreeMap::new();
+        let mut errs = Vec::new();
+        for key in &keys {
+            let (kind, alias) = match cfg.blocks.get(key) {
+                Some(b) => (b.kind.clone(), b.alias.clone()),
+                None => {
+                    let alias = key
+                        .split_once('.')
+                        .map(|(_, a)| a)
+                        .unwrap_or(key)
+                        .to_string();
+                    (alias.clone(), alias)
+                }
+            };
+            let Some(f) = reg.factory(&kind) else {
+                errs.push(Problem::new(format!(
+                    "no provider of type `{kind}` is built into this claw"
+                )));
+                continue;
+            };
+            let attrs = match cfg.block_attrs(key, salt, eval) {
+                Ok(a) => a,
+                Err(e) => {
+                    errs.extend(e.problems);
+                    continue;
+                }
+            };
+            match f.configure(ConfigureRequest {
+                alias,
+                attrs,
+                ctx: ctx.clone(),
+            }) {
+                Ok(p) => {
+                    providers.insert(key.clone(), p);
+                }
+                Err(d) => {
+                    let span = cfg
+                        .blocks
+                        .get(key)
+                        .and_then(|b| b.node.as_ref())
+                        .map(|n| n.span.clone());
+                    let loc = span.and_then(|s| cfg.loc(&s));
+                    errs.push(Problem::from_diag(&d, loc));
+                }
+            }
+        }
+        if !errs.is_empty() {
+            return Err(Error::many(errs));
+        }
+
+        // Expansion (k8s_manifest documents) and validation.
+        // Files read by expansions (manifests), per expanded address.
+        let mut expand_inputs: BTreeMap<String, Vec<Input>> = BTreeMap::new();
+        let mut expanded = Vec::new();
+        for inst in instances.drain(..) {
+            let p = &providers[&inst.provider_key];
+            let provisional = provisional_attrs(&inst, salt);
+            let req = instance_request(&inst, &provisional, &ctx);
+            let node_span = cfg.resource(&inst).node.span.clone();
+            for d in p.validate(req).diagnostics {
+                let span = d
+                    .attr
+                    .as_deref()
+                    .map(|a| cfg.resource(&inst).node.locate(a))
+                    .unwrap_or(node_span.clone());
+                let d = d.with_address(inst.addr.clone());
+                errs.push(Problem::from_diag(&d, cfg.loc(&span)));
+            }
+            let req = instance_request(&inst, &provisional, &ctx);
+            match p.expand(req).into_result() {
+                Ok(docs) if docs.instances.is_empty() => expanded.push(inst),
+                Ok(docs) => {
+                    for Expanded { key: k, attrs } in docs.instances {
+                        let addr_of = |key: &str| {
+                            template::instance_address(&inst.rtype, &inst.name, Some(key))
+                        };
+                        let key = match &inst.key {
+                            Some(each) => format!("{each}/{k}"),
+                            None => k,
+                        };
+                        let mut body = BTreeMap::new();
+                        for (ak, av) in &attrs {
+                            body.insert(
+                                ak.clone(),
+                                config::value_to_ex(av, &cfg, &inst, salt, eval, &mut errs),
+                            );
+                        }
+                        expand_inputs.insert(addr_of(&key), docs.inputs.clone());
+                        expanded.push(Instance {
+                            addr: addr_of(&key),
+                            key: Some(key),
+                            body,
+                            expanded: true,
+                            ..inst.clone()
+                        });
+                    }
+                }
+                Err(d) => {
+                    let span = d
+                        .attr
+                        .as_deref()
+                        .map(|a| cfg.resource(&inst).node.locate(a))
+                        .unwrap_or(node_span.clone());
+                    errs.push(Problem::from_diag(
+                        &d.with_address(inst.addr.clone()),
+                        cfg.loc(&span),
+                    ));
+                }
+            }
+        }
+        if !errs.is_empty() {
+            return Err(Error::many(errs));
+        }
+
+        // Nodes, references, depends_on.
+        let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
+        let mut by_resource: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for inst in &expanded {
+            by_resource
+                .entry(format!("{}.{}", inst.rtype, inst.name))
+                .or_default()
+                .push(inst.addr.clone());
+            if nodes.contains_key(&inst.addr) {
+                errs.push(
+                    Problem::new(format!("duplicate address {}", inst.addr))
+                        .at(cfg.loc(&cfg.resource(inst).node.span))
+                        .hint("two documents or for_each keys produce the same address"),
+                );
+            }
+            nodes.insert(
+                inst.addr.clone(),
+                Node {
+                    lifecycle: cfg.resource(inst).lifecycle.clone(),
+                    inst: inst.clone(),
+                    deps: BTreeSet::new(),
+                    inputs: expand_inputs.remove(&inst.addr).unwrap_or_default(),
+                },
+            );
+        }
+        // Prepared provisional attrs, for checking referenced attribute names.
+        let mut known_attrs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (addr, n) in &nodes {
+            let p = &providers[&n.inst.provider_key];
+            let prov = provisional_attrs(&n.inst, salt);
+            let prepared = p
+                .prepare(instance_request(&n.inst, &prov, &ctx))
+                .into_result()
+                .map_or(prov, |r| r.attrs);
+            let mut names: BTreeSet<String> = prepared.keys().cloned().collect();
+            if let Some((_, t)) = reg.resource_type(&n.inst.rtype) {
+                names.extend(t.computed.iter().map(|s| s.to_string()));
+            }
+            names.insert("id".into());
+            known_attrs.insert(addr.clone(), names);
+        }
+        let addrs: Vec<String> = nodes.keys().cloned().collect();
+        for addr in &addrs {
+            let n = &nodes[addr];
+            let res = cfg.resource(&n.inst);
+            let mut deps = BTreeSet::new();
+            for r in config::body_refs(&n.inst.body) {
+                let target = r.instance();
+                // Located only on error: a location costs a scan of the text.
+                let loc = || cfg.loc(&r.span);
+                if !nodes.contains_key(&target) {
+                    let resource = r.resource();
+                    let p = if let Some(insts) = by_resource.get(&resource) {
+                        if r.key.is_none() {
+                            Problem::new(format!(
+                                "`${{{}}}`: {resource} has several instances; say which",
+                                r.text
+                            ))
+                            .at(loc())
+                            .hint(format!("write {}[\"KEY\"].{}", resource, r.attr))
+                        } else {
+                            let keys: Vec<&str> = insts.iter().map(String::as_str).collect();
+                            Problem::new(format!("`${{{}}}`: no instance {target}", r.text))
+                                .at(loc())
+                                .hint(format!("instances are: {}", keys.join(", ")))
+                        }
+                    } else {
+                        let names: Vec<&str> = by_resource.keys().map(String::as_str).collect();
+                        let p =
+                            Problem::new(format!("`${{{}}}`: unknown resource {resource}", r.text))
+                                .at(loc());
+                        match closest(&resource, names.iter().copied()) {
+                            Some(c) => p.hint(format!("did you mean `{c}`?")),
+                            None => p.hint("declare it as a [TYPE.NAME] table"),
+                        }
+                    };
+                    errs.push(p);
+                    continue;
+                }
+                let head = match claw_provider::value::split_path(&r.attr).first() {
+                    Some(claw_provider::value::PathSeg::Key(k)) => k.clone(),
+                    _ => r.attr.clone(),
+                };
+                let known = &known_attrs[&target];
+                if !known.contains(&head) {
+                    let p = Problem::new(format!(
+                        "`${{{}}}`: {target} has no attribute `{head}`",
+                        r.text
+                    ))
+                    .at(loc());
+                    errs.push(match closest(&head, known.iter().map(String::as_str)) {
+                        Some(c) => p.hint(format!("did you mean `{c}`?")),
+                        None => p.hint(format!(
+                            "attributes are: {}",
+                            known.iter().cloned().collect::<Vec<_>>().join(", ")
+                        )),
+                    });
+                    continue;
+                }
+                if target == *addr {
+                    errs.push(
+                        Problem::new(format!("`${{{}}}`: {addr} refers to itself", r.text))
+                            .at(loc()),
+                    );
+                    continue;
+                }
+                deps.insert(target);
+            }
+            for (d, span) in &res.depends_on {
+                let loc = || cfg.loc(span);
+                if let Some(insts) = by_resource.get(d) {
+                    deps.extend(insts.iter().filter(|a| *a != addr).cloned());
+                } else if nodes.contains_key(d) {
+                    deps.insert(d.clone());
+                } else {
+                    let names: Vec<&str> = by_resource.keys().map(String::as_str).collect();
+                    let p = Problem::new(format!("depends_on: unknown resource {d}")).at(loc());
+                    errs.push(match closest(d, names.iter().copied()) {
+                        Some(c) => p.hint(format!("did you mean `{c}`?")),
+                        None => p.hint("depends_on takes addresses of resources in this file"),
+                    });
+                }
+            }
+            if let Some(n) = nodes.get_mut(addr) {
+                n.deps = deps;
+            }
+        }
+        // Provider-declared ordering (namespaces before their objects, ...).
+        for (key, p) in &providers {
+            let items: Vec<DepItem> = nodes
+                .values()
+                .filter(|n| &n.inst.provider_key == key)
+                .map(|n| DepItem {
+                    address: n.inst.addr.clone(),
+                    rtype: n.inst.rtype.clone(),
+                    attrs: provisional_attrs(&n.inst, salt),
+                })
+                .collect();
+            if items.is_empty() {
+                continue;
+            }
+            let edges = p.implicit_deps(ImplicitDepsRequest { items }).edges;
+            for Edge {
+                dependent: from,
+                dependency: to,
+            } in edges
+            {
+                if from != to && nodes.contains_key(&to) {
+                    if let Some(n) = nodes.get_mut(&from) {
+                        n.deps.insert(to);
+                    }
+                }
+            }
+        }
+        if !errs.is_empty() {
+            return Err(Error::many(errs));
+        }
+        let graph = Graph::new(
+            nodes
+                .iter()
+                .map(|(a, n)| (a.clone(), n.deps.iter().cloned().collect()))
+                .collect(),
+        );
+        if let Some(cycle) = graph.find_cycle() {
+            let first = &nodes[&cycle[0]];
+            let loc = cfg.loc(&cfg.resource(&first.inst).node.span);
+            let mut path = cycle.clone();
+            path.push(cycle[0].clone());
+            return Err(Error::one(
+                Problem::new(format!("dependency cycle: {}", path.join(" -> ")))
+                    .at(loc)
+                    .hint("break the cycle: remove a reference or a depends_on entry between these resources"),
+            ));
+        }
+        Ok(Workspace {
+            cfg,
+            reg,
+            salt: salt.to_string(),
+            providers,
+            nodes,
+            graph,
+            events,
+            verbose,
+        })
+    }
+}

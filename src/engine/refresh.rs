@@ -1,0 +1,190 @@
+//! Refresh: one call per provider block with every address it serves, and
+//! the `--target` selection.
+
+use super::*;
+
+impl Workspace {
+    /// The addresses a `--target` list selects: targets plus their
+    /// dependencies (or, for destroy, plus their dependents).
+    pub fn select_targets(
+        &self,
+        targets: &[String],
+        state: &State,
+        destroy: bool,
+    ) -> Result<Option<BTreeSet<String>>> {
+        if targets.is_empty() {
+            return Ok(None);
+        }
+        let all: BTreeSet<String> = self
+            .nodes
+            .keys()
+            .chain(state.resources.keys())
+            .cloned()
+            .collect();
+        let mut sel = BTreeSet::new();
+        for t in targets {
+            let matched: Vec<String> = all
+                .iter()
+                .filter(|a| *a == t || a.starts_with(&format!("{t}[")))
+                .cloned()
+                .collect();
+            if matched.is_empty() {
+                let p = Problem::new(format!(
+                    "--target {t}: no such resource in the configuration or state"
+                ));
+                return Err(Error::one(
+                    match closest(t, all.iter().map(String::as_str)) {
+                        Some(c) => p.hint(format!("did you mean `{c}`?")),
+                        None => p.hint("see `claw state list` for addresses"),
+                    },
+                ));
+            }
+            sel.extend(matched);
+        }
+        // Dependency closure.
+        let deps_of = |a: &str| -> Vec<String> {
+            match self.nodes.get(a) {
+                Some(n) => n.deps.iter().cloned().collect(),
+                None => state
+                    .resources
+                    .get(a)
+                    .map(|e| e.deps.clone())
+                    .unwrap_or_default(),
+            }
+        };
+        let mut stack: Vec<String> = sel.iter().cloned().collect();
+        if destroy {
+            // Dependents: anything whose deps reach a selected address.
+            loop {
+                let before = sel.len();
+                for a in &all {
+                    if !sel.contains(a) && deps_of(a).iter().any(|d| sel.contains(d)) {
+                        sel.insert(a.clone());
+                    }
+                }
+                if sel.len() == before {
+                    break;
+                }
+            }
+        } else {
+            while let Some(a) = stack.pop() {
+                for d in deps_of(&a) {
+                    if sel.insert(d.clone()) {
+                        stack.push(d);
+                    }
+                }
+            }
+        }
+        Ok(Some(sel))
+    }
+
+    /// Refreshes every address (config ∪ state) with one call per provider.
+    pub async fn refresh(
+        &self,
+        state: &State,
+        only: Option<&BTreeSet<String>>,
+    ) -> Result<BTreeMap<String, Observed>> {
+        let ctx = self.ctx();
+        let mut per: BTreeMap<String, Vec<RefreshItem>> = BTreeMap::new();
+        let sources = resolve::Sources {
+            state: Some(state),
+            ..Default::default()
+        };
+        let lookup = |r: &template::ResRef| -> Value { sources.value(r) };
+        let mut errs = Vec::new();
+        for (addr, n) in &self.nodes {
+            if only.is_some_and(|o| !o.contains(addr)) {
+                continue;
+            }
+            let desired = match self.desired(addr, &lookup) {
+                Ok(d) => d,
+                Err(d) => {
+                    errs.push(self.diag_problem(&d, addr));
+                    continue;
+                }
+            };
+            per.entry(n.inst.provider_key.clone())
+                .or_default()
+                .push(RefreshItem {
+                    address: addr.clone(),
+                    rtype: n.inst.rtype.clone(),
+                    desired: Some(desired),
+                    prior: state.resources.get(addr).map(|e| e.object()),
+                    recheck: state.in_flight.contains_key(addr),
+                });
+        }
+        for (addr, e) in &state.resources {
+            if self.nodes.contains_key(addr) || only.is_some_and(|o| !o.contains(addr)) {
+                continue;
+            }
+            per.entry(e.provider.clone())
+                .or_default()
+                .push(RefreshItem {
+                    address: addr.clone(),
+                    rtype: e.rtype.clone(),
+                    desired: None,
+                    prior: Some(e.object()),
+                    recheck: state.in_flight.contains_key(addr),
+                });
+        }
+        if !errs.is_empty() {
+            return Err(Error::many(errs));
+        }
+        let calls = per.into_iter().filter_map(|(key, items)| {
+            let p = self.providers.get(&key)?.clone();
+            let ctx = ctx.clone();
+            Some(async move {
+                let resp = p
+                    .refresh(RefreshRequest {
+                        ctx,
+                        items,
+                        find_orphans: only.is_none(),
+                    })
+                    .await;
+                (key, resp)
+            })
+        });
+        let mut out = BTreeMap::new();
+        for (key, resp) in join_all(calls).await {
+            for d in &resp.diagnostics {
+                let addr = d.address.clone().unwrap_or_default();
+                if d.is_error() {
+                    errs.push(self.diag_problem(d, &addr));
+                } else {
+                    self.events.note(&Problem::from_diag(d, None).to_string());
+                }
+            }
+            for (addr, live) in resp.live {
+                out.insert(
+                    addr,
+                    Observed {
+                        live,
+                        orphan_type: None,
+                    },
+                );
+            }
+            for o in resp.orphans {
+                if self.nodes.contains_key(&o.address) || state.resources.contains_key(&o.address) {
+                    // Matched by address label: adopt as the live object.
+                    let entry = out.entry(o.address.clone()).or_default();
+                    if entry.live.is_none() {
+                        entry.live = Some(o.live);
+                    }
+                    continue;
+                }
+                let _ = &key;
+                out.insert(
+                    o.address.clone(),
+                    Observed {
+                        live: Some(o.live),
+                        orphan_type: Some(o.rtype),
+                    },
+                );
+            }
+        }
+        if !errs.is_empty() {
+            return Err(Error::many(errs));
+        }
+        Ok(out)
+    }
+}

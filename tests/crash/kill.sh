@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Crash test (issues 10 and 11): SIGKILL (or SIGTERM) a real `claw apply` of a
+# mixed stack at random moments, then run ONE `claw apply`, check that the
+# stack converged (`plan --detailed-exitcode` exits 0, every worktree setup
+# ran), `claw destroy`, and count what is left: live objects outside the
+# state, duplicates, locks left behind.
+#
+# The stack: 20 files, 10 tmux sessions (private socket), 10 git worktrees of
+# one repository with a `setup`, 10 Docker containers (an image built FROM
+# scratch with a static busybox; left out, and said so, when no dockerd
+# answers). Each setup writes a marker outside its worktree (a marker inside
+# would make the worktree dirty, and destroy rightly refuses a dirty worktree).
+#
+# Usage: tests/crash/kill.sh [--runs 20] [--signal KILL|TERM] [--claw PATH]
+# Prints one line per run and a closing line with the totals; exits 1 when
+# anything was left behind, duplicated, or a setup never ran.
+set -euo pipefail
+
+RUNS=20
+SIG=KILL
+CLAW=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runs) RUNS="$2"; shift 2 ;;
+    --signal) SIG="$2"; shift 2 ;;
+    --claw) CLAW="$2"; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+if [ -z "$CLAW" ]; then
+  (cd "$ROOT" && cargo build -q --bin claw >&2)
+  CLAW="${CARGO_TARGET_DIR:-$ROOT/target}/debug/claw"
+fi
+
+WORK="$(mktemp -d /tmp/claw-crash.XXXXXX)"
+STACK="crash-$(basename "$WORK" | cut -d. -f2 | tr 'A-Z' 'a-z')"
+SOCK="$WORK/tmux.sock"
+DOCKER=0
+if docker info >/dev/null 2>&1 && command -v busybox >/dev/null; then DOCKER=1; fi
+IMAGE="claw-crash-busybox:1"
+cleanup() {
+  tmux -S "$SOCK" kill-server 2>/dev/null || true
+  if [ "$DOCKER" = 1 ]; then
+    docker ps -aq --filter "label=claw.dev/stack=$STACK" | xargs -r docker rm -f >/dev/null 2>&1 || true
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# A repository with one commit for the worktrees.
+git init -q -b main "$WORK/repo"
+git -C "$WORK/repo" -c user.name=t -c user.email=t@t commit -q --allow-empty -m init
+
+if [ "$DOCKER" = 1 ]; then
+  mkdir -p "$WORK/img"
+  cp "$(command -v busybox)" "$WORK/img/busybox"
+  printf 'FROM scratch\nCOPY busybox /bin/busybox\nCMD ["/bin/busybox", "sleep", "3600"]\n' >"$WORK/img/Dockerfile"
+  docker build -q -t "$IMAGE" "$WORK/img" >/dev/null
+fi
+
+{
+  printf '[stack]\nname = "%s"\n\n' "$STACK"
+  for i in $(seq -w 1 20); do
+    printf '[file.f%s]\npath = "out/f%s.txt"\ncontent = "file %s\\n"\n\n' "$i" "$i" "$i"
+  done
+  for i in $(seq -w 1 10); do
+    printf '[tmux_session.s%s]\nsocket = "%s"\ncwd = "%s"\ncommand = "sleep 3600"\n\n' "$i" "$SOCK" "$WORK" 
+  done
+  for i in $(seq -w 1 10); do
+    printf '[git_worktree.w%s]\nrepo = "%s/repo"\npath = "%s/wt/w%s"\nbranch = "agent-%s"\nbase = "main"\nsetup = "sleep 0.3; mkdir -p %s/setups; echo ran > %s/setups/w%s"\n\n' "$i" "$WORK" "$WORK" "$i" "$i" "$WORK" "$WORK" "$i"
+  done
+  if [ "$DOCKER" = 1 ]; then
+    for i in $(seq -w 1 10); do
+      printf '[docker_container.c%s]\nimage = "%s"\n\n' "$i" "$IMAGE"
+    done
+  fi
+} >"$WORK/claw.toml"
+
+total_objects=$((20 + 10 + 10 + DOCKER * 10))
+cd "$WORK"
+
+left_files() { find "$WORK/out" -type f 2>/dev/null | wc -l; }
+left_sessions() { tmux -S "$SOCK" list-sessions -F '#{session_name}' 2>/dev/null | wc -l; }
+left_worktrees() { git -C "$WORK/repo" worktree list --porcelain | grep -c '^worktree ' | awk '{print $1 - 1}'; }
+left_containers() {
+  if [ "$DOCKER" = 1 ]; then docker ps -aq --filter "label=claw.dev/stack=$STACK" | wc -l; else echo 0; fi
+}
+dup_containers() {
+  if [ "$DOCKER" = 1 ]; then
+    docker ps -a --filter "label=claw.dev/stack=$STACK" --format '{{.Label "claw.dev/address"}}' | sort | uniq -d | wc -l
+  else echo 0; fi
+}
+
+sum_left=0 sum_dup=0 sum_setup=0 sum_locks=0 sum_unconverged=0 takeovers=0
+for run in $(seq 1 "$RUNS"); do
+  # A random moment in the first ~3 s of the apply.
+  delay=$(python3 -c "import random; print(round(random.uniform(0.05, 3.0), 2))")
+  "$CLAW" apply --auto-approve -q >"$WORK/crashed.log" 2>&1 &
+  pid=$!
+  sleep "$delay"
+  kill -s "$SIG" "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  live_at_kill=$(( $(left_files) + $(left_sessions) + $(left_worktrees) + $(left_containers) ))
+
+  # One apply must converge, taking over a dead holder's lock by itself.
+  if ! "$CLAW" apply --auto-approve >"$WORK/recover.log" 2>&1; then
+    echo "run $run: the recovering apply failed:"; tail -15 "$WORK/recover.log"
+    sum_unconverged=$((sum_unconverged + 1))
+  fi
+  grep -qi "took over\|taking over" "$WORK/recover.log" && takeovers=$((takeovers + 1))
+  set +e
+  "$CLAW" plan --detailed-exitcode >"$WORK/plan.log" 2>&1
+  prc=$?
+  set -e
+  if [ "$prc" != 0 ]; then
+    echo "run $run: plan after the recovering apply exited $prc:"; head -20 "$WORK/plan.log"
+    sum_unconverged=$((sum_unconverged + 1))
+  fi
+  missing_setups=0
+  for i in $(seq -w 1 10); do
+    [ -f "$WORK/setups/w$i" ] || missing_setups=$((missing_setups + 1))
+  done
+  dups=$(dup_containers)
+
+  "$CLAW" destroy --auto-approve >"$WORK/destroy.log" 2>&1 || { echo "run $run: destroy failed:"; tail -15 "$WORK/destroy.log"; }
+  left=$(( $(left_files) + $(left_sessions) + $(left_worktrees) + $(left_containers) ))
+  locks=$(find "$WORK/.claw" -name '*.lock' 2>/dev/null | wc -l)
+  echo "run $run: killed (SIG$SIG) after ${delay}s with $live_at_kill/$total_objects live; left after destroy: $left; duplicates: $dups; setups missing: $missing_setups; locks left: $locks"
+  sum_left=$((sum_left + left)) sum_dup=$((sum_dup + dups)) sum_setup=$((sum_setup + missing_setups)) sum_locks=$((sum_locks + locks))
+  # Start the next run from nothing, whatever happened.
+  tmux -S "$SOCK" kill-server 2>/dev/null || true
+  rm -rf "$WORK/out" "$WORK/wt" "$WORK/.claw" "$WORK/setups"
+  git -C "$WORK/repo" worktree prune
+  git -C "$WORK/repo" for-each-ref --format='%(refname:short)' refs/heads/agent-* | xargs -r git -C "$WORK/repo" branch -q -D
+  if [ "$DOCKER" = 1 ]; then docker ps -aq --filter "label=claw.dev/stack=$STACK" | xargs -r docker rm -f >/dev/null 2>&1 || true; fi
+done
+echo "crash test: $RUNS runs (SIG$SIG, $total_objects objects, docker: $DOCKER): left behind $sum_left, duplicates $sum_dup, setups missing $sum_setup, locks left $sum_locks, not converged $sum_unconverged, lock takeovers $takeovers"
+[ "$sum_left" = 0 ] && [ "$sum_dup" = 0 ] && [ "$sum_setup" = 0 ] && [ "$sum_locks" = 0 ] && [ "$sum_unconverged" = 0 ]
