@@ -7,6 +7,7 @@ pub mod apply;
 mod build;
 pub mod contract;
 pub mod graph;
+mod identity;
 pub mod import;
 pub mod interrupt;
 mod moves;

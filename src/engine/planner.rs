@@ -23,6 +23,8 @@ impl Workspace {
         let mut errs = Vec::new();
         // Planned "after" attributes and actions, for resolving references.
         let mut after: BTreeMap<String, (Action, Attrs)> = BTreeMap::new();
+        // What each configured address claims, for the one-object-one-address check.
+        let mut claimed: BTreeMap<String, (String, String, Attrs)> = BTreeMap::new();
         // Every file read while planning, by input name, with its keyed digest.
         let mut files: BTreeMap<String, String> = BTreeMap::new();
 
@@ -50,6 +52,14 @@ impl Workspace {
                 for i in &read {
                     files.insert(format!("file:{}", i.path), i.digest.clone());
                 }
+                claimed.insert(
+                    addr.clone(),
+                    (
+                        n.inst.provider_key.clone(),
+                        n.inst.rtype.clone(),
+                        desired.clone(),
+                    ),
+                );
                 let prior = state.resources.get(&addr);
                 let live = observed.get(&addr).and_then(|o| o.live.as_ref());
                 // ignore_changes: those paths keep their live value, in the
@@ -206,6 +216,12 @@ impl Workspace {
             }
         }
 
+        if !opts.destroy {
+            let dups = self.duplicate_objects(&claimed, state);
+            if !dups.is_empty() {
+                return Err(Error::many(dups));
+            }
+        }
         // Deletes: state entries not in config (all of them in destroy mode), and orphans.
         let mut gone: BTreeSet<String> = state.resources.keys().cloned().collect();
         gone.extend(
