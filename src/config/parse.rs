@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-const TOP_KEYS: &[&str] = &["stack", "vars", "host", "provider"];
+const TOP_KEYS: &[&str] = &["stack", "vars", "host", "provider", "moved"];
 
 impl Config {
     /// Reads and checks `path`. `cli_vars` are `--var k=v` pairs (highest precedence),
@@ -208,6 +208,11 @@ impl Config {
             }
         }
 
+        let moved = root
+            .get("moved")
+            .map(|n| super::moved::parse(n, &source, reg, &mut errs))
+            .unwrap_or_default();
+
         // Resources: the tree is taken apart, each resource keeps its node.
         let mut resources = Vec::new();
         let top = match root.kind {
@@ -257,6 +262,7 @@ impl Config {
             return Err(Error::many(errs));
         }
         Ok(Config {
+            moved,
             path: path.to_path_buf(),
             src,
             base_dir,

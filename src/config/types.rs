@@ -88,6 +88,8 @@ pub struct Config {
     pub vars: BTreeMap<String, Value>,
     pub blocks: BTreeMap<String, ProviderBlock>,
     pub resources: Vec<Resource>,
+    /// `[[moved]]` blocks, in file order.
+    pub moved: Vec<super::moved::Moved>,
     /// `${env.NAME}` in `[vars]` defaults and the `state` table that is not
     /// set (the value is unknown): live evaluations report them.
     pub unset_env: Vec<UnsetEnv>,

@@ -9,6 +9,7 @@ pub mod contract;
 pub mod graph;
 pub mod import;
 pub mod interrupt;
+mod moves;
 mod planner;
 mod refresh;
 pub mod resolve;
