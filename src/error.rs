@@ -117,26 +117,21 @@ impl fmt::Display for Problem {
     }
 }
 
-/// The crate's error: one or more problems, plus the exit code they mean.
+/// The crate's error: one or more problems (the exit code is `main.rs`'s).
 #[derive(Debug, Clone)]
 pub struct Error {
     pub problems: Vec<Problem>,
-    /// 1 normally; 130 when interrupted.
-    pub code: i32,
 }
 
 impl Error {
     pub fn one(p: Problem) -> Error {
-        Error {
-            problems: vec![p],
-            code: 1,
-        }
+        Error { problems: vec![p] }
     }
     pub fn msg(m: impl Into<String>) -> Error {
         Error::one(Problem::new(m))
     }
     pub fn many(problems: Vec<Problem>) -> Error {
-        Error { problems, code: 1 }
+        Error { problems }
     }
 }
 

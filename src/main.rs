@@ -1,6 +1,8 @@
-//! The only place that maps errors to exit codes.
+//! The only place that turns how a command ended into an exit code
+//! (SPEC §2: 0, 1, 2, 130), and the only `process::exit` of claw.
 
 use clap::Parser;
+use claw::cli::Outcome;
 
 fn main() {
     let cli = claw::cli::Cli::parse();
@@ -14,13 +16,19 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let code = match rt.block_on(claw::cli::run(cli)) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("{e}");
-            e.code
-        }
+    let outcome = rt
+        .block_on(claw::cli::run(cli))
+        .unwrap_or_else(|e| Outcome::Failed(Some(e)));
+    let (code, errors) = match outcome {
+        Outcome::Ok => (0, None),
+        Outcome::Changes => (2, None),
+        Outcome::Failed(e) => (1, e),
+        Outcome::Interrupted(e) => (130, e),
     };
+    if let Some(e) = errors {
+        eprintln!("{e}");
+    }
+    // Abandoned operations may still hold runtime threads: do not wait long.
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     std::process::exit(code);
 }

@@ -101,7 +101,37 @@ pub fn config_schema(reg: &Registry) -> Value {
             json!({"type": "object", "additionalProperties": s}),
         );
     }
-    let defs: Map<String, Value> = g.definitions().clone().into_iter().collect();
+    let mut defs: Map<String, Value> = g.definitions().clone().into_iter().collect();
+    // Shapes are tables of attributes: within them, every map's values may
+    // be optional secrets. The wrappers above (blocks and resources by
+    // name) are not attribute tables.
+    for (k, v) in props.iter_mut() {
+        match k.as_str() {
+            "stack" | "vars" => {}
+            "provider" => {
+                if let Some(items) = v
+                    .pointer_mut("/additionalProperties/anyOf")
+                    .and_then(Value::as_array_mut)
+                {
+                    items
+                        .iter_mut()
+                        .for_each(|i| optional_entries(i, &mut defs));
+                }
+            }
+            _ => {
+                if let Some(shape) = v.get_mut("additionalProperties") {
+                    optional_entries(shape, &mut defs);
+                }
+            }
+        }
+    }
+    let names: Vec<String> = defs.keys().cloned().collect();
+    for n in names {
+        if let Some(mut d) = defs.remove(&n) {
+            optional_entries(&mut d, &mut defs);
+            defs.insert(n, d);
+        }
+    }
     let root: Schema = json_schema!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "claw.toml",
@@ -112,4 +142,130 @@ pub fn config_schema(reg: &Registry) -> Value {
         "$defs": defs,
     });
     root.to_value()
+}
+
+/// Gives the value schema of every map inside `v` (an attribute shape)
+/// `optional` on its secret references: `{ env = "NAME", optional = true }`
+/// leaves a table entry out when the variable is unset.
+fn optional_entries(v: &mut Value, defs: &mut Map<String, Value>) {
+    let Some(o) = v.as_object_mut() else { return };
+    if let Some(ap) = o.get_mut("additionalProperties") {
+        if let Some(entry) = entry_schema(ap, defs) {
+            *ap = entry;
+        }
+    }
+    for (k, child) in o.iter_mut() {
+        if k == "additionalProperties" {
+            continue;
+        }
+        match child {
+            Value::Array(items) => items.iter_mut().for_each(|i| optional_entries(i, defs)),
+            Value::Object(m) => m.values_mut().for_each(|i| optional_entries(i, defs)),
+            _ => {}
+        }
+    }
+    // `properties` holds attribute schemas by name, walked above.
+}
+
+/// The schema of a table entry's value, when it differs from `s`: secret
+/// references (objects whose properties are `env` and/or `file`) accept
+/// `optional`. Referenced definitions get an `...Entry` twin.
+fn entry_schema(s: &Value, defs: &mut Map<String, Value>) -> Option<Value> {
+    if let Some(r) = s.get("$ref").and_then(Value::as_str) {
+        let name = r.trim_start_matches("#/$defs/").to_string();
+        let twin = format!("{name}Entry");
+        if !defs.contains_key(&twin) {
+            let def = defs.get(&name)?.clone();
+            let changed = entry_schema(&def, defs)?;
+            defs.insert(twin.clone(), changed);
+        }
+        return Some(json!({"$ref": format!("#/$defs/{twin}")}));
+    }
+    let o = s.as_object()?;
+    for key in ["anyOf", "oneOf"] {
+        if let Some(items) = o.get(key).and_then(Value::as_array) {
+            let changed: Vec<Option<Value>> = items.iter().map(|i| entry_schema(i, defs)).collect();
+            if changed.iter().all(Option::is_none) {
+                return None;
+            }
+            let items: Vec<Value> = items
+                .iter()
+                .zip(changed)
+                .map(|(i, c)| c.unwrap_or_else(|| i.clone()))
+                .collect();
+            let mut out = o.clone();
+            out.insert(key.into(), Value::Array(items));
+            return Some(Value::Object(out));
+        }
+    }
+    let props = o.get("properties").and_then(Value::as_object)?;
+    let secret = !props.is_empty() && props.keys().all(|k| k == "env" || k == "file");
+    if !secret {
+        return None;
+    }
+    let mut out = o.clone();
+    let mut props = props.clone();
+    props.insert(
+        "optional".into(),
+        json!({"type": "boolean", "description": "Leave this entry out when the variable is not set (or the file is missing)."}),
+    );
+    out.insert("properties".into(), Value::Object(props));
+    Some(Value::Object(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The object schemas a property allows, `$ref`s and `anyOf`s followed.
+    fn objects<'a>(s: &'a Value, defs: &'a Value, out: &mut Vec<&'a Value>) {
+        if let Some(r) = s.get("$ref").and_then(Value::as_str) {
+            return objects(&defs[r.trim_start_matches("#/$defs/")], defs, out);
+        }
+        if let Some(items) = s.get("anyOf").and_then(Value::as_array) {
+            return items.iter().for_each(|i| objects(i, defs, out));
+        }
+        out.push(s);
+    }
+
+    fn takes_optional(root: &Value, rtype: &str, pointer: &str) -> bool {
+        let shape = &root["properties"][rtype]["additionalProperties"];
+        let s = shape
+            .pointer(pointer)
+            .unwrap_or_else(|| panic!("{rtype}{pointer}"));
+        let mut out = Vec::new();
+        objects(s, &root["$defs"], &mut out);
+        let secrets: Vec<&&Value> = out
+            .iter()
+            .filter(|o| o.pointer("/properties/env").is_some())
+            .collect();
+        assert!(
+            !secrets.is_empty(),
+            "{rtype}{pointer} takes {{ env = ... }}"
+        );
+        secrets
+            .iter()
+            .all(|o| o.pointer("/properties/optional").is_some())
+    }
+
+    #[test]
+    fn optional_secrets_are_allowed_in_table_entries_only() {
+        let root = config_schema(&Registry::builtin());
+        assert!(takes_optional(
+            &root,
+            "tmux_session",
+            "/properties/env/additionalProperties"
+        ));
+        assert!(takes_optional(
+            &root,
+            "docker_container",
+            "/properties/env/additionalProperties"
+        ));
+        assert!(takes_optional(
+            &root,
+            "k8s_secret",
+            "/properties/data/additionalProperties"
+        ));
+        assert!(!takes_optional(&root, "file", "/properties/content"));
+    }
 }

@@ -1,39 +1,58 @@
 //! Evaluation: `for_each` expansion and substitution of vars, each, env and
 //! secrets; resource references remain as [`Ex`] trees.
 
-use super::node::{Kind, Node};
+use super::node::{Entry, Kind, Node};
+use super::secrets::{
+    optional_not_here, secret_ref, Eval, Missing, Origin, SecretRef, Site, PLACEHOLDER,
+};
 use super::shape::{body_json, shape_problem};
 use super::template::{self, parse_template, Ex, Piece, RefKind, ResRef, Seg};
 use super::types::*;
 use crate::error::{closest, Error, Problem, Result};
 use crate::registry::Registry;
 use claw_provider::{Attrs, Secret, Value};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 impl Config {
     /// Resolves the attributes of a `[host.*]`/`[provider.*]` block.
-    pub fn block_attrs(&self, key: &str, salt: &str) -> Result<Attrs> {
-        let Some(b) = self.blocks.get(key) else {
-            return Ok(Attrs::new());
-        };
-        let Some(n) = &b.node else {
-            return Ok(Attrs::new());
-        };
+    pub fn block_attrs(&self, key: &str, salt: &str, eval: Eval) -> Result<Attrs> {
         let mut errs = Vec::new();
-        let scope = Scope {
-            cfg: self,
-            each: None,
-            salt,
-            refs_allowed: false,
-        };
+        let missing = self.missing_vars(eval);
+        let out = self.block_values(key, salt, eval, &missing, &mut errs);
+        self.finish(out, errs, missing)
+    }
+
+    fn block_values(
+        &self,
+        key: &str,
+        salt: &str,
+        eval: Eval,
+        missing: &RefCell<Missing>,
+        errs: &mut Vec<Problem>,
+    ) -> Attrs {
         let mut out = Attrs::new();
+        let Some(n) = self.blocks.get(key).and_then(|b| b.node.as_ref()) else {
+            return out;
+        };
+        let label = format!("[{key}]");
+        let scope = Scope::new(
+            self,
+            salt,
+            eval,
+            Site {
+                label: &label,
+                node: n,
+            },
+            missing,
+        );
         for e in n.as_table().unwrap_or_default() {
             if e.key == "type" {
                 continue;
             }
-            match subst(&e.value, &scope, &mut errs) {
+            match subst(&e.value, &scope, errs) {
                 Ex::Val(v) => {
                     out.insert(e.key.clone(), v);
                 }
@@ -43,24 +62,63 @@ impl Config {
                 )),
             }
         }
-        if errs.is_empty() {
-            Ok(out)
-        } else {
-            Err(Error::many(errs))
+        out
+    }
+
+    /// The missing environment variables of `[vars]` defaults, which every
+    /// live evaluation reports (a var default is evaluated once, at parse).
+    fn missing_vars(&self, eval: Eval) -> RefCell<Missing> {
+        let mut m = Missing::default();
+        if eval == Eval::Live {
+            for u in &self.unset_env {
+                m.env(&u.name, u.used_by.clone(), &u.span);
+            }
         }
+        RefCell::new(m)
+    }
+
+    /// The evaluation's result: its errors, then one per missing value.
+    fn finish<T>(&self, out: T, mut errs: Vec<Problem>, missing: RefCell<Missing>) -> Result<T> {
+        errs.extend(missing.into_inner().problems(&self.source()));
+        if errs.is_empty() {
+            return Ok(out);
+        }
+        // for_each instances share their source: one error per place.
+        let mut seen = BTreeSet::new();
+        errs.retain(|p| seen.insert(p.to_string()));
+        Err(Error::many(errs))
     }
 
     /// Expands every resource into its instances (for_each) and substitutes
     /// vars, each, env and secrets. Resource references remain in the bodies.
-    pub fn instances(&self, reg: &Registry, salt: &str) -> Result<Vec<Instance>> {
+    pub fn instances(&self, reg: &Registry, salt: &str, eval: Eval) -> Result<Vec<Instance>> {
         let mut errs = Vec::new();
         let mut out = Vec::new();
         let mut seen = BTreeSet::new();
+        let missing = self.missing_vars(eval);
+        if eval == Eval::Live {
+            // The blocks in use are evaluated later (`block_attrs`), but their
+            // missing values are reported now, with all the others.
+            let keys: BTreeSet<&str> = self
+                .resources
+                .iter()
+                .map(|r| r.provider_key.as_str())
+                .collect();
+            for key in keys {
+                self.block_values(key, salt, eval, &missing, &mut Vec::new());
+            }
+        }
         for (ri, r) in self.resources.iter().enumerate() {
+            let label = format!("{}.{}", r.rtype, r.name);
+            let site = Site {
+                label: &label,
+                node: &r.node,
+            };
+            let scope = Scope::new(self, salt, eval, site, &missing);
             let keys: Vec<(Option<String>, Option<Value>, Range<usize>)> =
                 match r.node.get("for_each") {
                     None => vec![(None, None, r.node.span.clone())],
-                    Some(fe) => match self.for_each_keys(fe, salt, &mut errs) {
+                    Some(fe) => match self.for_each_keys(fe, &scope, &mut errs) {
                         Some(k) => k
                             .into_iter()
                             .map(|(k, v, s)| (Some(k), Some(v), s))
@@ -82,10 +140,9 @@ impl Config {
                     .as_ref()
                     .map(|k| (k.clone(), each_val.clone().unwrap_or(Value::Null)));
                 let scope = Scope {
-                    cfg: self,
                     each: each.clone(),
-                    salt,
                     refs_allowed: true,
+                    ..scope
                 };
                 let mut body = BTreeMap::new();
                 for e in r.node.as_table().unwrap_or_default() {
@@ -114,26 +171,16 @@ impl Config {
                 });
             }
         }
-        if errs.is_empty() {
-            Ok(out)
-        } else {
-            Err(Error::many(errs))
-        }
+        self.finish(out, errs, missing)
     }
 
     fn for_each_keys(
         &self,
         fe: &Node,
-        salt: &str,
+        scope: &Scope<'_>,
         errs: &mut Vec<Problem>,
     ) -> Option<Vec<(String, Value, Range<usize>)>> {
-        let scope = Scope {
-            cfg: self,
-            each: None,
-            salt,
-            refs_allowed: false,
-        };
-        let v = match subst(fe, &scope, errs) {
+        let v = match subst(fe, scope, errs) {
             Ex::Val(v) => v,
             _ => {
                 errs.push(
@@ -174,8 +221,17 @@ impl Config {
                 }
             }
             Value::Map(m) => {
+                // One lookup table, not a scan of the keys for each key.
+                let spans: BTreeMap<&str, &Range<usize>> = fe
+                    .as_table()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|e| (e.key.as_str(), &e.key_span))
+                    .collect();
                 for (k, v) in m {
-                    let span = fe.key_span(&k).unwrap_or(fe.span.clone());
+                    let span = spans
+                        .get(k.as_str())
+                        .map_or(fe.span.clone(), |s| (*s).clone());
                     out.push((k, v, span));
                 }
             }
@@ -205,11 +261,104 @@ impl Config {
     }
 }
 
+#[derive(Clone)]
 struct Scope<'a> {
     cfg: &'a Config,
     each: Option<(String, Value)>,
     salt: &'a str,
     refs_allowed: bool,
+    eval: Eval,
+    /// Who is being evaluated, for the uses of missing values.
+    site: Site<'a>,
+    missing: &'a RefCell<Missing>,
+}
+
+impl<'a> Scope<'a> {
+    /// A scope without `each`, where resource references are not allowed.
+    fn new(
+        cfg: &'a Config,
+        salt: &'a str,
+        eval: Eval,
+        site: Site<'a>,
+        missing: &'a RefCell<Missing>,
+    ) -> Scope<'a> {
+        Scope {
+            cfg,
+            each: None,
+            salt,
+            refs_allowed: false,
+            eval,
+            site,
+            missing,
+        }
+    }
+
+    fn placeholder(&self) -> Ex {
+        Ex::Val(Value::Secret(Secret::new(PLACEHOLDER, self.salt)))
+    }
+
+    fn used_by(&self, span: &Range<usize>) -> String {
+        self.site.describe(span)
+    }
+
+    /// A secret's value; `None` when it is optional and missing (the entry
+    /// holding it is left out). A missing required value is recorded and
+    /// stands in as a placeholder, so that nothing else reports it.
+    fn secret(&self, r: &SecretRef<'_>, at: &Range<usize>) -> Option<Ex> {
+        if self.eval == Eval::Validate {
+            return Some(self.placeholder());
+        }
+        let value = match r.origin {
+            Origin::Env(name) => std::env::var(name).map_err(|_| None),
+            Origin::File(p) => {
+                let path = expand_home(p, &self.cfg.base_dir);
+                std::fs::read_to_string(&path)
+                    .map(|v| v.trim_end_matches('\n').to_string())
+                    .map_err(|e| Some((p.to_string(), e.to_string())))
+            }
+        };
+        match value {
+            Ok(v) => Some(Ex::Val(Value::Secret(Secret::new(v, self.salt)))),
+            Err(_) if r.optional.is_some() => None,
+            Err(file) => {
+                let mut m = self.missing.borrow_mut();
+                match (file, &r.origin) {
+                    (Some((path, e)), _) => m.file(&path, e, self.used_by(at), &r.span),
+                    (None, Origin::Env(name)) => m.env(name, self.used_by(at), &r.span),
+                    (None, Origin::File(_)) => {}
+                }
+                Some(self.placeholder())
+            }
+        }
+    }
+
+    /// `${env.NAME}`: unknown when not set (recorded in live evaluation).
+    fn env(&self, name: &str, span: &Range<usize>) -> Value {
+        match std::env::var(name) {
+            Ok(v) => Value::String(v),
+            Err(_) => {
+                if self.eval == Eval::Live {
+                    self.missing
+                        .borrow_mut()
+                        .env(name, self.used_by(span), span);
+                }
+                Value::Unknown
+            }
+        }
+    }
+}
+
+/// A table entry's value; `None` leaves the entry out (an optional secret
+/// whose value is missing).
+fn entry(e: &Entry, scope: &Scope<'_>, errs: &mut Vec<Problem>) -> Option<Ex> {
+    if let Some(t) = e.value.as_table() {
+        if let Ok(Some(r)) = secret_ref(t, &scope.cfg.source()) {
+            if r.optional.is_some() {
+                return scope.secret(&r, &e.value.span);
+            }
+        }
+    }
+    Some(subst(&e.value, scope, errs))
 }
 
 /// Substitutes vars, each, env and secrets in a node; resource references remain.
@@ -292,17 +441,7 @@ fn subst(n: &Node, scope: &Scope<'_>, errs: &mut Vec<Problem>) -> Ex {
                                         .hint("add for_each to this resource"),
                                 ),
                             },
-                            RefKind::Env(name) => match std::env::var(&name) {
-                                Ok(v) => segs.push(Seg::Val(Value::String(v))),
-                                Err(_) => errs.push(
-                                    source
-                                        .err(
-                                            &n.span,
-                                            format!("environment variable `{name}` is not set"),
-                                        )
-                                        .hint(format!("export {name}=... before running claw")),
-                                ),
-                            },
+                            RefKind::Env(name) => segs.push(Seg::Val(scope.env(&name, &n.span))),
                             RefKind::Resource(rr) => {
                                 if scope.refs_allowed {
                                     segs.push(Seg::Ref(rr));
@@ -334,48 +473,24 @@ fn subst(n: &Node, scope: &Scope<'_>, errs: &mut Vec<Problem>) -> Ex {
         Kind::Array(a) => Ex::List(a.iter().map(|x| subst(x, scope, errs)).collect()).simplify(),
         Kind::Table(t) => {
             // { env = "NAME" } / { file = "path" }: a sensitive value.
-            if t.len() == 1 {
-                if let Some(s) = t[0].value.as_str() {
-                    match t[0].key.as_str() {
-                        "env" => {
-                            return match std::env::var(s) {
-                                Ok(v) => Ex::Val(Value::Secret(Secret::new(v, scope.salt))),
-                                Err(_) => {
-                                    errs.push(source.err(&t[0].value.span, format!("environment variable `{s}` is not set (needed for a sensitive value)")).hint(format!("export {s}=... before running claw; nothing was changed")));
-                                    Ex::Val(Value::Null)
-                                }
-                            };
-                        }
-                        "file" => {
-                            let p = expand_home(s, &scope.cfg.base_dir);
-                            return match std::fs::read_to_string(&p) {
-                                Ok(v) => Ex::Val(Value::Secret(Secret::new(
-                                    v.trim_end_matches('\n'),
-                                    scope.salt,
-                                ))),
-                                Err(e) => {
-                                    errs.push(
-                                        source
-                                            .err(
-                                                &t[0].value.span,
-                                                format!(
-                                                    "cannot read secret file {}: {e}",
-                                                    p.display()
-                                                ),
-                                            )
-                                            .hint("paths are relative to the folder of claw.toml"),
-                                    );
-                                    Ex::Val(Value::Null)
-                                }
-                            };
-                        }
-                        _ => {}
-                    }
+            match secret_ref(t, &source) {
+                Err(p) => {
+                    errs.push(p);
+                    return Ex::Val(Value::Null);
                 }
+                Ok(Some(r)) => {
+                    // Entries of tables are evaluated by `entry`: here the
+                    // secret is a whole value.
+                    if let Some(span) = &r.optional {
+                        errs.push(optional_not_here(span, &source));
+                    }
+                    return scope.secret(&r, &n.span).unwrap_or(Ex::Val(Value::Null));
+                }
+                Ok(None) => {}
             }
             Ex::Map(
                 t.iter()
-                    .map(|e| (e.key.clone(), subst(&e.value, scope, errs)))
+                    .filter_map(|e| Some((e.key.clone(), entry(e, scope, errs)?)))
                     .collect(),
             )
             .simplify()
@@ -400,32 +515,41 @@ pub fn value_to_ex(
     cfg: &Config,
     inst: &Instance,
     salt: &str,
+    eval: Eval,
     errs: &mut Vec<Problem>,
 ) -> Ex {
-    let span = cfg.resource(inst).node.span.clone();
-    let scope = Scope {
-        cfg,
-        each: inst.each.clone(),
-        salt,
-        refs_allowed: true,
+    let res = cfg.resource(inst);
+    let label = format!("{}.{}", res.rtype, res.name);
+    let missing = RefCell::new(Missing::default());
+    let site = Site {
+        label: &label,
+        node: &res.node,
     };
+    let scope = Scope {
+        each: inst.each.clone(),
+        refs_allowed: true,
+        ..Scope::new(cfg, salt, eval, site, &missing)
+    };
+    let ex = reparse(v, &scope, &res.node.span, errs);
+    errs.extend(missing.into_inner().problems(&cfg.source()));
+    ex
+}
+
+fn reparse(v: &Value, scope: &Scope<'_>, span: &Range<usize>, errs: &mut Vec<Problem>) -> Ex {
     match v {
         Value::String(s) if s.contains("${") => {
             let n = Node {
-                span,
+                span: span.clone(),
                 kind: Kind::Str(s.clone()),
             };
-            subst(&n, &scope, errs)
+            subst(&n, scope, errs)
         }
-        Value::List(l) => Ex::List(
-            l.iter()
-                .map(|x| value_to_ex(x, cfg, inst, salt, errs))
-                .collect(),
-        )
-        .simplify(),
+        Value::List(l) => {
+            Ex::List(l.iter().map(|x| reparse(x, scope, span, errs)).collect()).simplify()
+        }
         Value::Map(m) => Ex::Map(
             m.iter()
-                .map(|(k, x)| (k.clone(), value_to_ex(x, cfg, inst, salt, errs)))
+                .map(|(k, x)| (k.clone(), reparse(x, scope, span, errs)))
                 .collect(),
         )
         .simplify(),
@@ -446,6 +570,17 @@ pub fn body_refs(body: &BTreeMap<String, Ex>) -> Vec<&ResRef> {
 mod tests {
     use super::*;
 
+    fn insts(c: &Config, eval: Eval) -> Vec<Instance> {
+        c.instances(&Registry::builtin(), "salt", eval).unwrap()
+    }
+
+    fn map(e: &Ex) -> &BTreeMap<String, Value> {
+        match e {
+            Ex::Val(Value::Map(m)) => m,
+            other => panic!("not a table: {other:?}"),
+        }
+    }
+
     fn cfg(src: &str) -> Config {
         Config::parse(
             Path::new("claw.toml"),
@@ -462,7 +597,7 @@ mod tests {
              [file.a]\nfor_each = { x = { m = \"0600\" }, y = { m = \"0644\" } }\n\
              path = \"${vars.root}/${each.key}\"\ncontent = \"${each.value.m}\"\n\
              [file.b]\npath = \"p\"\ncontent = \"${file.a[\\\"x\\\"].path}!\"\n");
-        let insts = c.instances(&Registry::builtin(), "salt").unwrap();
+        let insts = insts(&c, Eval::Live);
         let addrs: Vec<&str> = insts.iter().map(|i| i.addr.as_str()).collect();
         assert_eq!(addrs, ["file.a[\"x\"]", "file.a[\"y\"]", "file.b"]);
         assert_eq!(insts[1].body["path"], Ex::Val(Value::str("/r/y")));
@@ -479,7 +614,7 @@ mod tests {
              [file.b]\npath = \"${vars.nope}\"\n[file.c]\npath = \"${each.key}\"\n",
         );
         let e = c
-            .instances(&Registry::builtin(), "salt")
+            .instances(&Registry::builtin(), "salt", Eval::Live)
             .unwrap_err()
             .to_string();
         assert!(
@@ -496,7 +631,10 @@ mod tests {
     #[test]
     fn block_attrs_refuse_resource_references() {
         let c = cfg("[stack]\nname = \"s\"\n[host.m]\naddress = \"${file.a.path}\"\n[file.a]\npath = \"p\"\n");
-        let e = c.block_attrs("host.m", "salt").unwrap_err().to_string();
+        let e = c
+            .block_attrs("host.m", "salt", Eval::Live)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("resource references are not allowed here"),
             "{e}"
@@ -506,13 +644,79 @@ mod tests {
     #[test]
     fn value_to_ex_finds_references_in_expanded_values() {
         let c = cfg("[stack]\nname = \"s\"\n[file.a]\npath = \"p\"\n");
-        let insts = c.instances(&Registry::builtin(), "salt").unwrap();
+        let insts = insts(&c, Eval::Live);
         let v = Value::Map([("k".to_string(), Value::str("${file.a.path}"))].into());
         let mut errs = Vec::new();
-        let ex = value_to_ex(&v, &c, &insts[0], "salt", &mut errs);
+        let ex = value_to_ex(&v, &c, &insts[0], "salt", Eval::Live, &mut errs);
         assert!(errs.is_empty());
         let mut refs = Vec::new();
         ex.refs(&mut refs);
         assert_eq!(refs[0].resource(), "file.a");
+    }
+
+    const SECRETS: &str = "[stack]\nname = \"s\"\n[vars]\nhome = \"${env.CLAW_UNIT_UNSET_HOME}/x\"\n\
+         [tmux_session.t]\nenv = { A = { env = \"CLAW_UNIT_UNSET\", optional = true }, B = { env = \"CLAW_UNIT_UNSET_B\" }, C = \"${vars.home}\" }\n\
+         [file.f]\npath = \"${env.CLAW_UNIT_UNSET_P}\"\ncontent = { file = \"no/such/file\" }\n";
+
+    #[test]
+    fn validate_uses_placeholders_and_reports_nothing_missing() {
+        let c = cfg(SECRETS);
+        let insts = insts(&c, Eval::Validate);
+        let f = insts.iter().find(|i| i.addr == "file.f").unwrap();
+        assert_eq!(f.body["path"], Ex::Val(Value::Unknown));
+        assert!(matches!(&f.body["content"], Ex::Val(Value::Secret(_))));
+        let t = insts.iter().find(|i| i.addr == "tmux_session.t").unwrap();
+        let env = map(&t.body["env"]);
+        assert!(
+            env.contains_key("A"),
+            "validate reads no variable: the optional entry stays"
+        );
+        assert_eq!(env["C"], Value::Unknown);
+    }
+
+    #[test]
+    fn live_evaluation_reports_each_missing_value_once() {
+        let c = cfg(SECRETS);
+        let e = c
+            .instances(&Registry::builtin(), "salt", Eval::Live)
+            .unwrap_err();
+        let m: Vec<&str> = e.problems.iter().map(|p| p.message.as_str()).collect();
+        assert_eq!(m.len(), 4, "{m:#?}");
+        assert!(m[0].starts_with("environment variable `CLAW_UNIT_UNSET_HOME` is not set; used by [vars] home (claw.toml:4:8)"), "{m:#?}");
+        assert!(
+            m[1].contains("`CLAW_UNIT_UNSET_B` is not set; used by tmux_session.t env.B"),
+            "{m:#?}"
+        );
+        assert!(
+            m[2].contains("`CLAW_UNIT_UNSET_P` is not set; used by file.f path"),
+            "{m:#?}"
+        );
+        assert!(
+            m[3].starts_with("cannot read secret file no/such/file"),
+            "{m:#?}"
+        );
+        assert!(
+            !m.iter().any(|p| p.contains("CLAW_UNIT_UNSET`")),
+            "the optional one is no error"
+        );
+    }
+
+    #[test]
+    fn optional_entries_are_dropped_and_optional_whole_values_refused() {
+        let c = cfg("[stack]\nname = \"s\"\n[tmux_session.t]\nenv = { A = { env = \"CLAW_UNIT_UNSET\", optional = true }, B = \"b\" }\n");
+        let insts = insts(&c, Eval::Live);
+        let env = map(&insts[0].body["env"]);
+        assert_eq!(env.keys().collect::<Vec<_>>(), ["B"]);
+        let c = cfg("[stack]\nname = \"s\"\n[file.f]\npath = \"p\"\ncontent = { env = \"CLAW_UNIT_UNSET\", optional = true }\n");
+        for eval in [Eval::Validate, Eval::Live] {
+            let e = c
+                .instances(&Registry::builtin(), "salt", eval)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("applies only to an entry of a table") && e.contains("claw.toml:5:38"),
+                "{e}"
+            );
+        }
     }
 }

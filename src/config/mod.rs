@@ -5,12 +5,16 @@
 //! beyond reading the config file and `{ file = ... }` secrets.
 
 mod evaluate;
+pub mod moved;
 pub mod node;
 mod parse;
+mod secrets;
+mod settings;
 mod shape;
 pub mod template;
 mod types;
 
 pub use evaluate::{body_refs, expand_home, value_to_ex};
-pub use parse::valid_stack_name;
+pub use secrets::Eval;
+pub use settings::valid_stack_name;
 pub use types::*;

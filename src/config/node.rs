@@ -148,9 +148,14 @@ fn node(v: &Spanned<DeValue<'_>>) -> Node {
     let span = v.span();
     let kind = match v.get_ref() {
         DeValue::String(s) => Kind::Str(s.to_string()),
-        DeValue::Integer(i) => Kind::Int(
-            i64::from_str_radix(&i.as_str().replace('_', ""), i.radix()).unwrap_or_default(),
-        ),
+        DeValue::Integer(i) => {
+            let digits = i.as_str().replace('_', "");
+            match i64::from_str_radix(&digits, i.radix()) {
+                Ok(n) => Kind::Int(n),
+                // Beyond i64: kept as a number (not 0) for the shape checks to refuse.
+                Err(_) => Kind::Float(digits.parse().unwrap_or(f64::INFINITY)),
+            }
+        }
         DeValue::Float(f) => Kind::Float(f.as_str().replace('_', "").parse().unwrap_or(f64::NAN)),
         DeValue::Boolean(b) => Kind::Bool(*b),
         DeValue::Datetime(d) => Kind::Datetime(d.to_string()),

@@ -2,17 +2,18 @@
 //! names, hosts, provider aliases), `[stack]`, `[vars]` and resources.
 
 use super::node::{self, Kind, Node};
+use super::secrets::{secret_ref, Origin};
+use super::settings::{check_state_provider, parse_stack, parse_vars};
 use super::shape::shape_problem;
-use super::template::{self, parse_template, Piece, RefKind};
+use super::template;
 use super::types::*;
 use crate::error::{closest, Error, Problem, Result};
 use crate::registry::Registry;
-use claw_provider::{Attrs, Value};
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-const TOP_KEYS: &[&str] = &["stack", "vars", "host", "provider"];
+const TOP_KEYS: &[&str] = &["stack", "vars", "host", "provider", "moved"];
 
 impl Config {
     /// Reads and checks `path`. `cli_vars` are `--var k=v` pairs (highest precedence),
@@ -33,7 +34,12 @@ impl Config {
         cli_vars: &[(String, String)],
         reg: &Registry,
     ) -> Result<Config> {
-        let source = Source { path, src: &src };
+        let lines = line_starts(&src);
+        let source = Source {
+            path,
+            src: &src,
+            lines: &lines,
+        };
         let root = node::parse(&src).map_err(|(msg, span)| {
             Error::one(
                 source
@@ -69,6 +75,7 @@ impl Config {
             errs.push(p);
         }
 
+        let mut unset_env = Vec::new();
         // [stack]
         let (stack, state) = match root.get("stack") {
             None => {
@@ -84,11 +91,17 @@ impl Config {
                     },
                 )
             }
-            Some(n) => parse_stack(n, &source, &base_dir, &mut errs),
+            Some(n) => parse_stack(n, &source, &base_dir, &mut unset_env, &mut errs),
         };
 
         // [vars]
-        let vars = parse_vars(root.get("vars"), cli_vars, &source, &mut errs);
+        let vars = parse_vars(
+            root.get("vars"),
+            cli_vars,
+            &source,
+            &mut unset_env,
+            &mut errs,
+        );
 
         // [host.*] and [provider.*]
         let mut blocks = BTreeMap::new();
@@ -182,24 +195,39 @@ impl Config {
             let Some(f) = reg.factory(&b.kind) else {
                 continue;
             };
-            let mut json = n.to_json();
+            let before = errs.len();
+            let mut json = block_json(n, &source, &mut errs);
             if let Some(o) = json.as_object_mut() {
                 o.remove("type");
+            }
+            if errs.len() > before {
+                continue;
             }
             if let Err(ce) = (f.config_shape().check)(&json) {
                 errs.push(shape_problem(&ce, n, &source, &format!("[{}]", b.key)));
             }
         }
 
-        // Resources.
+        // Resources: the tree is taken apart, each resource keeps its node.
         let mut resources = Vec::new();
-        for e in root.as_table().unwrap_or_default() {
+        let top = match root.kind {
+            Kind::Table(t) => t,
+            _ => Vec::new(),
+        };
+        for e in top {
             let Some((kind, _)) = reg.resource_type(&e.key) else {
                 continue;
             };
-            let rtype = e.key.clone();
-            for r in table_of(&e.value, &rtype, &source, &mut errs) {
-                if !check_name(&source, r, "resource name", &mut errs) {
+            let rtype = e.key;
+            if e.value.as_table().is_none() {
+                table_of(&e.value, &rtype, &source, &mut errs);
+                continue;
+            }
+            let Kind::Table(entries) = e.value.kind else {
+                continue;
+            };
+            for r in entries {
+                if !check_name(&source, &r, "resource name", &mut errs) {
                     continue;
                 }
                 if r.value.as_table().is_none() {
@@ -218,7 +246,7 @@ impl Config {
                     continue;
                 }
                 if let Some(res) =
-                    parse_resource(&rtype, kind, &r.key, &r.value, &blocks, &source, &mut errs)
+                    parse_resource(&rtype, kind, &r.key, r.value, &blocks, &source, &mut errs)
                 {
                     resources.push(res);
                 }
@@ -228,17 +256,51 @@ impl Config {
         if !errs.is_empty() {
             return Err(Error::many(errs));
         }
+        let moved = root
+            .get("moved")
+            .map(|n| super::moved::parse(n, &source, reg, &mut errs))
+            .unwrap_or_default();
+        if !errs.is_empty() {
+            return Err(Error::many(errs));
+        }
         Ok(Config {
+            moved,
             path: path.to_path_buf(),
-            src: src.clone(),
+            src,
             base_dir,
-            root,
             stack,
             state,
             vars,
             blocks,
             resources,
+            unset_env,
+            lines,
         })
+    }
+}
+
+/// A block's JSON for its shape check: secret references are checked here
+/// and appear without `optional` (evaluation decides where it may be).
+fn block_json(n: &Node, source: &Source<'_>, errs: &mut Vec<Problem>) -> serde_json::Value {
+    use serde_json::Value as J;
+    match &n.kind {
+        Kind::Table(t) => match secret_ref(t, source) {
+            Ok(Some(r)) => match r.origin {
+                Origin::Env(name) => serde_json::json!({ "env": name }),
+                Origin::File(path) => serde_json::json!({ "file": path }),
+            },
+            Ok(None) => J::Object(
+                t.iter()
+                    .map(|e| (e.key.clone(), block_json(&e.value, source, errs)))
+                    .collect(),
+            ),
+            Err(p) => {
+                errs.push(p);
+                J::Null
+            }
+        },
+        Kind::Array(a) => J::Array(a.iter().map(|x| block_json(x, source, errs)).collect()),
+        _ => n.to_json(),
     }
 }
 
@@ -255,7 +317,7 @@ fn check_name(source: &Source<'_>, e: &node::Entry, what: &str, errs: &mut Vec<P
     false
 }
 
-fn table_of<'a>(
+pub(super) fn table_of<'a>(
     n: &'a Node,
     what: &str,
     source: &Source<'_>,
@@ -273,197 +335,7 @@ fn table_of<'a>(
     }
 }
 
-fn parse_stack(
-    n: &Node,
-    source: &Source<'_>,
-    base_dir: &Path,
-    errs: &mut Vec<Problem>,
-) -> (String, StateCfg) {
-    let mut name = String::new();
-    let mut state = StateCfg::Local {
-        path: base_dir.join(".claw/state.json"),
-    };
-    for e in table_of(n, "stack", source, errs) {
-        match e.key.as_str() {
-            "name" => match e.value.as_str() {
-                Some(s) if valid_stack_name(s) => name = s.to_string(),
-                Some(s) => errs.push(
-                    source
-                        .err(&e.value.span, format!("invalid stack name {s:?}"))
-                        .hint("stack names match [a-z0-9][a-z0-9-]{0,39}: lowercase letters, digits and dashes"),
-                ),
-                None => errs.push(source.err(&e.value.span, "`name` must be a string")),
-            },
-            "state" => {
-                if let Some(st) = parse_state(&e.value, source, base_dir, errs) {
-                    state = st;
-                }
-            }
-            k => errs.push(unknown_key(source, &e.key_span, k, &["name", "state"], "[stack]")),
-        }
-    }
-    if name.is_empty() && !errs.iter().any(|p| p.message.contains("stack name")) {
-        errs.push(
-            source
-                .err(&n.span, "[stack] has no `name`")
-                .hint("add `name = \"my-stack\"` under [stack]"),
-        );
-    }
-    (name, state)
-}
-
-/// `state = { backend = "local", path = "..." }`, or any other backend: a
-/// provider type whose alias `provider` names; its other keys go to that
-/// provider's `state_storage`, which checks them.
-fn parse_state(
-    n: &Node,
-    source: &Source<'_>,
-    base_dir: &Path,
-    errs: &mut Vec<Problem>,
-) -> Option<StateCfg> {
-    let Some(t) = n.as_table() else {
-        errs.push(
-            source
-                .err(&n.span, "`state` must be a table")
-                .hint("state = { backend = \"local\", path = \".claw/state.json\" }"),
-        );
-        return None;
-    };
-    let backend = match n.get("backend") {
-        None => "local",
-        Some(b) => match b.as_str() {
-            Some(s) => s,
-            None => {
-                errs.push(source.err(&b.span, "`backend` must be a string"));
-                return None;
-            }
-        },
-    };
-    if backend == "local" {
-        let mut path = base_dir.join(".claw/state.json");
-        for f in t {
-            match f.key.as_str() {
-                "backend" => {}
-                "path" => match f.value.as_str() {
-                    Some(p) => path = base_dir.join(p),
-                    None => errs.push(source.err(&f.value.span, "`path` must be a string")),
-                },
-                k => errs.push(unknown_key(source, &f.key_span, k, &["backend", "path"], "state").hint(
-                    "the local backend takes `path`; a backend on a provider is written state = { backend = \"TYPE\", provider = \"ALIAS\", ... }",
-                )),
-            }
-        }
-        return Some(StateCfg::Local { path });
-    }
-    let mut provider = None;
-    let mut attrs = Attrs::new();
-    for f in t {
-        match f.key.as_str() {
-            "backend" => {}
-            "provider" => match f.value.as_str() {
-                Some(p) => provider = Some(p.to_string()),
-                None => errs.push(source.err(&f.value.span, "`provider` must be a string")),
-            },
-            _ => {
-                attrs.insert(f.key.clone(), node_value(&f.value, source, errs));
-            }
-        }
-    }
-    let Some(provider) = provider else {
-        errs.push(
-            source
-                .err(&n.span, format!("the {backend} state backend needs `provider`"))
-                .hint(format!(
-                    "name the [provider.ALIAS] that holds the state: state = {{ backend = \"{backend}\", provider = \"ALIAS\", ... }}"
-                )),
-        );
-        return None;
-    };
-    Some(StateCfg::Provider {
-        backend: backend.to_string(),
-        provider,
-        attrs,
-        node: n.clone(),
-    })
-}
-
-/// A provider backend must name a declared alias of the backend's type.
-fn check_state_provider(
-    state: &StateCfg,
-    blocks: &BTreeMap<String, ProviderBlock>,
-    reg: &Registry,
-    source: &Source<'_>,
-    errs: &mut Vec<Problem>,
-) {
-    let StateCfg::Provider {
-        backend,
-        provider,
-        node,
-        ..
-    } = state
-    else {
-        return;
-    };
-    let at = |key: &str| {
-        node.get(key)
-            .map(|v| v.span.clone())
-            .unwrap_or(node.span.clone())
-    };
-    if reg.factory(backend).is_none() || backend == "host" {
-        let kinds: Vec<&str> = reg.kinds().filter(|k| *k != "host").collect();
-        let p = source.err(&at("backend"), format!("unknown state backend {backend:?}"));
-        errs.push(match closest(backend, kinds.iter().copied()) {
-            Some(c) => p.hint(format!("did you mean \"{c}\"?")),
-            None => p.hint(format!(
-                "backends are \"local\" or a provider type: {}",
-                kinds.join(", ")
-            )),
-        });
-        return;
-    }
-    match blocks.get(&format!("provider.{provider}")) {
-        Some(b) if &b.kind == backend => {}
-        Some(b) => errs.push(
-            source
-                .err(
-                    &at("provider"),
-                    format!(
-                        "the {backend} state backend needs a {backend} provider; `{provider}` is of type {}",
-                        b.kind
-                    ),
-                )
-                .hint(format!("name a [provider.ALIAS] with type = \"{backend}\"")),
-        ),
-        None => {
-            let names: Vec<&str> = blocks
-                .values()
-                .filter(|b| &b.kind == backend)
-                .map(|b| b.alias.as_str())
-                .collect();
-            let p = source.err(
-                &at("provider"),
-                format!("the state backend names provider `{provider}`, which is not declared"),
-            );
-            errs.push(match closest(provider, names.iter().copied()) {
-                Some(c) => p.hint(format!("did you mean `{c}`?")),
-                None => p.hint(format!(
-                    "declare it:\n[provider.{provider}]\ntype = \"{backend}\""
-                )),
-            });
-        }
-    }
-}
-
-pub fn valid_stack_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 40
-        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-}
-
-fn unknown_key(
+pub(super) fn unknown_key(
     source: &Source<'_>,
     span: &Range<usize>,
     k: &str,
@@ -477,127 +349,11 @@ fn unknown_key(
     }
 }
 
-fn parse_vars(
-    n: Option<&Node>,
-    cli: &[(String, String)],
-    source: &Source<'_>,
-    errs: &mut Vec<Problem>,
-) -> BTreeMap<String, Value> {
-    let mut vars = BTreeMap::new();
-    let mut spans = BTreeMap::new();
-    if let Some(n) = n {
-        for e in table_of(n, "vars", source, errs) {
-            // Var defaults may use ${env.X} (and nothing else).
-            let v = node_value(&e.value, source, errs);
-            spans.insert(e.key.clone(), e.value.span.clone());
-            vars.insert(e.key.clone(), v);
-        }
-    }
-    let names: Vec<String> = vars.keys().cloned().collect();
-    let coerce =
-        |name: &str, raw: &str, default: Option<&Value>| -> std::result::Result<Value, String> {
-            match default {
-                Some(Value::Int(_)) => raw
-                    .parse()
-                    .map(Value::Int)
-                    .map_err(|_| format!("variable `{name}` is an integer, got {raw:?}")),
-                Some(Value::Bool(_)) => raw
-                    .parse()
-                    .map(Value::Bool)
-                    .map_err(|_| format!("variable `{name}` is a boolean, got {raw:?}")),
-                Some(Value::List(_)) | Some(Value::Map(_)) => serde_json::from_str::<
-                    serde_json::Value,
-                >(raw)
-                .map(|j| Value::from_json(&j))
-                .map_err(|_| {
-                    format!("variable `{name}` is a list or table: pass it as JSON, got {raw:?}")
-                }),
-                _ => Ok(Value::str(raw)),
-            }
-        };
-    for name in &names {
-        if let Ok(raw) = std::env::var(format!("CLAW_VAR_{name}")) {
-            match coerce(name, &raw, vars.get(name)) {
-                Ok(v) => {
-                    vars.insert(name.clone(), v);
-                }
-                Err(m) => errs.push(Problem::new(format!("CLAW_VAR_{name}: {m}"))),
-            }
-        }
-    }
-    for (k, raw) in cli {
-        if !vars.contains_key(k) {
-            let mut p = Problem::new(format!(
-                "--var {k}: no variable `{k}` is declared in [vars]"
-            ));
-            p = match closest(k, names.iter().map(String::as_str)) {
-                Some(c) => p.hint(format!("did you mean `{c}`?")),
-                None => p.hint(format!("declare it: [vars]\n{k} = \"default\"")),
-            };
-            errs.push(p);
-            continue;
-        }
-        match coerce(k, raw, vars.get(k)) {
-            Ok(v) => {
-                vars.insert(k.clone(), v);
-            }
-            Err(m) => errs.push(Problem::new(format!("--var {k}: {m}"))),
-        }
-    }
-    vars
-}
-
-/// A var default: plain TOML with `${env.X}` interpolation.
-fn node_value(n: &Node, source: &Source<'_>, errs: &mut Vec<Problem>) -> Value {
-    match &n.kind {
-        Kind::Str(s) => match parse_template(s, &n.span) {
-            Ok(pieces) => {
-                let mut out = String::new();
-                for p in pieces {
-                    match p {
-                        Piece::Lit(l) => out.push_str(&l),
-                        Piece::Ref(RefKind::Env(name), _) => match std::env::var(&name) {
-                            Ok(v) => out.push_str(&v),
-                            Err(_) => errs.push(
-                                source
-                                    .err(
-                                        &n.span,
-                                        format!("environment variable `{name}` is not set"),
-                                    )
-                                    .hint(format!("export {name}=... before running claw")),
-                            ),
-                        },
-                        Piece::Ref(_, text) => errs.push(source.err(
-                            &n.span,
-                            format!("`${{{text}}}`: variable defaults may only use ${{env.NAME}}"),
-                        )),
-                    }
-                }
-                Value::String(out)
-            }
-            Err(m) => {
-                errs.push(source.err(&n.span, m));
-                Value::Null
-            }
-        },
-        Kind::Int(i) => Value::Int(*i),
-        Kind::Float(f) => Value::Float(*f),
-        Kind::Bool(b) => Value::Bool(*b),
-        Kind::Datetime(d) => Value::String(d.clone()),
-        Kind::Array(a) => Value::List(a.iter().map(|x| node_value(x, source, errs)).collect()),
-        Kind::Table(t) => Value::Map(
-            t.iter()
-                .map(|e| (e.key.clone(), node_value(&e.value, source, errs)))
-                .collect(),
-        ),
-    }
-}
-
 fn parse_resource(
     rtype: &str,
     kind: &str,
     name: &str,
-    n: &Node,
+    n: Node,
     blocks: &BTreeMap<String, ProviderBlock>,
     source: &Source<'_>,
     errs: &mut Vec<Problem>,
@@ -782,7 +538,7 @@ fn parse_resource(
         name: name.to_string(),
         kind: kind.to_string(),
         provider_key,
-        node: n.clone(),
+        node: n,
         depends_on,
         lifecycle,
     })
@@ -866,33 +622,5 @@ mod tests {
         let e =
             messages("[stack]\nname = \"s\"\n[file.a]\npath = \"p\"\ndepends_on = [\"nope\"]\n");
         assert!(e[0].contains("is not a resource address"), "{e:?}");
-    }
-
-    #[test]
-    fn vars_take_cli_overrides_with_the_default_type() {
-        let src = "[stack]\nname = \"s\"\n[vars]\nn = 1\nb = false\nl = [\"a\"]\n";
-        let cli = [
-            ("n".to_string(), "7".to_string()),
-            ("l".to_string(), "[\"x\",\"y\"]".to_string()),
-        ];
-        let c = Config::parse(
-            Path::new("claw.toml"),
-            src.into(),
-            &cli,
-            &Registry::builtin(),
-        )
-        .unwrap();
-        assert_eq!(c.vars["n"], Value::Int(7));
-        assert_eq!(c.vars["b"], Value::Bool(false));
-        assert_eq!(c.vars["l"], Value::List(vec!["x".into(), "y".into()]));
-        let bad = [("nn".to_string(), "1".to_string())];
-        let e = Config::parse(
-            Path::new("claw.toml"),
-            src.into(),
-            &bad,
-            &Registry::builtin(),
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("did you mean `n`?"), "{e}");
     }
 }

@@ -114,6 +114,34 @@ impl Config {
     }
 }
 
+/// The attribute path (`data.token`, `mounts[0].source`) of the deepest
+/// node under `node` whose span holds `span`; empty for `node` itself.
+pub(super) fn path_to(node: &Node, span: &std::ops::Range<usize>) -> String {
+    let holds = |n: &Node| n.span.start <= span.start && span.end <= n.span.end;
+    let mut path = String::new();
+    let mut cur = node;
+    loop {
+        let next = match &cur.kind {
+            Kind::Table(t) => t.iter().find(|e| holds(&e.value)).map(|e| {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(&e.key);
+                &e.value
+            }),
+            Kind::Array(a) => a.iter().enumerate().find(|(_, n)| holds(n)).map(|(i, n)| {
+                path.push_str(&format!("[{i}]"));
+                n
+            }),
+            _ => None,
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return path,
+        }
+    }
+}
+
 fn node_at<'a>(node: &'a Node, path: &str) -> Option<&'a Node> {
     let mut cur = node;
     for seg in claw_provider::value::split_path(path) {
@@ -141,9 +169,11 @@ mod tests {
             path: path.into(),
             message: message.into(),
         };
+        let lines = crate::config::line_starts(src);
         let source = Source {
             path: Path::new("claw.toml"),
             src,
+            lines: &lines,
         };
         shape_problem(&ce, n, &source, "file.a").to_string()
     }

@@ -322,7 +322,8 @@ pub fn join_values(mut vals: Vec<Value>, salt: &str) -> Value {
     }
     if secret {
         if clear {
-            Value::Secret(Secret::new(text, salt))
+            let parts = vals.iter().flat_map(Value::secret_parts).map(Into::into);
+            Value::Secret(Secret::joined(text, salt, parts.collect()))
         } else {
             // Only hashes are known (read back from state): a stable hash of hashes.
             let hashes: Vec<String> = vals
@@ -332,7 +333,10 @@ pub fn join_values(mut vals: Vec<Value>, salt: &str) -> Value {
                     o => to_text(o),
                 })
                 .collect();
-            Value::Secret(Secret::from_hash(Secret::hash_of(&hashes.join("\0"), salt)))
+            Value::Secret(Secret::from_hash(claw_provider::digest::keyed_digest(
+                salt,
+                hashes.join("\0").as_bytes(),
+            )))
         }
     } else {
         Value::String(text)

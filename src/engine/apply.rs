@@ -5,15 +5,15 @@
 //! **Invariant:** every operation is journalled before it starts
 //! (`Store::begin`) and when it completes (`Store::commit`/`end`), O(1) each.
 
+use super::interrupt::Interrupt;
 use super::walk::Walker;
 use super::{contract, resolve, Observed, Workspace};
 use crate::config::template;
 use crate::error::Problem;
 use crate::plan::{Action, Change, Plan};
 use crate::state::{Entry, Store};
-use claw_provider::{ApplyRequest, Op, StateObject, Value};
+use claw_provider::{ApplyRequest, Cancel, Ctx, Op, StateObject, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::task::JoinSet;
 
@@ -35,6 +35,10 @@ pub struct Outcome {
     pub done: Vec<(String, String)>,
     pub failed: Vec<(String, Problem)>,
     pub skipped: Vec<(String, String)>,
+    /// Interrupted: operations that never started.
+    pub not_started: Vec<String>,
+    /// Abandoned by a second interrupt while they ran.
+    pub abandoned: Vec<String>,
     pub interrupted: bool,
 }
 
@@ -50,7 +54,7 @@ fn ops_of(c: &Change) -> Vec<Phase> {
         Action::DeleteCreate | Action::CreateDelete => vec![Phase::Delete, Phase::Create],
         Action::Delete => vec![Phase::Delete],
         Action::Forget => vec![Phase::Forget],
-        Action::Adopt | Action::StateOnly => vec![Phase::Record],
+        Action::Adopt | Action::StateOnly | Action::Move => vec![Phase::Record],
         Action::NoOp => vec![],
     }
 }
@@ -63,7 +67,7 @@ pub async fn run(
     store: Arc<Store>,
     observed: Arc<BTreeMap<String, Observed>>,
     parallelism: usize,
-    cancel: Arc<AtomicBool>,
+    interrupt: &Interrupt,
 ) -> Outcome {
     let changes: BTreeMap<String, Change> = plan
         .changes
@@ -137,10 +141,22 @@ pub async fn run(
             .collect(),
     );
     let mut out = Outcome::default();
+    // `[[moved]]` renames are recorded first: every operation below finds its
+    // prior under the new address, and a crash leaves no entry behind twice.
+    for c in changes.values() {
+        if let Some(from) = &c.moved_from {
+            if let Err(p) = record_move(&store, from, &c.address).await {
+                out.failed.push((c.address.clone(), p));
+                return out;
+            }
+        }
+    }
     let mut running: JoinSet<(Key, Result<String, Problem>)> = JoinSet::new();
+    let mut in_flight: BTreeSet<Key> = BTreeSet::new();
+    let mut abandoning = false;
     let parallelism = parallelism.max(1);
     loop {
-        while running.len() < parallelism && !cancel.load(Ordering::SeqCst) {
+        while running.len() < parallelism && !interrupt.stopped() {
             let Some(key) = walker.take_ready() else {
                 break;
             };
@@ -148,16 +164,28 @@ pub async fn run(
             let ws = ws.clone();
             let store = store.clone();
             let observed = observed.clone();
+            let stop = interrupt.stop.clone();
+            in_flight.insert(key.clone());
             running.spawn(async move {
-                let r = run_op(&ws, &change, key.0, &store, &observed).await;
+                let r = run_op(&ws, &change, key.0, &store, &observed, &stop).await;
                 (key, r)
             });
         }
-        let Some(joined) = running.join_next().await else {
+        let joined = tokio::select! {
+            j = running.join_next() => j,
+            _ = interrupt.abandon.cancelled(), if !abandoning => {
+                // Stop waiting; what completed meanwhile is still collected.
+                abandoning = true;
+                running.abort_all();
+                continue;
+            }
+        };
+        let Some(joined) = joined else {
             break;
         };
         let (key, result) = match joined {
             Ok(x) => x,
+            Err(e) if e.is_cancelled() => continue,
             Err(e) => {
                 out.failed.push((
                     "(internal)".into(),
@@ -167,7 +195,13 @@ pub async fn run(
             }
         };
         let addr = key.1.clone();
+        in_flight.remove(&key);
         match result {
+            Err(_) if interrupt.stop.declined(&addr) => {
+                let _ = store.end(&addr).await;
+                ws.events.op_skipped(&addr, "not started: interrupted");
+                out.not_started.push(addr);
+            }
             Ok(what) => {
                 ws.events.op_finished(&addr, &what, Ok(()));
                 out.done.push((addr, what));
@@ -186,11 +220,13 @@ pub async fn run(
             }
         }
     }
-    if cancel.load(Ordering::SeqCst) {
+    if interrupt.stopped() {
         out.interrupted = true;
-        for (_, a) in walker.drain_pending() {
-            out.skipped.push((a, "not started: interrupted".into()));
-        }
+        out.abandoned = in_flight.into_iter().map(|k| k.1).collect();
+        out.not_started
+            .extend(walker.drain_pending().into_iter().map(|k| k.1));
+        out.not_started.sort();
+        out.not_started.dedup();
     }
     out.skipped.sort();
     out.skipped.dedup();
@@ -203,7 +239,15 @@ async fn run_op(
     phase: Phase,
     store: &Store,
     observed: &BTreeMap<String, Observed>,
+    cancel: &Cancel,
 ) -> Result<String, Problem> {
+    if cancel.is_cancelled() {
+        return Err(ws.diag_problem(&cancel.decline(&c.address), &c.address));
+    }
+    let ctx = || Ctx {
+        cancel: cancel.clone(),
+        ..ws.ctx()
+    };
     let Some(p) = ws.providers.get(&c.provider) else {
         return Err(Problem::new(format!(
             "{}: no configured provider {}",
@@ -221,7 +265,7 @@ async fn run_op(
                 )));
             };
             let entry = match (c.action, prior) {
-                (Action::StateOnly, Some(mut e)) => {
+                (Action::StateOnly | Action::Move, Some(mut e)) => {
                     e.prevent_destroy = node.lifecycle.prevent_destroy;
                     e.deps = node.deps.iter().cloned().collect();
                     e
@@ -258,10 +302,10 @@ async fn run_op(
                 .commit(&c.address, Some(entry))
                 .await
                 .map_err(first_problem)?;
-            Ok(if c.action == Action::Adopt {
-                "adopted"
-            } else {
-                "state updated"
+            Ok(match c.action {
+                Action::Adopt => "adopted",
+                Action::Move => "moved",
+                _ => "state updated",
             }
             .into())
         }
@@ -304,7 +348,7 @@ async fn run_op(
                 .map_err(first_problem)?;
             let resp = p
                 .apply(ApplyRequest {
-                    ctx: ws.ctx(),
+                    ctx: ctx(),
                     address: c.address.clone(),
                     rtype: c.rtype.clone(),
                     op: Op::Delete,
@@ -409,7 +453,7 @@ async fn run_op(
             let sent = desired;
             let resp = p
                 .apply(ApplyRequest {
-                    ctx: ws.ctx(),
+                    ctx: ctx(),
                     address: c.address.clone(),
                     rtype: c.rtype.clone(),
                     op,
@@ -487,6 +531,22 @@ fn lookup(
         observed: Some(observed),
     }
     .value(r)
+}
+
+/// Moves the state entry at `from` to `to` (two journal records).
+async fn record_move(store: &Store, from: &str, to: &str) -> Result<(), Problem> {
+    let entry = store.state.lock().await.resources.get(from).cloned();
+    let Some(mut entry) = entry else {
+        // Already moved (a saved plan re-applied after a crash).
+        return Ok(());
+    };
+    for d in &mut entry.deps {
+        if d == from {
+            *d = to.to_string();
+        }
+    }
+    store.commit(to, Some(entry)).await.map_err(first_problem)?;
+    store.commit(from, None).await.map_err(first_problem)
 }
 
 fn first_problem(e: crate::error::Error) -> Problem {

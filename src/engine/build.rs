@@ -14,7 +14,12 @@ impl Workspace {
         verbose: bool,
     ) -> Result<Workspace> {
         let ctx = ctx_for(&cfg, salt, &events, verbose);
-        let mut instances = cfg.instances(&reg, salt)?;
+        // Commands without a state (validate, graph) need no secret values.
+        let eval = match state {
+            Some(_) => config::Eval::Live,
+            None => config::Eval::Validate,
+        };
+        let mut instances = cfg.instances(&reg, salt, eval)?;
 
         // Provider blocks in use (by config or by state).
         let mut keys: BTreeSet<String> = instances.iter().map(|i| i.provider_key.clone()).collect();
@@ -55,7 +60,7 @@ impl Workspace {
                 )));
                 continue;
             };
-            let attrs = match cfg.block_attrs(key, salt) {
+            let attrs = match cfg.block_attrs(key, salt, eval) {
                 Ok(a) => a,
                 Err(e) => {
                     errs.extend(e.problems);
@@ -119,7 +124,7 @@ impl Workspace {
                         for (ak, av) in &attrs {
                             body.insert(
                                 ak.clone(),
-                                config::value_to_ex(av, &cfg, &inst, salt, &mut errs),
+                                config::value_to_ex(av, &cfg, &inst, salt, eval, &mut errs),
                             );
                         }
                         expand_inputs.insert(addr_of(&key), docs.inputs.clone());

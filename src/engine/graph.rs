@@ -82,36 +82,22 @@ impl Graph {
         super::walk::Walker::new(deps).order()
     }
 
-    /// Graphviz DOT: edges from each resource to what it depends on (or the
-    /// reverse for destroy).
-    pub fn dot(&self, destroy: bool) -> String {
-        let mut s = String::from("digraph claw {\n  rankdir = \"RL\";\n  node [shape = box];\n");
-        for a in self.idx.keys() {
-            s.push_str(&format!("  {};\n", quote(a)));
-        }
+    /// Every address, in order.
+    pub fn addresses(&self) -> impl Iterator<Item = &String> {
+        self.idx.keys()
+    }
+
+    /// Every edge as `(dependency, dependent)`, sorted.
+    pub fn edges(&self) -> Vec<(String, String)> {
         let mut edges: Vec<(String, String)> = self
             .g
             .edge_indices()
             .filter_map(|e| self.g.edge_endpoints(e))
-            .map(|(dep, dependent)| {
-                if destroy {
-                    (self.g[dep].clone(), self.g[dependent].clone())
-                } else {
-                    (self.g[dependent].clone(), self.g[dep].clone())
-                }
-            })
+            .map(|(dep, dependent)| (self.g[dep].clone(), self.g[dependent].clone()))
             .collect();
         edges.sort();
-        for (a, b) in edges {
-            s.push_str(&format!("  {} -> {};\n", quote(&a), quote(&b)));
-        }
-        s.push_str("}\n");
-        s
+        edges
     }
-}
-
-fn quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
 #[cfg(test)]

@@ -7,9 +7,15 @@ pub mod apply;
 mod build;
 pub mod contract;
 pub mod graph;
+pub mod import;
+pub mod interrupt;
+mod moves;
 mod planner;
 mod refresh;
 pub mod resolve;
+pub mod saved;
+pub mod session;
+pub mod unlock;
 pub mod walk;
 
 use crate::config::{self, template, Config, Instance, Lifecycle, StateCfg};
@@ -87,6 +93,7 @@ pub fn ctx_for(cfg: &Config, salt: &str, events: &Arc<dyn Events>, verbose: bool
         base_dir: cfg.base_dir.clone(),
         progress: Progress(Arc::new(move |a, m| ev.progress(a, m))),
         verbose,
+        cancel: Cancel::default(),
     }
 }
 
@@ -108,7 +115,7 @@ pub async fn open_storage(cfg: &Config, reg: &Registry) -> Result<Box<dyn StateS
                 .ok_or_else(|| Error::msg(format!("no {} provider", block.kind)))?;
             // Secrets in provider blocks are hashed with a fixed salt here: the
             // state's own salt is not known before the state is read.
-            let provider_attrs = cfg.block_attrs(&key, "state-backend")?;
+            let provider_attrs = cfg.block_attrs(&key, "state-backend", config::Eval::Live)?;
             let events: Arc<dyn Events> = Arc::new(NoEvents);
             f.state_storage(StateStorageRequest {
                 provider_attrs,

@@ -2,6 +2,7 @@
 //! through `decide`, into the plan document.
 
 use super::*;
+use crate::plan::Reason;
 
 impl Workspace {
     /// Makes the plan from refreshed live state.
@@ -11,6 +12,9 @@ impl Workspace {
         observed: &BTreeMap<String, Observed>,
         opts: &Options,
     ) -> Result<Plan> {
+        // `[[moved]]` renames state entries before anything is compared.
+        let moved = self.with_moves(state)?;
+        let state = &moved.state;
         let selected = self.select_targets(&opts.targets, state, opts.destroy)?;
         let in_sel = |a: &str| selected.as_ref().is_none_or(|s| s.contains(a));
         let ctx = self.ctx();
@@ -124,10 +128,19 @@ impl Workspace {
                         continue;
                     }
                 };
+                let moved_from = moved.from.get(&addr).cloned();
+                let (action, reason) = match (&moved_from, action) {
+                    (Some(f), Action::NoOp) => (Action::Move, Reason::Moved { from: f.clone() }),
+                    _ => (action, reason),
+                };
                 // The after-value for references: desired, with computed attrs from live when kept.
                 let mut aft = desired.clone();
                 match action {
-                    Action::NoOp | Action::Update | Action::Adopt | Action::StateOnly => {
+                    Action::NoOp
+                    | Action::Update
+                    | Action::Adopt
+                    | Action::StateOnly
+                    | Action::Move => {
                         if let Some(l) = live {
                             for (k, v) in &l.attrs {
                                 aft.entry(k.clone()).or_insert(v.clone());
@@ -186,6 +199,7 @@ impl Workspace {
                     diff: shown,
                     sensitive_paths: sensitive,
                     fingerprint: live.map(fingerprint).unwrap_or_default(),
+                    moved_from,
                     inputs: read.iter().map(|i| format!("file:{}", i.path)).collect(),
                     after_addresses: n.deps.iter().cloned().collect(),
                 });
@@ -253,6 +267,7 @@ impl Workspace {
                 diff: vec![],
                 sensitive_paths: vec![],
                 fingerprint: obs.live.as_ref().map(fingerprint).unwrap_or_default(),
+                moved_from: moved.from.get(&addr).cloned(),
                 inputs: vec![],
                 after_addresses: entry.map(|e| e.deps.clone()).unwrap_or_default(),
             });

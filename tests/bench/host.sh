@@ -7,17 +7,23 @@
 # trips it made. The round trips must not grow with N (one probe per
 # repository and one per socket).
 #
-# Usage: tests/bench/host.sh [--claw PATH] [--sizes "200 40"]
+# Then the `file` figures of issue 14: a no-change plan of 200 files and of 1
+# file over SSH (median of 5 runs, with the round trips), and an apply of
+# 1,000 local files from nothing (median of 3 runs, destroyed in between).
+#
+# Usage: tests/bench/host.sh [--claw PATH] [--sizes "200 40"] [--files-only]
 # Needs: openssh-server (/usr/sbin/sshd), ssh-keygen, git, tmux, and a claw
 # binary (default: cargo build --release, into $CARGO_TARGET_DIR or target/).
 set -euo pipefail
 
 SIZES="200 40"
 CLAW=""
+FILES_ONLY=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --claw) CLAW="$2"; shift 2 ;;
     --sizes) SIZES="$2"; shift 2 ;;
+    --files-only) FILES_ONLY=1; shift ;;
     *) echo "unknown argument $1" >&2; exit 1 ;;
   esac
 done
@@ -79,6 +85,17 @@ keys_json() { # N -> ["a0", "a1", ...]
   echo "[${out%, }]"
 }
 
+host_block() { # the [host.bench] table of the sshd above
+  cat <<TOML
+[host.bench]
+address = "127.0.0.1:$PORT"
+user = "$USER_NAME"
+identity_file = "$WORK/id_ed25519"
+known_hosts = "$WORK/known_hosts"
+
+TOML
+}
+
 run_size() {
   local n=$1
   local per=$((n / 4))             # per repository and per socket
@@ -89,17 +106,8 @@ run_size() {
     git -C "$dir/repo-$r" -c user.name=b -c user.email=b@b commit -q --allow-empty -m init
   done
   {
-    cat <<TOML
-[stack]
-name = "bench-host-$n"
-
-[host.bench]
-address = "127.0.0.1:$PORT"
-user = "$USER_NAME"
-identity_file = "$WORK/id_ed25519"
-known_hosts = "$WORK/known_hosts"
-
-TOML
+    printf '[stack]\nname = "bench-host-%s"\n\n' "$n"
+    host_block
     for r in a b; do
       cat <<TOML
 [git_worktree.$r]
@@ -151,14 +159,72 @@ TOML
   echo "$rt" > "$dir/rt"
 }
 
+median() { # numbers on stdin -> the median
+  sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
+}
+
+# N files on HOST ("bench" over SSH, "local" here) into DIR/claw.toml.
+files_toml() {
+  local n=$1 host=$2 dir=$3
+  {
+    printf '[stack]\nname = "bench-files-%s-%s"\n\n' "$host" "$n"
+    if [ "$host" = bench ]; then host_block; fi
+    cat <<TOML
+[file.f]
+host = "$host"
+for_each = $(keys_json "$n" f)
+path = "$dir/files/\${each.key}.conf"
+content = "setting = \${each.key}\\n"
+TOML
+  } > "$dir/claw.toml"
+}
+
+run_files_ssh() {
+  local n=$1
+  local dir="$WORK/files-ssh$n" i t0 t1 out rt times=""
+  mkdir -p "$dir"
+  files_toml "$n" bench "$dir"
+  "$CLAW" -C "$dir" apply --auto-approve -q >"$dir/apply.log" 2>&1 || { cat "$dir/apply.log" >&2; exit 1; }
+  for i in 1 2 3 4 5; do
+    t0=$(now_ms)
+    out="$("$CLAW" -C "$dir" -v plan --detailed-exitcode 2>&1)" || { echo "the no-change plan of $n files failed:" >&2; echo "$out" >&2; exit 1; }
+    t1=$(now_ms)
+    times="$times$((t1 - t0))\n"
+  done
+  rt="$(printf '%s\n' "$out" | grep -o '[0-9]* ssh round trips' | head -n1 | cut -d' ' -f1)"
+  printf '%5d files over SSH: no-change plan %5d ms (median of 5), %s ssh round trips\n' \
+    "$n" "$(printf "$times" | median)" "${rt:-?}"
+}
+
+run_files_local() {
+  local n=$1
+  local dir="$WORK/files-local$n" i t0 t1 times=""
+  mkdir -p "$dir"
+  files_toml "$n" local "$dir"
+  for i in 1 2 3; do
+    t0=$(now_ms)
+    "$CLAW" -C "$dir" apply --auto-approve -q >"$dir/apply.log" 2>&1 || { cat "$dir/apply.log" >&2; exit 1; }
+    t1=$(now_ms)
+    times="$times$((t1 - t0))\n"
+    [ "$(ls "$dir/files" | wc -l)" = "$n" ] || { echo "apply did not create $n files" >&2; exit 1; }
+    "$CLAW" -C "$dir" destroy --auto-approve -q >"$dir/destroy.log" 2>&1 || { cat "$dir/destroy.log" >&2; exit 1; }
+  done
+  printf '%5d local files: apply from nothing %5d ms (median of 3)\n' "$n" "$(printf "$times" | median)"
+}
+
 echo "claw: $CLAW"
 echo "ssh host: 127.0.0.1:$PORT (one connection per run)"
-first=""
-for n in $SIZES; do
-  run_size "$n"
-  rt="$(cat "$WORK/run$n/rt")"
-  if [ -z "$first" ]; then first="$rt"; elif [ "$rt" != "$first" ]; then
-    echo "FAIL: ssh round trips changed with the resource count ($first vs $rt)" >&2; exit 1
-  fi
-done
-echo "ssh round trips of a no-change plan are the same for every size: $first"
+if [ -z "$FILES_ONLY" ]; then
+  first=""
+  for n in $SIZES; do
+    run_size "$n"
+    rt="$(cat "$WORK/run$n/rt")"
+    if [ -z "$first" ]; then first="$rt"; elif [ "$rt" != "$first" ]; then
+      echo "FAIL: ssh round trips changed with the resource count ($first vs $rt)" >&2; exit 1
+    fi
+  done
+  echo "ssh round trips of a no-change plan are the same for every size: $first"
+fi
+run_files_ssh 200
+run_files_ssh 1
+run_files_local 1000

@@ -7,7 +7,9 @@
 #
 # The stack: 20 files, 10 tmux sessions (private socket), 10 git worktrees of
 # one repository with a `setup`, 10 Docker containers (an image built FROM
-# scratch with a static busybox; skipped with a note when no dockerd answers).
+# scratch with a static busybox; left out, and said so, when no dockerd
+# answers). Each setup writes a marker outside its worktree (a marker inside
+# would make the worktree dirty, and destroy rightly refuses a dirty worktree).
 #
 # Usage: tests/crash/kill.sh [--runs 20] [--signal KILL|TERM] [--claw PATH]
 # Prints one line per run and a closing line with the totals; exits 1 when
@@ -66,7 +68,7 @@ fi
     printf '[tmux_session.s%s]\nsocket = "%s"\ncwd = "%s"\ncommand = "sleep 3600"\n\n' "$i" "$SOCK" "$WORK" 
   done
   for i in $(seq -w 1 10); do
-    printf '[git_worktree.w%s]\nrepo = "%s/repo"\npath = "%s/wt/w%s"\nbranch = "agent-%s"\nbase = "main"\nsetup = "sleep 0.3; echo ran > .setup-ran"\n\n' "$i" "$WORK" "$WORK" "$i" "$i"
+    printf '[git_worktree.w%s]\nrepo = "%s/repo"\npath = "%s/wt/w%s"\nbranch = "agent-%s"\nbase = "main"\nsetup = "sleep 0.3; mkdir -p %s/setups; echo ran > %s/setups/w%s"\n\n' "$i" "$WORK" "$WORK" "$i" "$i" "$WORK" "$WORK" "$i"
   done
   if [ "$DOCKER" = 1 ]; then
     for i in $(seq -w 1 10); do
@@ -117,7 +119,7 @@ for run in $(seq 1 "$RUNS"); do
   fi
   missing_setups=0
   for i in $(seq -w 1 10); do
-    [ -f "$WORK/wt/w$i/.setup-ran" ] || missing_setups=$((missing_setups + 1))
+    [ -f "$WORK/setups/w$i" ] || missing_setups=$((missing_setups + 1))
   done
   dups=$(dup_containers)
 
@@ -128,7 +130,7 @@ for run in $(seq 1 "$RUNS"); do
   sum_left=$((sum_left + left)) sum_dup=$((sum_dup + dups)) sum_setup=$((sum_setup + missing_setups)) sum_locks=$((sum_locks + locks))
   # Start the next run from nothing, whatever happened.
   tmux -S "$SOCK" kill-server 2>/dev/null || true
-  rm -rf "$WORK/out" "$WORK/wt" "$WORK/.claw"
+  rm -rf "$WORK/out" "$WORK/wt" "$WORK/.claw" "$WORK/setups"
   git -C "$WORK/repo" worktree prune
   git -C "$WORK/repo" for-each-ref --format='%(refname:short)' refs/heads/agent-* | xargs -r git -C "$WORK/repo" branch -q -D
   if [ "$DOCKER" = 1 ]; then docker ps -aq --filter "label=claw.dev/stack=$STACK" | xargs -r docker rm -f >/dev/null 2>&1 || true; fi

@@ -131,7 +131,30 @@ fn unknown_host_or_provider_alias() {
 
 #[test]
 fn missing_env_for_a_secret() {
-    bad("[stack]\nname = \"x\"\n\n[file.a]\npath = \"out/a\"\ncontent = { env = \"CLAW_SURELY_MISSING_VAR\" }\n", &["`CLAW_SURELY_MISSING_VAR` is not set", "claw.toml:6:19", "hint: export CLAW_SURELY_MISSING_VAR="]);
+    let t = Ctx::new();
+    t.write("claw.toml", "[stack]\nname = \"x\"\n\n[file.a]\npath = \"out/a\"\ncontent = { env = \"CLAW_SURELY_MISSING_VAR\" }\n");
+    t.ok(&["validate"], 0);
+    for args in [&["plan"][..], &["apply", "--auto-approve"][..]] {
+        fails(
+            &t,
+            args,
+            &[
+                "`CLAW_SURELY_MISSING_VAR` is not set",
+                "file.a content (claw.toml:6:19)",
+                "hint: export CLAW_SURELY_MISSING_VAR=",
+            ],
+        );
+    }
+    assert!(!t.exists("out"), "nothing is created");
+}
+
+#[test]
+fn malformed_secret_references() {
+    bad("[stack]\nname = \"x\"\n\n[file.a]\npath = \"out/a\"\ncontent = { env = \"X\", optional = true }\n", &["`optional = true` applies only to an entry of a table", "claw.toml:6:24", "hint: remove `optional = true`"]);
+    bad("[stack]\nname = \"x\"\n\n[tmux_session.t]\nenv = { A = { env = \"X\", optinal = true } }\n", &["unknown key `optinal` in a secret reference", "claw.toml:5:26", "hint: did you mean `optional`?"]);
+    bad("[stack]\nname = \"x\"\n\n[file.a]\npath = \"out/a\"\ncontent = { env = \"X\", file = \"y\" }\n", &["not both", "claw.toml:6:13", "hint:"]);
+    bad("[stack]\nname = \"x\"\n\n[file.a]\npath = \"out/a\"\ncontent = { env = \"X\", optional = \"yes\" }\n", &["`optional` must be true or false", "claw.toml:6:35", "hint:"]);
+    bad("[stack]\nname = \"x\"\n\n[provider.tailnet]\ntype = \"tailscale\"\napi_key = { env = \"X\", optional = true }\n\n[tailscale_acl.a]\npolicy = {}\n", &["`optional = true` applies only to an entry of a table", "claw.toml:6:24"]);
 }
 
 #[test]

@@ -67,7 +67,7 @@ fn q(p: &Path) -> String {
 }
 
 /// Kills the test's tmux server however the test ends.
-struct TmuxGuard(PathBuf);
+pub(crate) struct TmuxGuard(pub(crate) PathBuf);
 impl Drop for TmuxGuard {
     fn drop(&mut self) {
         let _ = Command::new("tmux")

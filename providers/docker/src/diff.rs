@@ -1,29 +1,20 @@
-//! validate, prepare, implicit dependencies and diff (no IO, except hashing a
-//! build context in `prepare`).
+//! validate, prepare, implicit dependencies and diff: the dispatch to the
+//! resource types and the comparison helpers they share (no IO, except
+//! digesting a build context in `prepare`).
 
 use crate::refresh::ATTR_ADDRESS;
 use crate::util;
+use crate::{docker_container, docker_image, docker_network, docker_volume};
 use crate::{DockerProvider, CONTAINER, IMAGE, NETWORK, VOLUME};
 use claw_provider::value::join_key as join_path;
 use claw_provider::{
-    AttrChange, Attrs, DepItem, Diagnostic, DiffRequest, DiffResponse, Edge, Input,
-    InstanceRequest, PrepareResponse, Value, LABEL_ADDRESS,
+    AttrChange, Attrs, DepItem, Diagnostic, DiffRequest, DiffResponse, Edge, InstanceRequest,
+    PrepareResponse, Value, LABEL_ADDRESS,
 };
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
-/// Container attributes Docker cannot change on an existing container.
-const CONTAINER_REPLACE: &[&str] = &[
-    "name",
-    "image",
-    "command",
-    "entrypoint",
-    "user",
-    "working_dir",
-    "hostname",
-    "init",
-    "stop_timeout",
-];
+/// Makes the diagnostic of a validation rule: `(attribute, message)`.
+pub(crate) type Rule<'a> = dyn Fn(&str, String) -> Diagnostic + 'a;
 
 pub fn validate(req: &InstanceRequest<'_>) -> Vec<Diagnostic> {
     let mut out = Vec::new();
@@ -43,69 +34,15 @@ pub fn validate(req: &InstanceRequest<'_>) -> Vec<Diagnostic> {
         }
     }
     match req.rtype {
-        CONTAINER => {
-            if let Some(r) = util::s(a, "restart") {
-                if let Err(e) = util::parse_restart(r) {
-                    out.push(err("restart", e));
-                }
-            }
-            if let Some(ports) = util::str_list(a.get("ports")) {
-                for (i, p) in ports.iter().enumerate() {
-                    if let Err(e) = util::parse_port(p) {
-                        out.push(err(&format!("ports[{i}]"), e).with_hint(
-                            "write ports as Docker does: \"8080:80\", \"127.0.0.1:9000:9000/udp\"",
-                        ));
-                    }
-                }
-            }
-            for (i, m) in a
-                .get("mounts")
-                .and_then(Value::as_list)
-                .unwrap_or_default()
-                .iter()
-                .enumerate()
-            {
-                if let Some(t) = m.get_path("target").and_then(Value::as_str) {
-                    if !t.starts_with('/') {
-                        out.push(err(
-                            &format!("mounts[{i}].target"),
-                            format!("mount target `{t}` must be an absolute path"),
-                        ));
-                    }
-                }
-            }
-            if let Some(s) = util::s(a, "image") {
-                if s.is_empty() {
-                    out.push(err("image", "`image` must not be empty".into()));
-                }
-            }
-        }
-        IMAGE => {
-            let build = a.get("build").is_some_and(|b| !matches!(b, Value::Null));
-            let pull = a.get("pull").and_then(Value::as_bool) == Some(true);
-            if build == pull {
-                out.push(
-                    err(
-                        if build { "pull" } else { "build" },
-                        "a docker_image needs exactly one of `build = { context = ... }` or `pull = true`".into(),
-                    )
-                    .with_hint("build it from a folder with `build`, or fetch it from its registry with `pull = true`"),
-                );
-            }
-            if let Some(n) = util::s(a, "name") {
-                if n.is_empty() || n.contains(char::is_whitespace) {
-                    out.push(err(
-                        "name",
-                        format!("`{n}` is not an image reference (repo:tag)"),
-                    ));
-                }
-            }
-        }
+        CONTAINER => docker_container::validate(a, &err, &mut out),
+        IMAGE => docker_image::validate(a, &err, &mut out),
         _ => {}
     }
     out
 }
 
+/// Fills defaults (names from the stack and the resource name, a
+/// container's running state) and digests build contexts.
 pub fn prepare(req: &InstanceRequest<'_>) -> Result<PrepareResponse, Diagnostic> {
     let mut a = req.attrs.clone();
     let mut inputs = Vec::new();
@@ -120,56 +57,10 @@ pub fn prepare(req: &InstanceRequest<'_>) -> Result<PrepareResponse, Diagnostic>
         }
         _ => {}
     }
-    if req.rtype == CONTAINER {
-        if !a.contains_key("state") {
-            a.insert("state".into(), Value::str("running"));
-        }
-        if let Some(Value::Map(env)) = a.get_mut("env") {
-            for v in env.values_mut() {
-                if let Value::Int(_) | Value::Bool(_) | Value::Float(_) = v {
-                    *v = Value::String(util::value_to_plain(v).unwrap_or_default());
-                }
-            }
-        }
-    }
-    if req.rtype == IMAGE {
-        if let Some(ctxdir) = a
-            .get("build")
-            .and_then(|b| b.get_path("context"))
-            .and_then(Value::as_str)
-        {
-            let dir = req.ctx.base_dir.join(ctxdir);
-            let hash = util::context_hash(&dir, req.ctx).map_err(|e| {
-                Diagnostic::error(format!(
-                    "cannot read the build context {}: {e}",
-                    dir.display()
-                ))
-                .with_address(req.address)
-                .with_attr("build.context")
-                .with_hint(
-                    "`build.context` is a folder relative to claw.toml holding the Dockerfile",
-                )
-            })?;
-            let dockerfile = a
-                .get("build")
-                .and_then(|b| b.get_path("dockerfile"))
-                .and_then(Value::as_str)
-                .unwrap_or("Dockerfile");
-            if !dir.join(dockerfile).is_file() {
-                return Err(Diagnostic::error(format!(
-                    "no Dockerfile `{dockerfile}` in the build context {}",
-                    dir.display()
-                ))
-                .with_address(req.address)
-                .with_attr("build.dockerfile")
-                .with_hint("set `build.dockerfile` to the Dockerfile's path inside the context"));
-            }
-            inputs.push(Input {
-                path: ctxdir.to_string(),
-                digest: hash.clone(),
-            });
-            a.insert("context_hash".into(), Value::String(hash));
-        }
+    match req.rtype {
+        CONTAINER => docker_container::prepare(&mut a),
+        IMAGE => docker_image::prepare(req, &mut a, &mut inputs)?,
+        _ => {}
     }
     Ok(PrepareResponse {
         attrs: a,
@@ -247,7 +138,7 @@ pub fn implicit_deps(items: &[DepItem]) -> Vec<Edge> {
 
 /// Compares one attribute. `prior_had`: the attribute was configured when
 /// last applied (so its removal from the config is a change).
-fn cmp(
+pub(crate) fn cmp(
     out: &mut Vec<AttrChange>,
     path: &str,
     desired: Option<&Value>,
@@ -269,7 +160,7 @@ fn cmp(
 
 /// Compares two maps key by key, both ways (a key only live is a change when
 /// the map is configured).
-fn cmp_map(
+pub(crate) fn cmp_map(
     out: &mut Vec<AttrChange>,
     path: &str,
     desired: Option<&Value>,
@@ -302,7 +193,7 @@ fn cmp_map(
     }
 }
 
-fn is_empty(v: &Value) -> bool {
+pub(crate) fn is_empty(v: &Value) -> bool {
     match v {
         Value::List(l) => l.is_empty(),
         Value::Map(m) => m.is_empty(),
@@ -311,58 +202,11 @@ fn is_empty(v: &Value) -> bool {
     }
 }
 
-fn prior_has(prior: Option<&Attrs>, k: &str) -> bool {
+pub(crate) fn prior_has(prior: Option<&Attrs>, k: &str) -> bool {
     prior.is_some_and(|p| p.get(k).is_some_and(|v| !matches!(v, Value::Null)))
 }
 
-/// Mounts in a canonical, ordered form (bind sources made absolute).
-fn norm_mounts(v: Option<&Value>, base: &Path) -> Option<Value> {
-    let list = v?.as_list()?;
-    let mut out: Vec<Value> = Vec::new();
-    for m in list {
-        let kind = m.get_path("type").and_then(Value::as_str)?;
-        let mut source = m.get_path("source").and_then(Value::as_str)?.to_string();
-        if kind == "bind" {
-            source = util::abs_path(base, &source);
-        }
-        let target = m.get_path("target").and_then(Value::as_str)?;
-        let ro = m
-            .get_path("read_only")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        out.push(crate::refresh::mount_value(kind, &source, target, ro));
-    }
-    out.sort_by_key(|m| {
-        (
-            m.get_path("target")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            m.get_path("source")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-        )
-    });
-    Some(Value::List(out))
-}
-
-fn norm_ports(v: Option<&Value>) -> Option<Value> {
-    let list = util::str_list(v)?;
-    let specs = util::parse_ports(&list).ok()?;
-    Some(Value::List(
-        specs.iter().map(|p| Value::String(p.canonical())).collect(),
-    ))
-}
-
-fn norm_set(v: Option<&Value>) -> Option<Value> {
-    let mut l = util::str_list(v)?;
-    l.sort();
-    l.dedup();
-    Some(util::str_list_value(&l))
-}
-
-fn address_change(out: &mut Vec<AttrChange>, live: &Attrs, address: &str) {
+pub(crate) fn address_change(out: &mut Vec<AttrChange>, live: &Attrs, address: &str) {
     if let Some(old) = live.get(ATTR_ADDRESS) {
         out.push(
             AttrChange::new(
@@ -376,142 +220,14 @@ fn address_change(out: &mut Vec<AttrChange>, live: &Attrs, address: &str) {
 }
 
 pub fn diff(p: &DockerProvider, req: &DiffRequest) -> DiffResponse {
-    let d = &req.desired;
-    let l = &req.live.attrs;
-    let prior = req.prior.as_ref().map(|p| &p.attrs);
     let mut out = Vec::new();
-    let mut note = None;
-    match req.rtype.as_str() {
-        CONTAINER => {
-            for k in CONTAINER_REPLACE {
-                cmp(&mut out, k, d.get(*k), l.get(*k), prior_has(prior, k), true);
-            }
-            cmp_map(
-                &mut out,
-                "env",
-                d.get("env"),
-                l.get("env"),
-                prior_has(prior, "env"),
-                true,
-            );
-            cmp_map(
-                &mut out,
-                "labels",
-                d.get("labels"),
-                l.get("labels"),
-                prior_has(prior, "labels"),
-                true,
-            );
-            let base = &req.ctx.base_dir;
-            let dm = norm_mounts(d.get("mounts"), base).or_else(|| d.get("mounts").cloned());
-            let lm = norm_mounts(l.get("mounts"), base).or_else(|| Some(Value::List(vec![])));
-            cmp(
-                &mut out,
-                "mounts",
-                dm.as_ref(),
-                lm.as_ref(),
-                prior_has(prior, "mounts"),
-                true,
-            );
-            let dp = norm_ports(d.get("ports")).or_else(|| d.get("ports").cloned());
-            let lp = norm_ports(l.get("ports")).or(Some(Value::List(vec![])));
-            cmp(
-                &mut out,
-                "ports",
-                dp.as_ref(),
-                lp.as_ref(),
-                prior_has(prior, "ports"),
-                true,
-            );
-            // In place: networks (connect/disconnect), restart (update), state (start/stop).
-            let dn = norm_set(d.get("networks")).or_else(|| d.get("networks").cloned());
-            let configured_nets = dn
-                .as_ref()
-                .is_some_and(|v| v.as_list().is_none_or(|l| !l.is_empty()));
-            if configured_nets {
-                cmp(
-                    &mut out,
-                    "networks",
-                    dn.as_ref(),
-                    norm_set(l.get("networks")).as_ref(),
-                    false,
-                    false,
-                );
-            }
-            let dr = d
-                .get("restart")
-                .and_then(Value::as_str)
-                .map(|r| Value::String(util::canonical_restart(r)))
-                .or_else(|| d.get("restart").cloned())
-                .or_else(|| prior_has(prior, "restart").then(|| Value::str("no")));
-            let lr = l
-                .get("restart")
-                .and_then(Value::as_str)
-                .map(|r| Value::String(util::canonical_restart(r)))
-                .or(Some(Value::str("no")));
-            cmp(&mut out, "restart", dr.as_ref(), lr.as_ref(), false, false);
-            cmp(
-                &mut out,
-                "state",
-                d.get("state"),
-                l.get("state"),
-                false,
-                false,
-            );
-            // The image behind the tag changed, or this run rebuilds it.
-            let image_changed = out.iter().any(|c| c.path == "image");
-            if let (false, Some(img)) = (image_changed, d.get("image").and_then(Value::as_str)) {
-                let live_id = l.get("image_id").cloned();
-                let k = util::normalize_ref(img);
-                let know = p.images.lock().unwrap_or_else(|e| e.into_inner());
-                let want = if img.starts_with("sha256:") {
-                    Some(Value::str(img))
-                } else if know.pending.contains(&k) {
-                    Some(Value::Unknown)
-                } else {
-                    know.ids.get(&k).map(|i| Value::String(i.clone()))
-                };
-                if let (Some(w), Some(li)) = (want, live_id) {
-                    if w != li {
-                        out.push(AttrChange::new("image_id", Some(li), Some(w)).forcing_replace());
-                    }
-                }
-            }
-            address_change(&mut out, l, &req.address);
-            note = Some(
-                "recreates the container: its processes restart and files outside volumes are lost"
-                    .to_string(),
-            );
-        }
-        IMAGE => {
-            cmp(&mut out, "name", d.get("name"), l.get("name"), false, true);
-            for k in ["context_hash", "build", "pull"] {
-                cmp(&mut out, k, d.get(k), l.get(k), prior_has(prior, k), false);
-            }
-            address_change(&mut out, l, &req.address);
-        }
-        NETWORK => {
-            for k in ["name", "driver", "internal", "attachable"] {
-                cmp(&mut out, k, d.get(k), l.get(k), false, true);
-            }
-            for k in ["labels", "options"] {
-                cmp_map(&mut out, k, d.get(k), l.get(k), prior_has(prior, k), true);
-            }
-            address_change(&mut out, l, &req.address);
-            note = Some("containers on the network are disconnected from it".to_string());
-        }
-        VOLUME => {
-            for k in ["name", "driver"] {
-                cmp(&mut out, k, d.get(k), l.get(k), false, true);
-            }
-            for k in ["labels", "driver_opts"] {
-                cmp_map(&mut out, k, d.get(k), l.get(k), prior_has(prior, k), true);
-            }
-            address_change(&mut out, l, &req.address);
-            note = Some("deletes the volume and the data in it".to_string());
-        }
-        _ => {}
-    }
+    let note = match req.rtype.as_str() {
+        CONTAINER => docker_container::diff(p, req, &mut out),
+        IMAGE => docker_image::diff(req, &mut out),
+        NETWORK => docker_network::diff(req, &mut out),
+        VOLUME => docker_volume::diff(req, &mut out),
+        _ => None,
+    };
     let replacing = out.iter().any(|c| c.replace);
     DiffResponse {
         changes: out,

@@ -20,6 +20,10 @@
 mod apply;
 mod client;
 mod diff;
+mod docker_container;
+mod docker_image;
+mod docker_network;
+mod docker_volume;
 mod refresh;
 mod shapes;
 mod util;

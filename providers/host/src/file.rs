@@ -1,10 +1,11 @@
 //! The `file` resource: a file on a host, compared by content hash and mode.
 
-use crate::runner::{self, host_path, FileProbe, Runner};
+use crate::fileio::{self, FileProbe};
+use crate::runner::{host_path, Runner};
+use claw_provider::digest::{has_legacy_digest, only_rehash, rehash_change};
 use claw_provider::*;
 use schemars::JsonSchema;
-use serde::Deserialize;
-use sha2::{Digest, Sha256};
+use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 
 /// A string, or a sensitive value read from the environment or a file.
@@ -23,13 +24,37 @@ pub enum SecretString {
     },
 }
 
-/// A file mode as written in claw.toml.
-#[derive(Deserialize, JsonSchema)]
+/// A file mode as written in claw.toml: an octal string (`"0644"`) or a TOML
+/// octal integer (`0o644`), at most `0o7777`. Anything else (a number too
+/// large, a float, `"rw-r--r--"`) fails the shape check at the attribute.
+#[derive(JsonSchema)]
 #[serde(untagged)]
 #[allow(dead_code)]
 pub enum ModeShape {
     Octal(String),
     Bits(i64),
+}
+
+const MODE_HINT: &str =
+    "write it as an octal string such as \"0644\" or \"0600\", or as a TOML octal number 0o644 (at most 0o7777)";
+
+impl<'de> Deserialize<'de> for ModeShape {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let bad = |what: String| D::Error::custom(format!("{what}: {MODE_HINT}"));
+        let range = "is out of range for a file mode";
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) if parse_mode(&s).is_some() => Ok(ModeShape::Octal(s)),
+            serde_json::Value::String(s) => Err(bad(format!("{s:?} is not a file mode"))),
+            serde_json::Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+                (Some(i), _) if (0..=0o7777).contains(&i) => Ok(ModeShape::Bits(i)),
+                (Some(i), _) if i > 0 => Err(bad(format!("0o{i:o} {range}"))),
+                (None, Some(f)) if f.fract() == 0.0 => Err(bad(format!("the number {range}"))),
+                _ => Err(bad(format!("{n} is not a file mode"))),
+            },
+            other => Err(bad(format!("{other} is not a file mode"))),
+        }
+    }
 }
 
 /// `[file.<name>]`: a file on a host.
@@ -110,25 +135,24 @@ pub fn validate(req: &InstanceRequest<'_>) -> Vec<Diagnostic> {
                 ),
         );
     }
-    if let Some(Value::Int(m)) = a.get("mode") {
-        if !(0..=0o7777).contains(m) {
-            d.push(
-                Diagnostic::error(format!("`mode` {m} is out of range"))
-                    .with_address(req.address)
-                    .with_attr("mode")
-                    .with_hint("write it as an octal string such as \"0644\", or as a TOML octal number 0o644"),
-            );
+    let mode_error = match a.get("mode") {
+        Some(Value::Int(m)) if !(0..=0o7777).contains(m) => {
+            Some(format!("`mode` {m} is out of range"))
         }
-    }
-    if let Some(Value::String(m)) = a.get("mode") {
-        if parse_mode(m).is_none() {
-            d.push(
-                Diagnostic::error(format!("`mode` {m:?} is not an octal permission"))
-                    .with_address(req.address)
-                    .with_attr("mode")
-                    .with_hint("write it as an octal string such as \"0644\" or \"0600\""),
-            );
+        Some(Value::Float(m)) => Some(format!("`mode` {m} is not an octal permission")),
+        Some(Value::String(m)) if parse_mode(m).is_none() => {
+            Some(format!("`mode` {m:?} is not an octal permission"))
         }
+        Some(Value::Secret(_)) => Some("`mode` cannot be sensitive".to_string()),
+        _ => None,
+    };
+    if let Some(msg) = mode_error {
+        d.push(
+            Diagnostic::error(msg)
+                .with_address(req.address)
+                .with_attr("mode")
+                .with_hint(MODE_HINT),
+        );
     }
     d
 }
@@ -163,6 +187,10 @@ pub fn prepare(req: &InstanceRequest<'_>) -> Result<PrepareResponse, Diagnostic>
             out.insert("content".into(), s);
         }
     }
+    // A file holding a secret is private unless `mode` says otherwise.
+    if out.get("mode").is_none_or(|m| matches!(m, Value::Null)) && is_sensitive(Some(&out)) {
+        out.insert("mode".into(), Value::String(format_mode(PRIVATE_MODE)));
+    }
     match out.get("mode") {
         Some(Value::String(m)) => {
             if let Some(bits) = parse_mode(m) {
@@ -182,6 +210,9 @@ pub fn prepare(req: &InstanceRequest<'_>) -> Result<PrepareResponse, Diagnostic>
     })
 }
 
+/// The mode of a file with sensitive content when `mode` is not set.
+pub const PRIVATE_MODE: u32 = 0o600;
+
 /// True when the content must never be shown.
 fn is_sensitive(attrs: Option<&Attrs>) -> bool {
     attrs.is_some_and(|a| {
@@ -190,10 +221,10 @@ fn is_sensitive(attrs: Option<&Attrs>) -> bool {
     })
 }
 
-pub fn fingerprint(content: &[u8], mode: u32) -> String {
-    let mut h = Sha256::new();
-    h.update(content);
-    format!("sha256:{}:{}", hex::encode(h.finalize()), format_mode(mode))
+/// `hmac-sha256:<hex>:<mode>`: the content's keyed digest (the content may
+/// be a secret, and plan files are public) and the mode.
+pub fn fingerprint(ctx: &Ctx, content: &[u8], mode: u32) -> String {
+    format!("{}:{}", ctx.digest(content), format_mode(mode))
 }
 
 /// The path an item is probed at: the recorded one when the object is in
@@ -211,7 +242,7 @@ fn item_path(item: &RefreshItem) -> Option<String> {
         .map(str::to_string)
 }
 
-fn live_object(ctx: &Ctx, path: &str, data: &runner::FileData, sensitive: bool) -> LiveObject {
+fn live_object(ctx: &Ctx, path: &str, data: &fileio::FileData, sensitive: bool) -> LiveObject {
     let text = String::from_utf8_lossy(&data.content).into_owned();
     let mut attrs = Attrs::new();
     attrs.insert("path".into(), Value::String(path.to_string()));
@@ -227,7 +258,7 @@ fn live_object(ctx: &Ctx, path: &str, data: &runner::FileData, sensitive: bool) 
     LiveObject {
         id: path.to_string(),
         attrs,
-        fingerprint: fingerprint(&data.content, data.mode),
+        fingerprint: fingerprint(ctx, &data.content, data.mode),
         owner: Owner::NotApplicable,
     }
 }
@@ -257,7 +288,7 @@ pub async fn refresh(
         .iter()
         .map(|(_, p, _)| host_path(runner, &ctx.base_dir, p))
         .collect();
-    match runner::read_files(runner, &paths).await {
+    match fileio::read_files(runner, &paths).await {
         Ok(probes) => {
             for ((addr, path, sensitive), probe) in wanted.iter().zip(probes) {
                 let live = match probe {
@@ -348,11 +379,23 @@ pub fn diff(req: &DiffRequest) -> DiffResponse {
             }
         }
     }
+    // A state entry from an older claw: its plain SHA-256 of the content
+    // (`private.sha256`) or salted secret hashes are replaced on this apply.
+    if req
+        .prior
+        .as_ref()
+        .is_some_and(|p| p.private.contains_key(LEGACY_PRIVATE) || has_legacy_digest(p))
+    {
+        changes.push(rehash_change());
+    }
     DiffResponse {
         changes,
         ..Default::default()
     }
 }
+
+/// The private field older versions of claw kept: a plain SHA-256 of the content.
+const LEGACY_PRIVATE: &str = "sha256";
 
 pub async fn apply(runner: &dyn Runner, req: &ApplyRequest) -> Result<ApplyResponse, Diagnostic> {
     match req.op {
@@ -366,7 +409,7 @@ pub async fn apply(runner: &dyn Runner, req: &ApplyRequest) -> Result<ApplyRespo
                 .ok_or_else(|| {
                     Diagnostic::error("no recorded path for this file").with_address(&req.address)
                 })?;
-            runner::remove_file(runner, &host_path(runner, &req.ctx.base_dir, &path))
+            fileio::remove_file(runner, &host_path(runner, &req.ctx.base_dir, &path))
                 .await
                 .map_err(|d| d.with_address(&req.address))?;
             Ok(ApplyResponse::default())
@@ -386,16 +429,22 @@ pub async fn apply(runner: &dyn Runner, req: &ApplyRequest) -> Result<ApplyRespo
                 })?,
                 None => String::new(),
             };
+            let sensitive = is_sensitive(Some(&desired));
+            // Unset: a secret is private; other files keep the mode they
+            // have (a new one gets the umask default).
             let mode = desired
                 .get("mode")
                 .and_then(Value::as_str)
-                .and_then(parse_mode);
-            let hp = host_path(runner, &req.ctx.base_dir, &path);
-            runner::write_file(runner, &hp, content.as_bytes(), mode)
-                .await
-                .map_err(|d| d.with_address(&req.address))?;
+                .and_then(parse_mode)
+                .or(sensitive.then_some(PRIVATE_MODE));
+            // Only the state entry is from an older claw: record it again.
+            if !(req.op == Op::Update && only_rehash(&req.changes)) {
+                let hp = host_path(runner, &req.ctx.base_dir, &path);
+                fileio::write_file(runner, &hp, content.as_bytes(), mode)
+                    .await
+                    .map_err(|d| d.with_address(&req.address))?;
+            }
             let mut attrs = desired.clone();
-            let sensitive = is_sensitive(Some(&desired));
             if sensitive {
                 if let Some(Value::String(c)) = attrs.get("content") {
                     let s = req.ctx.secret(c);
@@ -404,8 +453,8 @@ pub async fn apply(runner: &dyn Runner, req: &ApplyRequest) -> Result<ApplyRespo
             }
             let mut private = BTreeMap::new();
             private.insert(
-                "sha256".into(),
-                Value::String(hex::encode(Sha256::digest(content.as_bytes()))),
+                "digest".into(),
+                Value::String(req.ctx.digest(content.as_bytes())),
             );
             Ok(ApplyResponse {
                 state: Some(StateObject {
@@ -421,7 +470,7 @@ pub async fn apply(runner: &dyn Runner, req: &ApplyRequest) -> Result<ApplyRespo
 
 pub async fn import(runner: &dyn Runner, req: &ImportRequest) -> Result<StateObject, Diagnostic> {
     let hp = host_path(runner, &req.ctx.base_dir, &req.id);
-    let probes = runner::read_files(runner, &[hp]).await?;
+    let probes = fileio::read_files(runner, &[hp]).await?;
     let sensitive = is_sensitive(req.desired.as_ref());
     match probes.into_iter().next() {
         Some(FileProbe::File(data)) => {

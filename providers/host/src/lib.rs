@@ -10,10 +10,13 @@
 //!   (host, repository) for worktrees, one per (host, socket) for tmux.
 //! - **`configure` never connects**: the SSH connection is made by the first
 //!   script that needs it and then reused.
+//! - **No secret on a command line**: secrets reach scripts on stdin
+//!   ([`runner::Runner::run_with_secrets`]); stored digests are keyed (`Ctx::digest`).
 
 #![allow(clippy::result_large_err)] // Diagnostic is the SDK's error type
 
 pub mod file;
+pub mod fileio;
 pub mod known_hosts;
 pub mod runner;
 pub mod ssh;
@@ -350,7 +353,14 @@ impl Provider for HostProvider {
                     let mut m = self.repo_locks.lock().unwrap_or_else(|e| e.into_inner());
                     m.entry(key).or_default().clone()
                 };
-                let _g = lock.lock().await;
+                let _g = tokio::select! {
+                    biased;
+                    // Interrupted before it could start: it does not.
+                    _ = req.ctx.cancel.cancelled() => {
+                        return ApplyResponse::failed(req.ctx.cancel.decline(&req.address))
+                    }
+                    g = lock.lock() => g,
+                };
                 worktree::apply(self.runner.as_ref(), &req).await
             }
             "tmux_session" => tmux::apply(self.runner.as_ref(), &req).await,

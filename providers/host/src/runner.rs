@@ -3,10 +3,14 @@
 //! returns stdout, stderr and the exit code. The local runner spawns `sh -c`;
 //! the SSH runner opens a channel on one shared connection.
 //!
-//! Invariant: **scripts are POSIX sh** and avoid GNU-only flags (no `stat -c`,
-//! no `sha256sum`, no `readlink -f`), so they behave the same on Linux and macOS.
-//! File helpers ([`read_files`], [`write_file`], [`remove_file`]) are built on
-//! `run`, so the local and SSH runners share one code path and one test matrix.
+//! Invariants:
+//! - **Scripts are POSIX sh** and avoid GNU-only flags (no `stat -c`, no
+//!   `sha256sum`, no `readlink -f`), so they behave the same on Linux and macOS.
+//! - **No secret is ever in a script**: a script is a command line (`sh -c
+//!   SCRIPT` here, the remote `sh -c` over SSH), which every user of that host
+//!   can read in the process list. Secret values travel on stdin, through
+//!   [`Runner::run_with_secrets`], into shell variables that the script reads
+//!   with the `read` builtin; the output comes back redacted of them.
 
 use async_trait::async_trait;
 use claw_provider::Diagnostic;
@@ -55,6 +59,91 @@ pub trait Runner: Send + Sync {
     async fn run(&self, script: &str, stdin: &[u8]) -> Result<Output, Diagnostic>;
     /// Counters for `claw -v`.
     fn counters(&self) -> Vec<(String, u64)>;
+    /// Runs `script` with secret values that never appear on a command line:
+    /// they go first on the script's stdin (before `stdin`), and the script
+    /// finds each in the shell variable it is named by (`read` is a builtin:
+    /// no process sees the value in its arguments). Whatever the script
+    /// prints comes back with `secrets.redact` replaced by `(sensitive)`.
+    async fn run_with_secrets(
+        &self,
+        script: &str,
+        secrets: &Secrets<'_>,
+        stdin: &[u8],
+    ) -> Result<Output, Diagnostic> {
+        let (script, input) = secrets.wrap(script, stdin)?;
+        let mut out = self.run(&script, &input).await?;
+        if !secrets.redact.is_empty() {
+            let clean = |b: &[u8]| {
+                claw_provider::value::redact_all(
+                    &String::from_utf8_lossy(b),
+                    secrets.redact.iter().copied(),
+                )
+                .into_bytes()
+            };
+            out.stdout = clean(&out.stdout);
+            out.stderr = clean(&out.stderr);
+        }
+        Ok(out)
+    }
+}
+
+/// Secret values for one script (see [`Runner::run_with_secrets`]).
+#[derive(Default)]
+pub struct Secrets<'a> {
+    /// `(shell variable, value)`: the script reads `value` in `$VARIABLE`.
+    pub vars: Vec<(&'a str, &'a str)>,
+    /// The secret values to cut out of the script's output.
+    pub redact: Vec<&'a str>,
+}
+
+/// Reads one value framed by [`Secrets::wrap`] from stdin into the variable
+/// named `$1`: a line count, then the lines. Builtins only.
+const SECRET_READER: &str = r#"claw_read() {
+  IFS= read -r claw_n || return 1
+  claw_v=; claw_i=0
+  while [ "$claw_i" -lt "$claw_n" ]; do
+    IFS= read -r claw_l || return 1
+    if [ "$claw_i" -eq 0 ]; then claw_v=$claw_l; else claw_v="$claw_v
+$claw_l"; fi
+    claw_i=$((claw_i + 1))
+  done
+  eval "$1=\$claw_v"
+}
+"#;
+
+impl Secrets<'_> {
+    /// The script with a prelude reading every variable, and the stdin that
+    /// carries the values ahead of `stdin`.
+    fn wrap(&self, script: &str, stdin: &[u8]) -> Result<(String, Vec<u8>), Diagnostic> {
+        if self.vars.is_empty() {
+            return Ok((script.to_string(), stdin.to_vec()));
+        }
+        let mut pre = String::from(SECRET_READER);
+        let mut input = Vec::new();
+        for (var, value) in &self.vars {
+            debug_assert!(
+                value.len() < 8 || !script.contains(value),
+                "a secret value is in the script text"
+            );
+            if value.contains('\0') {
+                return Err(Diagnostic::error(format!(
+                    "the value for ${var} contains a NUL byte, which a shell cannot hold"
+                )));
+            }
+            pre.push_str(&format!(
+                "claw_read {var} || {{ echo 'claw: the secret values did not arrive on stdin' >&2; exit 125; }}\n"
+            ));
+            let lines: Vec<&str> = value.split('\n').collect();
+            input.extend_from_slice(format!("{}\n", lines.len()).as_bytes());
+            for l in lines {
+                input.extend_from_slice(l.as_bytes());
+                input.push(b'\n');
+            }
+        }
+        pre.push_str("unset claw_n claw_v claw_i claw_l\n");
+        input.extend_from_slice(stdin);
+        Ok((format!("{pre}{script}"), input))
+    }
 }
 
 /// Runs scripts on this machine with `sh -c`.
@@ -158,6 +247,22 @@ pub fn sh_path(p: &str) -> String {
     }
 }
 
+/// The path a path attribute names on this machine: `~/` is `$HOME`.
+pub fn local_path(p: &str) -> PathBuf {
+    let home = || {
+        std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default()
+    };
+    if p == "~" {
+        home()
+    } else if let Some(rest) = p.strip_prefix("~/") {
+        home().join(rest)
+    } else {
+        PathBuf::from(p)
+    }
+}
+
 /// Resolves a path attribute for a runner: `~/` stays for the host to expand;
 /// a relative path on the local host resolves from the folder of `claw.toml`.
 pub fn host_path(runner: &dyn Runner, base_dir: &std::path::Path, p: &str) -> String {
@@ -167,242 +272,6 @@ pub fn host_path(runner: &dyn Runner, base_dir: &std::path::Path, p: &str) -> St
         let joined: PathBuf = base_dir.join(p);
         joined.to_string_lossy().into_owned()
     }
-}
-
-/// A regular file as read from a host.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FileData {
-    pub content: Vec<u8>,
-    /// Permission bits, e.g. `0o644`.
-    pub mode: u32,
-}
-
-/// What a probe found at a path.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FileProbe {
-    Missing,
-    File(FileData),
-    /// Something that is not a regular file (a folder, a socket).
-    NotAFile,
-    /// A file the login user cannot read.
-    Unreadable,
-}
-
-/// Parses `-rw-r--r--` (the first 10 characters of `ls -l`) into mode bits.
-pub fn parse_ls_mode(s: &str) -> Option<u32> {
-    let b = s.as_bytes();
-    if b.len() < 10 {
-        return None;
-    }
-    let mut m = 0u32;
-    let bit = |c: u8, want: u8, v: u32| if c == want { v } else { 0 };
-    m |= bit(b[1], b'r', 0o400) | bit(b[2], b'w', 0o200);
-    m |= bit(b[4], b'r', 0o040) | bit(b[5], b'w', 0o020);
-    m |= bit(b[7], b'r', 0o004) | bit(b[8], b'w', 0o002);
-    match b[3] {
-        b'x' => m |= 0o100,
-        b's' => m |= 0o4100,
-        b'S' => m |= 0o4000,
-        _ => {}
-    }
-    match b[6] {
-        b'x' => m |= 0o010,
-        b's' => m |= 0o2010,
-        b'S' => m |= 0o2000,
-        _ => {}
-    }
-    match b[9] {
-        b'x' => m |= 0o001,
-        b't' => m |= 0o1001,
-        b'T' => m |= 0o1000,
-        _ => {}
-    }
-    Some(m)
-}
-
-/// The sh fragment that prints one file's probe record:
-/// `F <ls mode> <size>\n<bytes>\n`, `M\n` (missing), `D\n` (not a regular
-/// file) or `U\n` (unreadable).
-pub fn probe_file_fragment(qpath: &str) -> String {
-    format!(
-        "p={qpath}\n\
-         if [ -f \"$p\" ]; then\n\
-         \x20 if [ -r \"$p\" ]; then\n\
-         \x20   m=$(ls -ldL \"$p\" | cut -c1-10); s=$(wc -c < \"$p\" | tr -d ' ')\n\
-         \x20   printf 'F %s %s\\n' \"$m\" \"$s\"; cat \"$p\"; printf '\\n'\n\
-         \x20 else printf 'U\\n'; fi\n\
-         elif [ -e \"$p\" ]; then printf 'D\\n'\n\
-         else printf 'M\\n'; fi\n"
-    )
-}
-
-/// Parses the records printed by [`probe_file_fragment`] from `buf` at `*pos`.
-pub fn parse_probe_record(buf: &[u8], pos: &mut usize) -> Result<FileProbe, String> {
-    let line_end = buf[*pos..]
-        .iter()
-        .position(|&b| b == b'\n')
-        .map(|i| *pos + i)
-        .ok_or("truncated probe output")?;
-    let line = String::from_utf8_lossy(&buf[*pos..line_end]).into_owned();
-    *pos = line_end + 1;
-    match line.as_bytes().first() {
-        Some(b'M') => Ok(FileProbe::Missing),
-        Some(b'D') => Ok(FileProbe::NotAFile),
-        Some(b'U') => Ok(FileProbe::Unreadable),
-        Some(b'F') => {
-            let mut parts = line.split(' ');
-            parts.next();
-            let mode = parts
-                .next()
-                .and_then(parse_ls_mode)
-                .ok_or_else(|| format!("unexpected probe line {line:?}"))?;
-            let size: usize = parts
-                .next()
-                .and_then(|s| s.trim().parse().ok())
-                .ok_or_else(|| format!("unexpected probe line {line:?}"))?;
-            if *pos + size + 1 > buf.len() {
-                return Err("truncated file content in probe output".into());
-            }
-            let content = buf[*pos..*pos + size].to_vec();
-            *pos += size + 1;
-            Ok(FileProbe::File(FileData { content, mode }))
-        }
-        _ => Err(format!("unexpected probe line {line:?}")),
-    }
-}
-
-/// Reads many files with one script (one round trip).
-pub async fn read_files(
-    runner: &dyn Runner,
-    paths: &[String],
-) -> Result<Vec<FileProbe>, Diagnostic> {
-    if paths.is_empty() {
-        return Ok(Vec::new());
-    }
-    // This machine: read natively (no shell, no process per file).
-    if runner.native_fs() {
-        return Ok(paths.iter().map(|p| probe_local(p)).collect());
-    }
-    // Elsewhere: one script; the paths go on stdin, one per line, so the
-    // script stays small however many files there are (an argument is capped
-    // at 128 KiB on Linux).
-    if let Some(p) = paths.iter().find(|p| p.contains('\n')) {
-        return Err(
-            Diagnostic::error(format!("the path {p:?} contains a newline"))
-                .with_hint("rename the file"),
-        );
-    }
-    let script = format!(
-        "LC_ALL=C; export LC_ALL\n\
-         probe() {{\n{}}}\n\
-         while IFS= read -r p; do\n\
-         \x20 case $p in '~') p=$HOME ;; '~/'*) p=$HOME/${{p#'~/'}} ;; esac\n\
-         \x20 probe \"$p\"\n\
-         done\n",
-        probe_file_fragment("\"$1\"")
-    );
-    let mut input = paths.join("\n").into_bytes();
-    input.push(b'\n');
-    let out = runner.run(&script, &input).await?;
-    if !out.ok() {
-        return Err(Diagnostic::error(format!(
-            "reading files on {} failed (exit {})",
-            runner.target(),
-            out.code
-        ))
-        .with_detail(out.stderr_str()));
-    }
-    let mut pos = 0;
-    let mut res = Vec::with_capacity(paths.len());
-    for p in paths {
-        let r = parse_probe_record(&out.stdout, &mut pos).map_err(|e| {
-            Diagnostic::error(format!("cannot read {p} on {}: {e}", runner.target()))
-        })?;
-        res.push(r);
-    }
-    Ok(res)
-}
-
-/// Probes a path on this machine without a shell.
-fn probe_local(p: &str) -> FileProbe {
-    use std::os::unix::fs::PermissionsExt;
-    let path = match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(h)) => std::path::PathBuf::from(h).join(rest),
-        _ if p == "~" => std::env::var_os("HOME").map(Into::into).unwrap_or_default(),
-        _ => std::path::PathBuf::from(p),
-    };
-    match std::fs::metadata(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileProbe::Missing,
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => FileProbe::Unreadable,
-        Err(_) => FileProbe::Missing,
-        Ok(m) if !m.is_file() => FileProbe::NotAFile,
-        Ok(m) => match std::fs::read(&path) {
-            Ok(content) => FileProbe::File(FileData {
-                content,
-                mode: m.permissions().mode() & 0o7777,
-            }),
-            Err(_) => FileProbe::Unreadable,
-        },
-    }
-}
-
-/// Writes `content` to `path` atomically: parent folders are created, the
-/// bytes go to a temporary file in the same folder which is then renamed over
-/// the target. `mode` (permission bits) is set when given; otherwise an
-/// existing file keeps its mode and a new one gets the umask default.
-pub async fn write_file(
-    runner: &dyn Runner,
-    path: &str,
-    content: &[u8],
-    mode: Option<u32>,
-) -> Result<(), Diagnostic> {
-    let q = sh_path(path);
-    let chmod = match mode {
-        Some(m) => format!("chmod {m:o} \"$t\" || fail \"cannot set mode {m:04o}\"\n"),
-        None => String::new(),
-    };
-    let script = format!(
-        "fail() {{ rm -f \"$t\" 2>/dev/null; echo \"$1\" >&2; exit 1; }}\n\
-         p={q}\n\
-         case \"$p\" in */*) d=${{p%/*}}; [ -n \"$d\" ] || d=/ ;; *) d=. ;; esac\n\
-         b=${{p##*/}}\n\
-         t=\"$d/.$b.claw-tmp.$$\"\n\
-         [ -d \"$p\" ] && fail \"$p is a folder\"\n\
-         mkdir -p \"$d\" || fail \"cannot create the folder $d\"\n\
-         if [ -f \"$p\" ]; then cp -p \"$p\" \"$t\" 2>/dev/null; fi\n\
-         cat > \"$t\" || fail \"cannot write to the folder $d\"\n\
-         {chmod}\
-         mv -f \"$t\" \"$p\" || fail \"cannot replace $p\"\n"
-    );
-    let out = runner.run(&script, content).await?;
-    if !out.ok() {
-        return Err(Diagnostic::error(format!(
-            "cannot write {path} on {}",
-            runner.target()
-        ))
-        .with_detail(out.stderr_str())
-        .with_hint(
-            "check that the login user may write to that folder (permissions, read-only file system)",
-        ));
-    }
-    Ok(())
-}
-
-/// Removes a file; a missing file is not an error.
-pub async fn remove_file(runner: &dyn Runner, path: &str) -> Result<(), Diagnostic> {
-    let script = format!(
-        "p={}\nif [ -d \"$p\" ]; then echo \"$p is a folder\" >&2; exit 1; fi\nrm -f \"$p\"\n",
-        sh_path(path)
-    );
-    let out = runner.run(&script, b"").await?;
-    if !out.ok() {
-        return Err(
-            Diagnostic::error(format!("cannot remove {path} on {}", runner.target()))
-                .with_detail(out.stderr_str())
-                .with_hint("check that the login user may write to that folder"),
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -419,63 +288,31 @@ mod tests {
         assert_eq!(sh_path("~"), "\"$HOME\"");
     }
 
-    #[test]
-    fn ls_modes() {
-        assert_eq!(parse_ls_mode("-rw-r--r--"), Some(0o644));
-        assert_eq!(parse_ls_mode("-rwsr-x--T"), Some(0o5750));
-        assert_eq!(parse_ls_mode("-rw-------@"), Some(0o600));
-        assert_eq!(parse_ls_mode("-rw"), None);
-    }
-
     #[tokio::test]
-    async fn local_roundtrip_of_files() {
-        let dir = tempfile::tempdir().unwrap();
+    async fn secrets_reach_the_script_on_stdin_and_leave_redacted() {
         let r = LocalRunner::new(Duration::from_secs(30));
-        let p = dir
-            .path()
-            .join("a b/c/it's.txt")
-            .to_string_lossy()
-            .into_owned();
-        let missing = dir.path().join("nope").to_string_lossy().into_owned();
-        write_file(&r, &p, b"hello\nworld", Some(0o600))
+        let multi = "line 1\n 'quoted' $HOME `x` \\n\n\ntrailing\n";
+        let secrets = Secrets {
+            vars: vec![("A", "hunter2"), ("B", multi), ("C", "")],
+            redact: vec!["hunter2"],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("b");
+        let script = format!(
+            "printf '%s|' \"$A\"; printf '%s' \"$B\" > {}; printf '[%s]' \"$C\"; cat",
+            sh_quote(&f.to_string_lossy())
+        );
+        let out = r
+            .run_with_secrets(&script, &secrets, b"rest of stdin")
             .await
             .unwrap();
-        let got = read_files(
-            &r,
-            &[
-                p.clone(),
-                missing,
-                dir.path().to_string_lossy().into_owned(),
-            ],
-        )
-        .await
-        .unwrap();
-        assert_eq!(
-            got[0],
-            FileProbe::File(FileData {
-                content: b"hello\nworld".to_vec(),
-                mode: 0o600
-            })
-        );
-        assert_eq!(got[1], FileProbe::Missing);
-        assert_eq!(got[2], FileProbe::NotAFile);
-        // Without a mode, an existing file keeps its mode.
-        write_file(&r, &p, b"", None).await.unwrap();
-        let got = read_files(&r, std::slice::from_ref(&p)).await.unwrap();
-        assert_eq!(
-            got[0],
-            FileProbe::File(FileData {
-                content: vec![],
-                mode: 0o600
-            })
-        );
-        remove_file(&r, &p).await.unwrap();
-        remove_file(&r, &p).await.unwrap();
-        assert_eq!(read_files(&r, &[p]).await.unwrap()[0], FileProbe::Missing);
-        // No temporary files are left behind.
-        let left: Vec<_> = std::fs::read_dir(dir.path().join("a b/c"))
-            .unwrap()
-            .collect();
-        assert!(left.is_empty(), "{left:?}");
+        assert!(out.ok(), "{}", out.stderr_str());
+        assert_eq!(out.stdout_str(), "(sensitive)|[]rest of stdin");
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), multi);
+        let nul = Secrets {
+            vars: vec![("A", "a\0b")],
+            redact: vec![],
+        };
+        assert!(r.run_with_secrets("true", &nul, b"").await.is_err());
     }
 }

@@ -7,11 +7,11 @@
 //! tmux's own `session_path` / `pane_start_command`.
 
 use crate::file::SecretString;
-use crate::runner::{host_path, sh_path, sh_quote, Runner};
+use crate::runner::{host_path, sh_path, sh_quote, Runner, Secrets};
+use claw_provider::digest::{has_legacy_digest, only_rehash, rehash_change};
 use claw_provider::*;
 use schemars::JsonSchema;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// `[tmux_session.<name>]`: a tmux session on a host.
@@ -64,6 +64,20 @@ pub fn validate(req: &InstanceRequest<'_>) -> Vec<Diagnostic> {
                     .with_address(req.address)
                     .with_attr("session")
                     .with_hint("tmux session names cannot be empty or contain `.` or `:`"),
+            );
+        }
+    }
+    for k in ["socket", "session", "window", "cwd", "command"] {
+        if req.attrs.get(k).is_some_and(Value::contains_secret) {
+            d.push(
+                Diagnostic::error(format!("`{k}` of a tmux session cannot hold a secret"))
+                    .with_address(req.address)
+                    .with_attr(k)
+                    .with_hint(if k == "command" {
+                        "tmux runs the command as `sh -c COMMAND`, which every user of the host sees in the process list: put the secret in `env` and refer to it as $NAME in the command"
+                    } else {
+                        "tmux shows it to anyone who lists sessions; pass secrets through `env`"
+                    }),
             );
         }
     }
@@ -209,7 +223,8 @@ pub async fn refresh_socket(
             script.push_str("printf 'C\\n'\n");
         } else {
             script.push_str(&format!(
-                "p={}; case \"$p\" in /*) ;; *) p=\"$start/$p\" ;; esac; printf 'C %s{SEP}%s\\n' \"$p\" \"$(cd \"$p\" 2>/dev/null && pwd -P)\"\n",
+                "p={}; case \"$p\" in /*) ;; *) p=\"$start/$p\" ;; esac\n\
+                 if cd -P \"$p\" 2>/dev/null; then ph=$PWD; cd \"$start\"; else ph=; fi; printf 'C %s{SEP}%s\\n' \"$p\" \"$ph\"\n",
                 sh_path(&host_path(runner, &ctx.base_dir, cwd))
             ));
         }
@@ -409,15 +424,14 @@ pub async fn refresh_socket(
                 })
                 .collect();
             attrs.insert("env".into(), Value::Map(env_map));
-            let mut h = Sha256::new();
-            h.update(format!(
+            let facts = format!(
                 "{}\0{}\0{}\0{}\0{}\0{}",
                 p.session_id, p.created, p.window, p.path, p.claw_cwd, p.claw_command
-            ));
+            );
             LiveObject {
                 id: format!("{socket}#{sess}"),
                 attrs,
-                fingerprint: format!("sha256:{}", hex::encode(h.finalize())),
+                fingerprint: ctx.digest(facts.as_bytes()),
                 owner: Owner::NotApplicable,
             }
         });
@@ -473,6 +487,9 @@ pub fn diff(req: &DiffRequest) -> DiffResponse {
             changes.push(AttrChange::new("window", Some(l), Some(d.clone())));
         }
     }
+    if !replacing && req.prior.as_ref().is_some_and(has_legacy_digest) {
+        changes.push(rehash_change());
+    }
     DiffResponse {
         changes,
         replace_note: replacing.then(|| REPLACE_NOTE.to_string()),
@@ -524,7 +541,7 @@ pub async fn apply(runner: &dyn Runner, req: &ApplyRequest) -> Result<ApplyRespo
             let desired = req.desired.clone().unwrap_or_default();
             let sess = s(&desired, "session").unwrap_or_default();
             let t = tmux_cmd(runner, &req.ctx, s(&desired, "socket").unwrap_or(""));
-            if let Some(w) = s(&desired, "window") {
+            if let Some(w) = s(&desired, "window").filter(|_| !only_rehash(&req.changes)) {
                 let script = format!(
                     "{t} rename-window -t {} {}\n",
                     sh_quote(&format!("={sess}:^")),
@@ -550,56 +567,28 @@ pub async fn apply(runner: &dyn Runner, req: &ApplyRequest) -> Result<ApplyRespo
             let sess = s(&desired, "session").ok_or_else(|| {
                 Diagnostic::error("the session name is not known").with_address(&req.address)
             })?;
-            let socket = s(&desired, "socket").unwrap_or("");
-            let t = tmux_cmd(runner, &req.ctx, socket);
-            let mut script = String::from(
-                "LC_ALL=C; export LC_ALL; start=$(pwd)\n\
-                 command -v tmux >/dev/null 2>&1 || { echo 'tmux is not installed' >&2; exit 127; }\n",
-            );
-            if !socket.is_empty() {
-                script.push_str(&format!(
-                    "s={}; mkdir -p \"$(dirname -- \"$s\")\" || exit 1\n",
-                    sh_path(&host_path(runner, &req.ctx.base_dir, socket))
-                ));
+            if let Some(k) = ["command", "cwd", "window", "socket"]
+                .into_iter()
+                .find(|k| desired.get(*k).is_some_and(Value::contains_secret))
+            {
+                return Err(Diagnostic::error(format!(
+                    "`{k}` of a tmux session cannot hold a secret"
+                ))
+                .with_address(&req.address)
+                .with_hint("put the secret in `env` and refer to it as $NAME"));
             }
-            let mut args = format!("new-session -d -s {}", sh_quote(sess));
-            if let Some(w) = s(&desired, "window") {
-                args.push_str(&format!(" -n {}", sh_quote(w)));
-            }
-            let cwd = s(&desired, "cwd");
-            if let Some(c) = cwd {
-                script.push_str(&format!(
-                    "c={}; case \"$c\" in /*) ;; *) c=\"$start/$c\" ;; esac\n\
-                     [ -d \"$c\" ] || {{ echo \"the folder $c (cwd) does not exist\" >&2; exit 2; }}\n",
-                    sh_path(&host_path(runner, &req.ctx.base_dir, c))
-                ));
-                args.push_str(" -c \"$c\"");
-            }
-            if let Some(Value::Map(env)) = desired.get("env") {
-                for (k, v) in env {
-                    let val = v.expose_str().ok_or_else(|| {
-                        Diagnostic::error(format!("the value of env.{k} is not known"))
-                            .with_address(&req.address)
-                    })?;
-                    args.push_str(&format!(" -e {}", sh_quote(&format!("{k}={val}"))));
-                }
-            }
-            let command = s(&desired, "command");
-            if let Some(c) = command {
-                args.push_str(&format!(" {}", sh_quote(c)));
-            }
-            let tg = sh_quote(&format!("={sess}:"));
-            args.push_str(&format!(
-                " \\; set-option -t {tg} @claw-cwd {} \\; set-option -t {tg} @claw-command {}",
-                sh_quote(cwd.unwrap_or("")),
-                sh_quote(command.unwrap_or(""))
-            ));
-            script.push_str(&format!(
-                "if {t} has-session -t {tg} 2>/dev/null; then echo \"a session named {} already runs on this socket\" >&2; exit 3; fi\n\
-                 {t} {args} || exit 1\n",
-                sess.replace(['"', '$', '`', '\\'], "_")
-            ));
-            let out = runner.run(&script, b"").await?;
+            let (script, tmux_commands) =
+                create_script(runner, &req.ctx, &desired, sess, &req.address)?;
+            // The tmux commands (with the environment's secrets) reach tmux
+            // through a private file, never a command line.
+            let secrets = Secrets {
+                vars: vec![("CLAW_TMUX", &tmux_commands)],
+                redact: desired
+                    .get("env")
+                    .map(Value::secret_parts)
+                    .unwrap_or_default(),
+            };
+            let out = runner.run_with_secrets(&script, &secrets, b"").await?;
             if !out.ok() {
                 let d = script_error(
                     &format!("creating the tmux session {sess}"),
@@ -619,6 +608,86 @@ pub async fn apply(runner: &dyn Runner, req: &ApplyRequest) -> Result<ApplyRespo
             })
         }
     }
+}
+
+/// Quotes `s` for tmux's command parser: single quotes are literal there;
+/// a single quote itself goes in double quotes.
+fn tmux_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\"'\"'"))
+}
+
+/// The create script (no secret in it: it is a command line) and the tmux
+/// commands it feeds to `tmux source-file` from a 0600 file: `new-session`
+/// with the window name, environment and command, then claw's own options,
+/// as one command list (a failing `new-session` stops the rest).
+fn create_script(
+    runner: &dyn Runner,
+    ctx: &Ctx,
+    desired: &Attrs,
+    sess: &str,
+    address: &str,
+) -> Result<(String, String), Diagnostic> {
+    let socket = s(desired, "socket").unwrap_or("");
+    let mut script = String::from(
+        "LC_ALL=C; export LC_ALL; start=$(pwd)\n\
+         command -v tmux >/dev/null 2>&1 || { echo 'tmux is not installed' >&2; exit 127; }\n",
+    );
+    let t = if socket.is_empty() {
+        "tmux -u".to_string()
+    } else {
+        script.push_str(&format!(
+            "S={}; case \"$S\" in /*) ;; *) S=\"$start/$S\" ;; esac\n\
+             case \"$S\" in */*) mkdir -p \"${{S%/*}}\" || exit 1 ;; esac\n",
+            sh_path(&host_path(runner, &ctx.base_dir, socket))
+        ));
+        "tmux -u -S \"$S\"".to_string()
+    };
+    let cwd = s(desired, "cwd");
+    if let Some(c) = cwd {
+        script.push_str(&format!(
+            "c={}; case \"$c\" in /*) ;; *) c=\"$start/$c\" ;; esac\n\
+             [ -d \"$c\" ] || {{ echo \"the folder $c (cwd) does not exist\" >&2; exit 2; }}\n",
+            sh_path(&host_path(runner, &ctx.base_dir, c))
+        ));
+    }
+    let tg = sh_quote(&format!("={sess}:"));
+    script.push_str(&format!(
+        "if {t} has-session -t {tg} 2>/dev/null; then echo \"a session named {} already runs on this socket\" >&2; exit 3; fi\n\
+         f=\"${{TMPDIR:-/tmp}}/.claw-tmux.$$\"\n\
+         rm -f \"$f\"\n\
+         (umask 077; set -C; printf '%s\\n' \"$CLAW_TMUX\" > \"$f\") || {{ echo \"cannot create the private file $f\" >&2; exit 1; }}\n\
+         ({}{t} start-server \\; source-file \"$f\"); rc=$?\n\
+         rm -f \"$f\"\n\
+         [ \"$rc\" = 0 ] || exit 1\n",
+        sess.replace(['"', '$', '`', '\\'], "_"),
+        // The session starts in the client's folder: no `-c` needed.
+        if cwd.is_some() { "cd \"$c\" && " } else { "" },
+    ));
+    let mut cmds = format!("new-session -d -s {}", tmux_quote(sess));
+    if let Some(w) = s(desired, "window") {
+        cmds.push_str(&format!(" -n {}", tmux_quote(w)));
+    }
+    if let Some(Value::Map(env)) = desired.get("env") {
+        for (k, v) in env {
+            let val = v.expose_str().ok_or_else(|| {
+                Diagnostic::error(format!("the value of env.{k} is not known"))
+                    .with_address(address)
+                    .with_hint("a sensitive value read from a saved plan cannot be used; run `claw apply` without a plan file")
+            })?;
+            cmds.push_str(&format!(" -e {}", tmux_quote(&format!("{k}={val}"))));
+        }
+    }
+    let command = s(desired, "command");
+    if let Some(c) = command {
+        cmds.push_str(&format!(" {}", tmux_quote(c)));
+    }
+    let tg = tmux_quote(&format!("={sess}:"));
+    cmds.push_str(&format!(
+        " ; set-option -t {tg} @claw-cwd {} ; set-option -t {tg} @claw-command {}",
+        tmux_quote(cwd.unwrap_or("")),
+        tmux_quote(command.unwrap_or(""))
+    ));
+    Ok((script, cmds))
 }
 
 fn state_of(desired: &Attrs) -> StateObject {

@@ -2,11 +2,11 @@
 //! branch, `setup` run once after creation, `git worktree remove` guarded
 //! against losing uncommitted or unpushed work.
 
-use crate::runner::{host_path, sh_path, sh_quote, Runner};
+use crate::runner::{host_path, sh_path, sh_quote, Runner, Secrets};
+use claw_provider::digest::{has_legacy_digest, rehash_change};
 use claw_provider::*;
 use schemars::JsonSchema;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// `[git_worktree.<name>]`: a worktree of a repository on a host.
@@ -140,13 +140,15 @@ fn parse_entries(lines: &[&str]) -> Vec<Entry> {
     out
 }
 
-/// sh that sets `start` and resolves a path: `L <logical>` and `P <physical>`
-/// (empty when neither it nor its parent exists). No `readlink -f`.
+/// sh that resolves a path (relative ones from `$start`): `L <logical>` and
+/// `P <physical>` (empty when neither it nor its parent exists). Builtins
+/// only (`cd -P` and `$PWD`): no process per path, no `readlink -f`.
 fn resolve_fragment(qpath: &str) -> String {
     format!(
-        "p={qpath}; case \"$p\" in /*) ;; *) p=\"$start/$p\" ;; esac\n\
-         if [ -d \"$p\" ]; then ph=$(cd \"$p\" && pwd -P); else ph=$(cd \"$(dirname -- \"$p\")\" 2>/dev/null && pwd -P); [ -n \"$ph\" ] && ph=\"${{ph%/}}/$(basename -- \"$p\")\"; fi\n\
-         printf 'L %s\\nP %s\\n' \"$p\" \"$ph\"\n"
+        "p={qpath}; case \"$p\" in /*) ;; *) p=\"$start/$p\" ;; esac; p=${{p%/}}\n\
+         if cd -P \"$p\" 2>/dev/null; then ph=$PWD\n\
+         else pd=${{p%/*}}; if cd -P \"${{pd:-/}}\" 2>/dev/null; then ph=\"${{PWD%/}}/${{p##*/}}\"; else ph=; fi; fi\n\
+         cd \"$start\"; printf 'L %s\\nP %s\\n' \"$p\" \"$ph\"\n"
     )
 }
 
@@ -195,7 +197,7 @@ pub async fn refresh_repo(
          echo OK\n\
          git worktree list --porcelain | while IFS= read -r l; do\n\
          \x20 case \"$l\" in\n\
-         \x20   'worktree '*) printf '%s\\n' \"$l\"; w=${{l#worktree }}; printf 'physical %s\\n' \"$(cd \"$w\" 2>/dev/null && pwd -P)\" ;;\n\
+         \x20   'worktree '*) printf '%s\\n' \"$l\"; w=${{l#worktree }}; if cd -P \"$w\" 2>/dev/null; then printf 'physical %s\\n' \"$PWD\"; else printf 'physical \\n'; fi ;;\n\
          \x20   *) printf '%s\\n' \"$l\" ;;\n\
          \x20 esac\n\
          done\n",
@@ -267,15 +269,11 @@ pub async fn refresh_repo(
                     "branch".into(),
                     e.branch.clone().map(Value::String).unwrap_or(Value::Null),
                 );
-                let mut h = Sha256::new();
-                h.update(format!(
-                    "{}\0{}\0{:?}\0{}",
-                    e.path, e.head, e.branch, e.locked
-                ));
+                let facts = format!("{}\0{}\0{:?}\0{}", e.path, e.head, e.branch, e.locked);
                 Some(LiveObject {
                     id: path.clone(),
                     attrs,
-                    fingerprint: format!("sha256:{}", hex::encode(h.finalize())),
+                    fingerprint: ctx.digest(facts.as_bytes()),
                     owner: Owner::NotApplicable,
                 })
             }
@@ -316,6 +314,9 @@ pub fn diff(req: &DiffRequest) -> DiffResponse {
                 changes.push(AttrChange::new(k, Some(p), Some(d)));
             }
         }
+    }
+    if !replacing && req.prior.as_ref().is_some_and(has_legacy_digest) {
+        changes.push(rehash_change());
     }
     let replace_note = replacing.then(|| {
         "removes the worktree folder (refused if it holds uncommitted or unpushed work) and adds it again"
@@ -448,14 +449,29 @@ pub async fn apply(runner: &dyn Runner, req: &ApplyRequest) -> Result<ApplyRespo
                         d.with_hint("check that the branch is not checked out in another worktree and that the folder is empty or absent")
                     });
                 }
-                if let Some(setup) = s(&desired, "setup").filter(|c| !c.trim().is_empty()) {
+                // A setup may interpolate secrets: it reaches the shell on
+                // stdin (`eval` of a variable: never a command line), and its
+                // output comes back redacted of them.
+                let setup = desired.get("setup").filter(|v| !matches!(v, Value::Null));
+                let setup_text = match setup {
+                    Some(v) => Some(v.expose_str().ok_or_else(|| {
+                        Diagnostic::error("the setup command is sensitive and its value is not known")
+                            .with_address(&req.address)
+                            .with_hint("a sensitive value read from a saved plan cannot be run; run `claw apply` without a plan file")
+                    })?),
+                    None => None,
+                };
+                if let Some(setup_text) = setup_text.filter(|c| !c.trim().is_empty()) {
                     req.ctx.progress.report(&req.address, "running setup");
                     let script = format!(
-                        "{PREAMBLE}p={path}; case \"$p\" in /*) ;; *) p=\"$start/$p\" ;; esac\ncd \"$p\" || exit 1\nsh -c {} 2>&1\n",
-                        sh_quote(setup),
+                        "{PREAMBLE}p={path}; case \"$p\" in /*) ;; *) p=\"$start/$p\" ;; esac\ncd \"$p\" || exit 1\n( eval \"$CLAW_SETUP\" ) 2>&1\n",
                         path = hp(path),
                     );
-                    let out = runner.run(&script, b"").await?;
+                    let secrets = Secrets {
+                        vars: vec![("CLAW_SETUP", setup_text)],
+                        redact: setup.map(Value::secret_parts).unwrap_or_default(),
+                    };
+                    let out = runner.run_with_secrets(&script, &secrets, b"").await?;
                     if !out.ok() {
                         // Roll back so a rerun starts from scratch (the branch is kept).
                         let rollback = format!(
@@ -473,7 +489,7 @@ pub async fn apply(runner: &dyn Runner, req: &ApplyRequest) -> Result<ApplyRespo
                         ))
                         .with_address(&req.address)
                         .with_detail(tail.join("\n"))
-                        .with_hint("fix `setup` (it runs with sh -c in the new worktree) and apply again"));
+                        .with_hint("fix `setup` (it runs with sh in the new worktree) and apply again"));
                     }
                 }
             }

@@ -189,7 +189,8 @@ async fn create_noop_drift_converge_delete() {
     assert!(refresh(p.as_ref(), &ctx, &desired, Some(state))
         .await
         .is_none());
-    assert!(p.counters()[0].1 > 0);
+    // Create, update, delete and every refresh: no process at all.
+    assert_eq!(p.counters(), vec![("local commands".to_string(), 0)]);
 }
 
 #[tokio::test]
@@ -445,4 +446,111 @@ fn host_configuration_is_checked() {
     assert!(err.hint.is_some(), "{err}");
     let err = configure(&[("user", "dev".into())]).err().unwrap();
     assert!(err.to_string().contains("without an `address`"), "{err}");
+}
+
+#[test]
+fn modes_are_validated_at_the_attribute() {
+    let shape = claw_host::file::resource_type().shape;
+    let with = |m: serde_json::Value| serde_json::json!({"path": "a", "content": "x", "mode": m});
+    // `mode = 99999999999999999999` reaches the shape check as a (large)
+    // number; the engine adds file:line:column to the attribute's path.
+    for bad in [
+        serde_json::json!(1e20),
+        serde_json::json!(-1),
+        serde_json::json!(0o10000),
+        serde_json::json!(6.5),
+        serde_json::json!("0999"),
+        serde_json::json!("rw-r--r--"),
+        serde_json::json!(true),
+    ] {
+        let e = (shape.check)(&with(bad.clone())).unwrap_err();
+        assert_eq!(e.path, "mode", "{bad}");
+        assert!(e.message.contains("file mode"), "{}", e.message);
+        assert!(e.message.contains("0o7777"), "{}", e.message);
+    }
+    for good in [
+        serde_json::json!("0644"),
+        serde_json::json!(0o600),
+        serde_json::json!("0o755"),
+    ] {
+        assert!((shape.check)(&with(good)).is_ok());
+    }
+    // Values that only exist after interpolation are checked by validate.
+    let p = provider();
+    let ctx = Ctx::for_tests("t", "/");
+    for bad in [Value::Float(1e20), Value::Int(0o10000), Value::from("8")] {
+        let a = attrs(&[("path", "a".into()), ("content", "x".into()), ("mode", bad)]);
+        let d = p.validate(InstanceRequest {
+            address: "file.x",
+            rtype: "file",
+            name: "x",
+            key: None,
+            attrs: &a,
+            ctx: &ctx,
+        });
+        let d = d.diagnostics;
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert_eq!(d[0].attr.as_deref(), Some("mode"));
+        assert!(d[0].hint.is_some());
+    }
+}
+
+#[tokio::test]
+async fn digests_are_keyed_and_an_older_state_is_recorded_again() {
+    use claw_provider::digest::{rehash_change, KEYED_PREFIX};
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = Ctx::for_tests("t", dir.path());
+    let p = provider();
+    let raw = attrs(&[("path", "token".into()), ("content", ctx.secret("Zq7pXwK"))]);
+    let desired = prepare(p.as_ref(), &ctx, &raw);
+    assert_eq!(desired["mode"], Value::from("0600"), "private by default");
+    let state = apply(p.as_ref(), &ctx, Op::Create, Some(&desired), None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.private["digest"], Value::from(ctx.digest(b"Zq7pXwK")));
+    let live = refresh(p.as_ref(), &ctx, &desired, Some(state.clone()))
+        .await
+        .unwrap();
+    assert_eq!(live.fingerprint, format!("{}:0600", ctx.digest(b"Zq7pXwK")));
+    assert!(live.fingerprint.starts_with(KEYED_PREFIX));
+    // A state written by an older claw: a plain SHA-256 of the content.
+    let mut old = state.clone();
+    old.private.clear();
+    old.private.insert(
+        "sha256".into(),
+        Value::from("aa11bb22cc33dd44ee55ff66aa11bb22cc33dd44ee55ff66aa11bb22cc33dd44"),
+    );
+    let changes = diff(p.as_ref(), &ctx, &desired, &live, Some(old.clone())).await;
+    assert_eq!(changes, vec![rehash_change()]);
+    // The update records the entry again and leaves the file alone.
+    let on_disk = dir.path().join("token");
+    let before = std::fs::metadata(&on_disk).unwrap();
+    let new = p
+        .apply(ApplyRequest {
+            ctx: ctx.clone(),
+            address: "file.x".into(),
+            rtype: "file".into(),
+            op: Op::Update,
+            desired: Some(desired.clone()),
+            prior: Some(old),
+            live: Some(live.clone()),
+            changes,
+        })
+        .await
+        .into_result()
+        .unwrap()
+        .state
+        .unwrap();
+    let after = std::fs::metadata(&on_disk).unwrap();
+    assert_eq!(
+        (before.ino(), before.mtime_nsec()),
+        (after.ino(), after.mtime_nsec())
+    );
+    assert!(!new.private.contains_key("sha256"));
+    assert_eq!(new.private["digest"], state.private["digest"]);
+    assert!(diff(p.as_ref(), &ctx, &desired, &live, Some(new))
+        .await
+        .is_empty());
 }

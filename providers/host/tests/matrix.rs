@@ -3,55 +3,13 @@
 //! the worktree folder, edit the file), converge, guarded destroy, destroy.
 
 mod common;
+mod fixtures;
 use claw_host::runner::Runner;
 use claw_provider::*;
 use common::*;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use fixtures::*;
+use std::path::Path;
 use std::sync::Arc;
-
-fn sh(script: &str) -> String {
-    let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn q(p: &Path) -> String {
-    claw_host::runner::sh_quote(&p.to_string_lossy())
-}
-
-/// Kills the test's tmux server however the test ends.
-struct TmuxGuard(PathBuf);
-impl Drop for TmuxGuard {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .arg("-S")
-            .arg(&self.0)
-            .arg("kill-server")
-            .output();
-    }
-}
-
-fn make_repo(root: &Path) -> PathBuf {
-    let repo = root.join("repo");
-    sh(&format!(
-        "git init -q -b main {r} && cd {r} && git -c user.name=t -c user.email=t@t commit -q --allow-empty -m init && echo .setup-ran >> .git/info/exclude",
-        r = q(&repo)
-    ));
-    repo
-}
-
-fn s(p: &Path) -> Value {
-    Value::from(p.to_string_lossy().into_owned())
-}
-
-fn round_trips(r: &dyn Runner) -> u64 {
-    r.counters()[0].1
-}
 
 async fn matrix(runner: Arc<dyn Runner>) {
     let root = tempfile::tempdir().unwrap();
@@ -366,10 +324,6 @@ async fn matrix(runner: Arc<dyn Runner>) {
     assert!(!file_path.exists());
     let wl = sh(&format!("cd {} && git worktree list --porcelain", q(&repo)));
     assert_eq!(wl.matches("worktree ").count(), 1, "{wl}");
-}
-
-fn tools() -> bool {
-    require("git") && require("tmux")
 }
 
 #[tokio::test]

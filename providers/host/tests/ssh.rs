@@ -292,19 +292,19 @@ async fn large_files_round_trip_over_ssh() {
         .into_owned();
     // 3 MiB of every byte value, newlines and NULs included.
     let data: Vec<u8> = (0..3 * 1024 * 1024).map(|i| (i * 7 % 256) as u8).collect();
-    claw_host::runner::write_file(r.as_ref(), &p, &data, Some(0o600))
+    claw_host::fileio::write_file(r.as_ref(), &p, &data, Some(0o600))
         .await
         .unwrap();
-    let got = claw_host::runner::read_files(r.as_ref(), &[p.clone(), format!("{p}.missing")])
+    let got = claw_host::fileio::read_files(r.as_ref(), &[p.clone(), format!("{p}.missing")])
         .await
         .unwrap();
     match &got[0] {
-        claw_host::runner::FileProbe::File(f) => {
+        claw_host::fileio::FileProbe::File(f) => {
             assert_eq!(f.content.len(), data.len());
             assert!(f.content == data, "content differs");
             assert_eq!(f.mode, 0o600);
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(got[1], claw_host::runner::FileProbe::Missing);
+    assert_eq!(got[1], claw_host::fileio::FileProbe::Missing);
 }

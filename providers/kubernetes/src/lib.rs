@@ -13,9 +13,16 @@
 // Diagnostics are the SDK's error type; boxing them would not help callers.
 #![allow(clippy::result_large_err)]
 
+mod apply;
 pub mod client;
+mod k8s_manifest;
+mod k8s_secret;
+mod live;
 pub mod manifest;
 mod provider;
+mod readiness;
+mod refresh;
+mod ssa;
 pub mod state;
 
 use claw_provider::{

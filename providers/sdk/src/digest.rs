@@ -4,6 +4,9 @@
 //! that no unsalted digest of a secret is ever stored. The salt lives only in
 //! the state, never in a plan file.
 
+use crate::diff::AttrChange;
+use crate::provider::StateObject;
+use crate::value::Value;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -15,6 +18,35 @@ pub fn keyed_digest(key: &str, data: &[u8]) -> String {
     let mut m = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
     m.update(data);
     format!("{KEYED_PREFIX}{}", hex::encode(m.finalize().into_bytes()))
+}
+
+/// The path of the change that records a state entry again because it holds
+/// a digest in the form older versions of claw wrote (see [`rehash_change`]).
+pub const REHASH_PATH: &str = "digests";
+
+/// True when a state entry holds a secret hashed the way older versions of
+/// claw did (salted SHA-256, not keyed): its next apply records it again.
+pub fn has_legacy_digest(obj: &StateObject) -> bool {
+    obj.attrs
+        .values()
+        .chain(obj.private.values())
+        .any(Value::contains_legacy_digest)
+}
+
+/// The in-place change a provider's diff adds for an entry with a legacy
+/// digest: nothing changes on the object; the update records the entry again,
+/// with keyed digests only. The plan shows it plainly.
+pub fn rehash_change() -> AttrChange {
+    AttrChange::new(
+        REHASH_PATH,
+        Some(Value::str("sha256 (written by an older claw)")),
+        Some(Value::str("hmac-sha256 (keyed with the stack's salt)")),
+    )
+}
+
+/// True when every change is [`rehash_change`]: apply only records the entry.
+pub fn only_rehash(changes: &[AttrChange]) -> bool {
+    !changes.is_empty() && changes.iter().all(|c| c.path == REHASH_PATH)
 }
 
 #[cfg(test)]

@@ -97,6 +97,41 @@ pub struct Ctx {
     pub base_dir: PathBuf,
     pub progress: Progress,
     pub verbose: bool,
+    /// Set when the run is interrupted (Ctrl-C, SIGTERM).
+    pub cancel: Cancel,
+}
+
+/// The run's interruption as a provider sees it: an operation that waits
+/// before it starts (e.g. for a per-repository lock) stops waiting when
+/// [`Cancel::cancelled`] fires and returns [`Cancel::decline`] instead of
+/// starting; claw reports it as "not started".
+#[derive(Clone, Debug, Default)]
+pub struct Cancel {
+    token: tokio_util::sync::CancellationToken,
+    declined: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+}
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.token.cancel()
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+    pub async fn cancelled(&self) {
+        self.token.cancelled().await
+    }
+    /// Records that the operation on `address` was not started; its error.
+    pub fn decline(&self, address: &str) -> Diagnostic {
+        let mut d = self.declined.lock().unwrap_or_else(|e| e.into_inner());
+        d.insert(address.to_string());
+        Diagnostic::error("not started: the run was interrupted").with_address(address)
+    }
+    /// Whether a provider declined to start the operation on `address`.
+    pub fn declined(&self, address: &str) -> bool {
+        let d = self.declined.lock().unwrap_or_else(|e| e.into_inner());
+        d.contains(address)
+    }
 }
 
 impl Ctx {
@@ -107,6 +142,7 @@ impl Ctx {
             base_dir: base_dir.into(),
             progress: Progress::none(),
             verbose: false,
+            cancel: Cancel::default(),
         }
     }
     /// The keyed digest (HMAC with the stack's salt) of `data`: the only

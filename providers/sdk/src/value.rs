@@ -20,27 +20,69 @@ pub enum Value {
     String(String),
     List(Vec<Value>),
     Map(BTreeMap<String, Value>),
-    /// A sensitive value: shown as `(sensitive)`, stored as a salted hash.
+    /// A sensitive value: shown as `(sensitive)`, stored as a keyed hash.
     Secret(Secret),
     /// A value known only after apply (an id of a resource not yet created).
     Unknown,
 }
 
-/// A sensitive value. Equality compares the salted hash, so a secret read back
+/// A sensitive value. Equality compares the keyed hash, so a secret read back
 /// from state (hash only) equals the same secret read from the environment.
+///
+/// The hash is made here and only here, from the clear text and the stack's
+/// salt ([`crate::digest::keyed_digest`]): no provider can make a `Secret`
+/// that stores a plain digest of its value.
 #[derive(Clone)]
 pub struct Secret {
     hash: String,
     plain: Option<Arc<str>>,
+    /// The secret values `plain` was built from (a string interpolating a
+    /// secret holds the secret's value, not the whole string), for [`Secret::redact`].
+    parts: Arc<[Arc<str>]>,
+    /// The hash older versions of claw stored (`sha256:` of salt, NUL,
+    /// clear text), so that a state written by them still compares equal.
+    legacy: Option<String>,
+}
+
+/// The salted hash claw stored before keyed digests (read-only: recognised
+/// in old states, never written).
+fn legacy_hash(plain: &str, salt: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(salt.as_bytes());
+    h.update([0u8]);
+    h.update(plain.as_bytes());
+    format!("sha256:{}", hex::encode(h.finalize()))
 }
 
 impl Secret {
     /// A secret from its clear text, hashed with the stack's salt.
     pub fn new(plain: impl Into<Arc<str>>, salt: &str) -> Secret {
         let plain: Arc<str> = plain.into();
+        Secret::joined(plain.clone(), salt, vec![plain])
+    }
+    /// A secret built from a text that contains the secret values `parts`
+    /// (`"TOKEN=${env.TOKEN}"`): hashed whole, redacted part by part.
+    pub fn joined(plain: impl Into<Arc<str>>, salt: &str, parts: Vec<Arc<str>>) -> Secret {
+        let plain: Arc<str> = plain.into();
+        let mut parts: Vec<Arc<str>> = parts.into_iter().filter(|p| !p.is_empty()).collect();
+        // Longest first, so that a part containing another is redacted whole.
+        parts.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        parts.dedup();
         Secret {
-            hash: Self::hash_of(&plain, salt),
+            hash: crate::digest::keyed_digest(salt, plain.as_bytes()),
+            legacy: Some(legacy_hash(&plain, salt)),
             plain: Some(plain),
+            parts: parts.into(),
+        }
+    }
+    /// A secret known only by its hash, made from its clear text, which is not
+    /// kept (a live value a provider must never write back).
+    pub fn hash_only(plain: &str, salt: &str) -> Secret {
+        let s = Secret::new(plain, salt);
+        Secret {
+            plain: None,
+            parts: Arc::from(Vec::new()),
+            ..s
         }
     }
     /// A secret known only by its hash (read back from state or a plan file).
@@ -48,29 +90,53 @@ impl Secret {
         Secret {
             hash: hash.into(),
             plain: None,
+            parts: Arc::from(Vec::new()),
+            legacy: None,
         }
     }
-    pub fn hash_of(plain: &str, salt: &str) -> String {
-        let mut h = Sha256::new();
-        h.update(salt.as_bytes());
-        h.update([0u8]);
-        h.update(plain.as_bytes());
-        format!("sha256:{}", hex::encode(h.finalize()))
-    }
-    /// The salted hash (safe to store and print).
+    /// The keyed hash (safe to store and print).
     pub fn hash(&self) -> &str {
         &self.hash
+    }
+    /// True when the hash is in the form older versions of claw stored
+    /// (not keyed): the object should be recorded again.
+    pub fn is_legacy(&self) -> bool {
+        !self.hash.starts_with(crate::digest::KEYED_PREFIX)
     }
     /// The clear text, when known. Providers call this only to write the value
     /// to its destination; never log or return it.
     pub fn expose(&self) -> Option<&str> {
         self.plain.as_deref()
     }
+    /// The secret values this secret is made of (non-empty, longest first).
+    pub fn parts(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().map(|p| &**p)
+    }
+    /// `text` with every secret value of this secret replaced by `(sensitive)`
+    /// (for command output shown in an error).
+    pub fn redact(&self, text: &str) -> String {
+        redact_all(text, self.parts())
+    }
+}
+
+/// `text` with every one of `parts` replaced by `(sensitive)`.
+pub fn redact_all<'a>(text: &str, parts: impl IntoIterator<Item = &'a str>) -> String {
+    let mut parts: Vec<&str> = parts.into_iter().filter(|p| !p.is_empty()).collect();
+    parts.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    let mut out = text.to_string();
+    for p in parts {
+        if out.contains(p) {
+            out = out.replace(p, "(sensitive)");
+        }
+    }
+    out
 }
 
 impl PartialEq for Secret {
     fn eq(&self, other: &Self) -> bool {
         self.hash == other.hash
+            || self.legacy.as_deref() == Some(other.hash.as_str())
+            || other.legacy.as_deref() == Some(self.hash.as_str())
     }
 }
 
@@ -165,6 +231,30 @@ impl Value {
             _ => false,
         }
     }
+    /// The secret values inside this value (for redacting command output).
+    pub fn secret_parts(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        self.collect_parts(&mut out);
+        out
+    }
+    fn collect_parts<'a>(&'a self, out: &mut Vec<&'a str>) {
+        match self {
+            Value::Secret(s) => out.extend(s.parts()),
+            Value::List(l) => l.iter().for_each(|v| v.collect_parts(out)),
+            Value::Map(m) => m.values().for_each(|v| v.collect_parts(out)),
+            _ => {}
+        }
+    }
+    /// True when a secret inside this value carries a hash in the form older
+    /// versions of claw stored (see [`Secret::is_legacy`]).
+    pub fn contains_legacy_digest(&self) -> bool {
+        match self {
+            Value::Secret(s) => s.is_legacy(),
+            Value::List(l) => l.iter().any(Value::contains_legacy_digest),
+            Value::Map(m) => m.values().any(Value::contains_legacy_digest),
+            _ => false,
+        }
+    }
     /// Follows a dotted path (`a.b[0].c`) into maps and lists.
     pub fn get_path(&self, path: &str) -> Option<&Value> {
         let mut cur = self;
@@ -177,7 +267,7 @@ impl Value {
         Some(cur)
     }
 
-    /// The storable JSON form: secrets become `{"$sensitive": "<salted hash>"}`,
+    /// The storable JSON form: secrets become `{"$sensitive": "<keyed hash>"}`,
     /// unknowns `{"$unknown": true}`. Never contains clear-text secrets.
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value as J;
@@ -310,7 +400,7 @@ impl schemars::JsonSchema for Value {
     }
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
-            "description": "Any value. Sensitive values appear as {\"$sensitive\": \"sha256:<salted hash>\"}, values known only after apply as {\"$unknown\": true}."
+            "description": "Any value. Sensitive values appear as {\"$sensitive\": \"hmac-sha256:<hash keyed with the stack's salt>\"}, values known only after apply as {\"$unknown\": true}."
         })
     }
 }
@@ -418,6 +508,43 @@ mod tests {
     #[test]
     fn salts_change_hashes() {
         assert_ne!(Secret::new("a", "s1"), Secret::new("a", "s2"));
+    }
+
+    #[test]
+    fn the_hash_is_the_keyed_digest_and_old_hashes_still_match() {
+        let s = Secret::new("hunter2", "salt");
+        assert_eq!(s.hash(), crate::digest::keyed_digest("salt", b"hunter2"));
+        assert!(!s.is_legacy());
+        // A state written by an older claw: salted SHA-256, recognised as equal
+        // (no diff) and reported as legacy (the object is recorded again).
+        let old = Secret::from_hash(legacy_hash("hunter2", "salt"));
+        assert!(old.is_legacy());
+        assert_eq!(old, s);
+        assert_eq!(s, old);
+        assert_ne!(Secret::from_hash(legacy_hash("other", "salt")), s);
+        assert!(Value::Map([("k".to_string(), Value::Secret(old))].into()).contains_legacy_digest());
+    }
+
+    #[test]
+    fn redaction_replaces_each_secret_part() {
+        let s = Secret::joined(
+            "curl -H 'X: hunter2' && echo ab",
+            "salt",
+            vec!["hunter2".into(), "".into()],
+        );
+        assert_eq!(
+            s.redact("failed: X: hunter2; hunter2"),
+            "failed: X: (sensitive); (sensitive)"
+        );
+        let v = Value::List(vec![
+            Value::Secret(Secret::new("abc", "s")),
+            Value::from("x"),
+        ]);
+        assert_eq!(v.secret_parts(), vec!["abc"]);
+        assert_eq!(
+            redact_all("xabcabcd", ["abc", "abcd"]),
+            "x(sensitive)(sensitive)"
+        );
     }
 
     #[test]

@@ -1,0 +1,46 @@
+//! `claw plan`: refresh, diff, print the plan; `--out` saves it.
+
+use super::{ui::Ui, Env, Outcome, PlanArgs};
+use crate::engine::session::{self, Planned};
+use crate::engine::{saved, Options, Workspace};
+use crate::error::Result;
+use crate::render;
+use crate::state::State;
+
+pub async fn run(env: Env, a: PlanArgs) -> Result<Outcome> {
+    let o = env.options(a.targets.clone(), a.destroy, a.parallelism);
+    let cfg = env.load()?;
+    let st = super::read_state(&env, &cfg).await?;
+    let events = env.events();
+    let ws = Workspace::build(cfg, env.reg, &st.salt, Some(&st), events, env.verbose)?;
+    let plan = refresh_and_plan(&env.ui, &ws, &st, &o).await?.plan;
+    print!("{}", render::render(&plan, a.format.into(), env.color));
+    if let Some(out) = &a.out {
+        saved::save(out, &plan)?;
+        env.ui.info(&format!(
+            "Saved the plan to {}. Apply it exactly with: claw apply {}",
+            out.display(),
+            out.display()
+        ));
+    }
+    Ok(match a.detailed_exitcode && plan.has_changes() {
+        true => Outcome::Changes,
+        false => Outcome::Ok,
+    })
+}
+
+/// Refreshes and plans; with `-v`, prints the provider call counters and the time.
+pub async fn refresh_and_plan(ui: &Ui, ws: &Workspace, st: &State, o: &Options) -> Result<Planned> {
+    ui.status("Refreshing live state...");
+    let planned = session::refresh_and_plan(ws, st, o).await?;
+    if ui.verbose {
+        for (key, name, n) in &planned.counters {
+            ui.info(&format!("{key}: {n} {name}"));
+        }
+        ui.info(&format!(
+            "refresh and plan took {} ms",
+            planned.elapsed.as_millis()
+        ));
+    }
+    Ok(planned)
+}

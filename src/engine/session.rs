@@ -1,0 +1,112 @@
+//! What a command does with the state before and around its work: read it
+//! (no lock), lock and read it (with what the backend noticed), refresh and
+//! plan, and the small edits `state rm` makes.
+
+use super::{open_storage, Observed, Options, Workspace};
+use crate::config::Config;
+use crate::error::{closest, Error, Problem, Result};
+use crate::plan::Plan;
+use crate::registry::Registry;
+use crate::state::{Entry, State, Store};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The state as stored now (a fresh one when there is none), without
+/// locking, and what the store noticed (e.g. a journal left by a crash).
+pub async fn read_state(cfg: &Config, reg: &Registry) -> Result<(State, Vec<Problem>)> {
+    let store = Store::read(open_storage(cfg, reg).await?, &cfg.stack).await?;
+    let notices = notices(&store);
+    Ok((store.snapshot().await, notices))
+}
+
+/// A locked state and what the store noticed while locking (a dead
+/// holder's lock taken over, a journal folded, operations left in flight).
+pub struct Locked {
+    pub store: Arc<Store>,
+    pub notices: Vec<Problem>,
+}
+
+/// Takes the state lock for `command`, then reads the state.
+pub async fn lock(cfg: &Config, reg: &Registry, command: &str) -> Result<Locked> {
+    let store = Store::lock(open_storage(cfg, reg).await?, &cfg.stack, command).await?;
+    Ok(Locked {
+        notices: notices(&store),
+        store: Arc::new(store),
+    })
+}
+
+fn notices(store: &Store) -> Vec<Problem> {
+    let notices = store.take_notices();
+    notices
+        .iter()
+        .map(|d| Problem::from_diag(d, None))
+        .collect()
+}
+
+/// Re-checks and records the operations a run that died left in flight;
+/// one line each, to print.
+pub async fn recover(ws: &Workspace, store: &Store) -> Result<Vec<String>> {
+    crate::state::recover::in_flight(ws, store).await
+}
+
+/// A plan made from a fresh refresh, and what it cost.
+pub struct Planned {
+    pub plan: Plan,
+    pub observed: BTreeMap<String, Observed>,
+    /// `(provider block, counter, value)`: calls each provider made.
+    pub counters: Vec<(String, String, u64)>,
+    pub elapsed: Duration,
+}
+
+/// Refreshes what the plan covers (the targets, or everything) and plans.
+pub async fn refresh_and_plan(ws: &Workspace, st: &State, o: &Options) -> Result<Planned> {
+    let started = Instant::now();
+    let only = ws.select_targets(&o.targets, st, o.destroy)?;
+    let observed = ws.refresh(st, only.as_ref()).await?;
+    let plan = ws.plan(st, &observed, o).await?;
+    let counters = ws
+        .providers
+        .iter()
+        .flat_map(|(key, p)| {
+            p.counters()
+                .into_iter()
+                .map(move |(name, n)| (key.clone(), name, n))
+        })
+        .collect();
+    Ok(Planned {
+        plan,
+        observed,
+        counters,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The entry of `address`, or an error with the closest address as a hint.
+pub fn entry<'a>(st: &'a State, address: &str) -> Result<&'a Entry> {
+    st.resources
+        .get(address)
+        .ok_or_else(|| no_such_address(address, st))
+}
+
+/// Forgets `address` (the object itself is left alone) and saves the state.
+pub async fn forget(store: &Store, address: &str) -> Result<Entry> {
+    let removed = store.state.lock().await.resources.remove(address);
+    match removed {
+        Some(e) => {
+            store.save().await?;
+            Ok(e)
+        }
+        None => Err(no_such_address(address, &store.snapshot().await)),
+    }
+}
+
+fn no_such_address(address: &str, st: &State) -> Error {
+    let p = Problem::new(format!("{address} is not in the state"));
+    Error::one(
+        match closest(address, st.resources.keys().map(String::as_str)) {
+            Some(c) => p.hint(format!("did you mean `{c}`?")),
+            None => p.hint("`claw state list` shows the addresses"),
+        },
+    )
+}
