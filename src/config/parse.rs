@@ -208,6 +208,11 @@ impl Config {
             }
         }
 
+        let moved = root
+            .get("moved")
+            .map(|n| super::moved::parse(n, &source, reg, &mut errs))
+            .unwrap_or_default();
+
         // Resources: the tree is taken apart, each resource keeps its node.
         let mut resources = Vec::new();
         let top = match root.kind {
@@ -253,13 +258,6 @@ impl Config {
             }
         }
 
-        if !errs.is_empty() {
-            return Err(Error::many(errs));
-        }
-        let moved = root
-            .get("moved")
-            .map(|n| super::moved::parse(n, &source, reg, &mut errs))
-            .unwrap_or_default();
         if !errs.is_empty() {
             return Err(Error::many(errs));
         }
