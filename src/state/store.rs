@@ -233,11 +233,14 @@ impl Store {
             );
         }
         self.begun.lock().expect("begun").insert(addr.to_string());
-        self.append(Record::Begin {
-            addr: addr.to_string(),
-            op: op.to_string(),
-            at,
-        })
+        self.append_as(
+            false,
+            Record::Begin {
+                addr: addr.to_string(),
+                op: op.to_string(),
+                at,
+            },
+        )
         .await
     }
 
@@ -282,13 +285,20 @@ impl Store {
     }
 
     async fn append(&self, rec: Record) -> Result<()> {
+        self.append_as(true, rec).await
+    }
+
+    /// Appends a record; `durable`: synced before returning (commits), else
+    /// only written (begins: they survive the process dying; the next sync
+    /// makes them durable too).
+    async fn append_as(&self, durable: bool, rec: Record) -> Result<()> {
         let Some(j) = &self.journal else {
             return Err(Error::msg(
                 "internal: the state is not locked; cannot record an operation",
             ));
         };
         let n = j
-            .push(self.storage.as_ref(), &rec)
+            .push(self.storage.as_ref(), &rec, durable)
             .await
             .map_err(|d| diag_err(&d))?;
         self.stats.journal.fetch_add(n, Ordering::Relaxed);
