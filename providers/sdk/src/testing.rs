@@ -338,6 +338,24 @@ impl Harness {
         out
     }
 
+    /// validate, expand and prepare of the configuration (no network IO):
+    /// their diagnostics.
+    pub fn check(&self) -> Vec<Diagnostic> {
+        let mut plan = Plan::default();
+        self.instances(&mut plan);
+        plan.diagnostics
+    }
+
+    /// The prepared attributes of a configured instance (an expanded one too).
+    pub fn desired(&self, address: &str) -> Result<Attrs, Vec<Diagnostic>> {
+        let mut plan = Plan::default();
+        let instances = self.instances(&mut plan);
+        match instances.into_iter().find(|i| i.address == address) {
+            Some(i) => Ok(i.desired),
+            None => Err(plan.diagnostics),
+        }
+    }
+
     /// Makes a plan (never applies; errors are in `diagnostics`).
     pub async fn plan(&self) -> Plan {
         self.make_plan(false).await
@@ -352,6 +370,10 @@ impl Harness {
         let before = calls(self.provider.as_ref());
         let mut plan = Plan::default();
         let instances = self.instances(&mut plan);
+        if plan.error().is_some() {
+            // As in the engine: a configuration error stops before any refresh.
+            return plan;
+        }
         let mut items: Vec<RefreshItem> = instances
             .iter()
             .map(|i| RefreshItem {
