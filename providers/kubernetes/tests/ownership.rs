@@ -102,7 +102,7 @@ async fn an_unmanaged_object_with_the_same_name_is_reported_and_untouched() {
         .unwrap()
         .starts_with("claw import"));
     // Even a forced create refuses to touch it.
-    let forced = forced_create(&h, addr);
+    let forced = h.forced_create(addr);
     let err = h.apply_plan(&forced).await.unwrap_err();
     assert!(err.summary.contains("not managed by claw"), "{err}");
     assert_eq!(err.hint.as_deref(), Some("claw import k8s_manifest.cm[\"v1/ConfigMap/default/web-config\"] v1/ConfigMap/default/web-config"));
@@ -201,7 +201,7 @@ async fn an_object_of_another_stack_is_reported_as_such_and_untouched() {
         "discovery + one list: {:?}",
         env.double.request_log()
     );
-    let forced = forced_create(&h, addr);
+    let forced = h.forced_create(addr);
     let err = h.apply_plan(&forced).await.unwrap_err();
     assert!(err.summary.contains("belongs to stack \"theirs\""), "{err}");
     assert_eq!(

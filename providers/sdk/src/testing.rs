@@ -356,6 +356,29 @@ impl Harness {
         }
     }
 
+    /// A plan that creates `address` whatever refresh saw: proves that the
+    /// provider's apply itself refuses to touch what is not this stack's.
+    pub fn forced_create(&self, address: &str) -> Plan {
+        let desired = self.desired(address).expect("a configured instance");
+        let rtype = address.split('.').next().unwrap_or_default().to_string();
+        Plan {
+            changes: vec![Change {
+                address: address.into(),
+                rtype,
+                action: Action::Create,
+                reason: Reason::NotFound,
+                desired: Some(desired),
+                live: None,
+                prior: None,
+                diff: Vec::new(),
+                replace_note: None,
+                deps: Vec::new(),
+                prevent_destroy: false,
+            }],
+            ..Default::default()
+        }
+    }
+
     /// Makes a plan (never applies; errors are in `diagnostics`).
     pub async fn plan(&self) -> Plan {
         self.make_plan(false).await
@@ -711,11 +734,19 @@ impl Harness {
                     .live
                     .as_ref()
                     .ok_or_else(|| fail(Diagnostic::error("the object to adopt is gone")))?;
-                let mut attrs = l.attrs.clone();
-                for (k, v) in c.desired.iter().flatten() {
-                    if !v.contains_unknown() {
-                        attrs.insert(k.clone(), v.clone());
-                    }
+                // What an apply would record: the planned attributes and the
+                // live id; not every live attribute, which a provider would
+                // read as "configured last time" (docker: removed from the
+                // configuration, so a replace).
+                let mut attrs: Attrs = c
+                    .desired
+                    .iter()
+                    .flatten()
+                    .filter(|(_, v)| !v.contains_unknown())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                if let Some(id) = l.attrs.get("id") {
+                    attrs.entry("id".into()).or_insert(id.clone());
                 }
                 Ok(Outcome::Record(recorded(StateObject {
                     id: l.id.clone(),

@@ -5,7 +5,7 @@
 #![allow(dead_code, clippy::result_large_err)]
 
 pub use claw_provider::decide::Action;
-pub use claw_provider::testing::{Change, Harness, Plan, Resource};
+pub use claw_provider::testing::{Harness, Plan, Resource};
 use claw_provider::*;
 use kube_api_double::KubeApiDouble;
 use std::sync::Arc;
@@ -86,28 +86,6 @@ pub fn changes<'a>(p: &'a Plan, address: &str, action: Action) -> &'a [AttrChang
                 .map(|c| (&c.address, c.action))
                 .collect::<Vec<_>>()
         ),
-    }
-}
-
-/// A plan that creates `address` whatever refresh saw (to prove that apply
-/// itself refuses to touch what is not this stack's).
-pub fn forced_create(h: &Harness, address: &str) -> Plan {
-    let desired = h.desired(address).expect("a configured instance");
-    Plan {
-        changes: vec![Change {
-            address: address.into(),
-            rtype: address.split('.').next().unwrap_or_default().into(),
-            action: Action::Create,
-            reason: Default::default(),
-            desired: Some(desired),
-            live: None,
-            prior: None,
-            diff: vec![],
-            replace_note: None,
-            deps: vec![],
-            prevent_destroy: false,
-        }],
-        ..Default::default()
     }
 }
 
