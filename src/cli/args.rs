@@ -144,4 +144,7 @@ pub enum StateCmd {
     Show { address: String },
     /// Forget an address (the object itself is left alone).
     Rm { address: String },
+    /// Rename an address in the state (the object itself is left alone);
+    /// a resource name moves all its instances.
+    Mv { from: String, to: String },
 }
