@@ -13,6 +13,7 @@ pub mod interrupt;
 mod moves;
 mod planner;
 mod refresh;
+mod replace;
 pub mod resolve;
 pub mod saved;
 pub mod session;
@@ -37,6 +38,8 @@ pub struct Options {
     pub file: PathBuf,
     pub vars: Vec<(String, String)>,
     pub targets: Vec<String>,
+    /// `--replace`: addresses (or resource names) to replace even unchanged.
+    pub replace: Vec<String>,
     pub destroy: bool,
     pub parallelism: usize,
     pub verbose: bool,

@@ -16,6 +16,7 @@ impl Workspace {
         let moved = self.with_moves(state)?;
         let state = &moved.state;
         let selected = self.select_targets(&opts.targets, state, opts.destroy)?;
+        let replace = self.replace_set(&opts.replace, opts.destroy)?;
         let in_sel = |a: &str| selected.as_ref().is_none_or(|s| s.contains(a));
         let ctx = self.ctx();
         let mut changes: Vec<Change> = Vec::new();
@@ -129,7 +130,7 @@ impl Workspace {
                     create_before_destroy: n.lifecycle.create_before_destroy,
                     replace_note: note.as_deref(),
                     lifecycle_changed: &lifecycle_changed,
-                    force_replace: None,
+                    force_replace: replace.contains(&addr).then_some(plan::Reason::Requested),
                 });
                 let (action, reason) = match decided {
                     Ok(x) => x,
@@ -306,6 +307,7 @@ impl Workspace {
             },
             destroy: opts.destroy,
             targets: opts.targets.clone(),
+            replace: opts.replace.clone(),
             changes,
             summary,
         })
