@@ -43,8 +43,7 @@ pub fn validate(req: &InstanceRequest<'_>) -> Vec<Diagnostic> {
             .with_hint("pass it to the container as `env` instead"),
         );
     }
-    if a
-        .get("build")
+    if a.get("build")
         .and_then(|b| b.get_path("args"))
         .is_some_and(Value::contains_secret)
     {
@@ -277,7 +276,11 @@ mod tests {
         let mut a = attrs(serde_json::json!({"image": "x:1", "labels": {"team": "a"}}));
         a.insert(
             "labels".into(),
-            Value::Map([("tok".to_string(), ctx.secret("hunter2"))].into_iter().collect()),
+            Value::Map(
+                [("tok".to_string(), ctx.secret("hunter2"))]
+                    .into_iter()
+                    .collect(),
+            ),
         );
         let req = InstanceRequest {
             address: "docker_container.x",
@@ -288,7 +291,10 @@ mod tests {
             ctx: &ctx,
         };
         let d = validate(&req);
-        assert!(d.iter().any(|d| d.attr.as_deref() == Some("labels")), "{d:?}");
+        assert!(
+            d.iter().any(|d| d.attr.as_deref() == Some("labels")),
+            "{d:?}"
+        );
         let mut b = attrs(serde_json::json!({"name": "img:1", "build": {"context": "."}}));
         b.insert(
             "build".into(),
@@ -297,7 +303,11 @@ mod tests {
                     ("context".to_string(), Value::str(".")),
                     (
                         "args".to_string(),
-                        Value::Map([("T".to_string(), ctx.secret("hunter2"))].into_iter().collect()),
+                        Value::Map(
+                            [("T".to_string(), ctx.secret("hunter2"))]
+                                .into_iter()
+                                .collect(),
+                        ),
                     ),
                 ]
                 .into_iter()
@@ -313,7 +323,10 @@ mod tests {
             ctx: &ctx,
         };
         let d = validate(&req);
-        assert!(d.iter().any(|d| d.attr.as_deref() == Some("build.args")), "{d:?}");
+        assert!(
+            d.iter().any(|d| d.attr.as_deref() == Some("build.args")),
+            "{d:?}"
+        );
     }
 
     fn run(

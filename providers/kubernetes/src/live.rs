@@ -178,7 +178,10 @@ mod tests {
             let text = serde_json::to_string(&Value::Map(live.attrs.clone())).unwrap();
             assert!(!text.contains("aHVudGVyMg=="), "{rtype}: {text}");
             assert!(!text.contains("last-applied"), "{rtype}: {text}");
-            assert!(text.contains("\"team\""), "{rtype}: other annotations stay: {text}");
+            assert!(
+                text.contains("\"team\""),
+                "{rtype}: other annotations stay: {text}"
+            );
         }
     }
 }
