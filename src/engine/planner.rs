@@ -16,6 +16,7 @@ impl Workspace {
         let moved = self.with_moves(state)?;
         let state = &moved.state;
         let selected = self.select_targets(&opts.targets, state, opts.destroy)?;
+        let replace = self.replace_set(&opts.replace, opts.destroy)?;
         let in_sel = |a: &str| selected.as_ref().is_none_or(|s| s.contains(a));
         let ctx = self.ctx();
         let mut changes: Vec<Change> = Vec::new();
@@ -23,6 +24,8 @@ impl Workspace {
         let mut errs = Vec::new();
         // Planned "after" attributes and actions, for resolving references.
         let mut after: BTreeMap<String, (Action, Attrs)> = BTreeMap::new();
+        // What each configured address claims, for the one-object-one-address check.
+        let mut claimed: BTreeMap<String, (String, String, Attrs)> = BTreeMap::new();
         // Every file read while planning, by input name, with its keyed digest.
         let mut files: BTreeMap<String, String> = BTreeMap::new();
 
@@ -50,6 +53,14 @@ impl Workspace {
                 for i in &read {
                     files.insert(format!("file:{}", i.path), i.digest.clone());
                 }
+                claimed.insert(
+                    addr.clone(),
+                    (
+                        n.inst.provider_key.clone(),
+                        n.inst.rtype.clone(),
+                        desired.clone(),
+                    ),
+                );
                 let prior = state.resources.get(&addr);
                 let live = observed.get(&addr).and_then(|o| o.live.as_ref());
                 // ignore_changes: those paths keep their live value, in the
@@ -119,7 +130,7 @@ impl Workspace {
                     create_before_destroy: n.lifecycle.create_before_destroy,
                     replace_note: note.as_deref(),
                     lifecycle_changed: &lifecycle_changed,
-                    force_replace: None,
+                    force_replace: replace.contains(&addr).then_some(plan::Reason::Requested),
                 });
                 let (action, reason) = match decided {
                     Ok(x) => x,
@@ -206,6 +217,12 @@ impl Workspace {
             }
         }
 
+        if !opts.destroy {
+            let dups = self.duplicate_objects(&claimed, state);
+            if !dups.is_empty() {
+                return Err(Error::many(dups));
+            }
+        }
         // Deletes: state entries not in config (all of them in destroy mode), and orphans.
         let mut gone: BTreeSet<String> = state.resources.keys().cloned().collect();
         gone.extend(
@@ -290,6 +307,7 @@ impl Workspace {
             },
             destroy: opts.destroy,
             targets: opts.targets.clone(),
+            replace: opts.replace.clone(),
             changes,
             summary,
         })

@@ -92,6 +92,9 @@ pub struct Plan {
     pub destroy: bool,
     #[serde(default)]
     pub targets: Vec<String>,
+    /// `--replace` addresses the plan was made with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replace: Vec<String>,
     /// Changes (no-ops excluded), sorted by address.
     pub changes: Vec<Change>,
     pub summary: Summary,

@@ -384,6 +384,7 @@ mod tests {
             inputs: Default::default(),
             destroy: false,
             targets: vec![],
+            replace: vec![],
             changes,
             summary,
         }

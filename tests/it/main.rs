@@ -11,6 +11,7 @@ mod golden;
 mod host;
 mod kubernetes;
 mod moves;
+mod refactor;
 mod schemas;
 mod secrets;
 mod signals;

@@ -148,3 +148,61 @@ fn bad_moved_blocks_are_located() {
         o.stderr
     );
 }
+
+#[test]
+fn a_rename_without_moved_is_refused_and_deletes_nothing() {
+    let t = Ctx::new();
+    let sock = t.path("tmux.sock").to_str().unwrap().to_string();
+    let _server = Server(sock.clone());
+    t.write("claw.toml", &stack(("old", "old"), "", &sock));
+    t.ok(&["apply", "--auto-approve"], 0);
+    t.write("claw.toml", &stack(("new", "new"), "", &sock));
+    let o = t.ok(&["plan"], 1);
+    assert!(
+        o.stderr.contains("file.new and file.old manage one object"),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr
+            .contains("tmux_session.new and tmux_session.old manage one object"),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.contains("[[moved]]") && o.stderr.contains("from = 'file.old'"),
+        "{}",
+        o.stderr
+    );
+    let o = t.ok(&["apply", "--auto-approve"], 1);
+    assert!(o.stderr.contains("manage one object"), "{}", o.stderr);
+    assert_eq!(t.read("out/agent.json"), "{}", "nothing was deleted");
+    assert!(!tmux(&sock, &["has-session", "-t", "agent"]).contains("can't find"));
+}
+
+#[test]
+fn two_spellings_of_one_path_are_refused() {
+    let t = Ctx::new();
+    t.write(
+        "claw.toml",
+        r#"[stack]
+name = "moves"
+
+[file.a]
+path = "out/x"
+content = "a"
+
+[file.b]
+path = "out/sub/../x"
+content = "b"
+"#,
+    );
+    let o = t.ok(&["plan"], 1);
+    assert!(
+        o.stderr.contains("file.a and file.b manage one object") && o.stderr.contains("/out/x)"),
+        "{}",
+        o.stderr
+    );
+    assert!(o.stderr.contains("claw.toml:4:1"), "{}", o.stderr);
+    assert!(!t.exists("out/x"));
+}

@@ -17,6 +17,7 @@
 
 pub mod file;
 pub mod fileio;
+pub mod identity;
 pub mod known_hosts;
 pub mod runner;
 pub mod ssh;
@@ -377,6 +378,15 @@ impl Provider for HostProvider {
             other => Err(unknown_type(other).with_address(&req.address)),
         }
         .into()
+    }
+
+    fn identities(&self, req: IdentityRequest) -> IdentityResponse {
+        identity::identities(
+            &self.alias,
+            self.runner.as_ref(),
+            &req.ctx.base_dir,
+            req.items,
+        )
     }
 
     fn counters(&self) -> Vec<(String, u64)> {
