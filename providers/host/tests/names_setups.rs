@@ -18,12 +18,15 @@ async fn tmux_formats_in_names_run_nothing_and_stay_literal() {
     let d = Driver::new(local_runner(), root.path());
     let marker = |n: &str| root.path().join(format!("MARKER{n}"));
     let touch = |n: &str| format!("#(touch {})", marker(n).display());
-    let session = format!("s{}#{{host}}#H", touch("1"));
+    // No `.` allowed in a session name: a relative marker (tmux jobs run in
+    // the session's folder, `root`; the test's own folder is checked too).
+    let session = "s#(touch MARKER1)#{host}#H".to_string();
     let window = format!("w{}##x#{{window_index}}", touch("2"));
     let a = d.prepare(
         "tmux_session.x",
         &attrs(&[
             ("socket", s(&sock)),
+            ("cwd", s(root.path())),
             ("session", session.clone().into()),
             ("window", window.clone().into()),
             ("command", "sleep 100000".into()),
@@ -59,6 +62,7 @@ async fn tmux_formats_in_names_run_nothing_and_stay_literal() {
     assert_eq!(shown.trim(), renamed);
     // Give any job tmux might have started time to run, then check.
     std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(!std::path::Path::new("MARKER1").exists());
     for n in ["1", "2", "3"] {
         assert!(!marker(n).exists(), "tmux ran the #(...) of MARKER{n}");
     }
