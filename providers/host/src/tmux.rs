@@ -545,7 +545,7 @@ pub async fn apply(runner: &dyn Runner, req: &ApplyRequest) -> Result<ApplyRespo
                 let script = format!(
                     "{t} rename-window -t {} {}\n",
                     sh_quote(&format!("={sess}:^")),
-                    sh_quote(w)
+                    sh_quote(&fmt_literal(w))
                 );
                 let out = runner.run(&script, b"").await?;
                 if !out.ok() {
@@ -610,6 +610,14 @@ pub async fn apply(runner: &dyn Runner, req: &ApplyRequest) -> Result<ApplyRespo
     }
 }
 
+/// Escapes tmux's format syntax: tmux expands `#(...)`, `#{...}`, `#H` and
+/// the like in `new-session -s`/`-n` and `rename-window` names (3.3a), and
+/// `##` is a literal `#`. Targets (`-t`), option values, `-e` and the
+/// command are not expanded.
+fn fmt_literal(s: &str) -> String {
+    s.replace('#', "##")
+}
+
 /// Quotes `s` for tmux's command parser: single quotes are literal there;
 /// a single quote itself goes in double quotes.
 fn tmux_quote(s: &str) -> String {
@@ -663,9 +671,9 @@ fn create_script(
         // The session starts in the client's folder: no `-c` needed.
         if cwd.is_some() { "cd \"$c\" && " } else { "" },
     ));
-    let mut cmds = format!("new-session -d -s {}", tmux_quote(sess));
+    let mut cmds = format!("new-session -d -s {}", tmux_quote(&fmt_literal(sess)));
     if let Some(w) = s(desired, "window") {
-        cmds.push_str(&format!(" -n {}", tmux_quote(w)));
+        cmds.push_str(&format!(" -n {}", tmux_quote(&fmt_literal(w))));
     }
     if let Some(Value::Map(env)) = desired.get("env") {
         for (k, v) in env {
