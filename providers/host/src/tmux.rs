@@ -588,7 +588,14 @@ pub async fn apply(runner: &dyn Runner, req: &ApplyRequest) -> Result<ApplyRespo
                     .map(Value::secret_parts)
                     .unwrap_or_default(),
             };
-            let out = runner.run_with_secrets(&script, &secrets, b"").await?;
+            let mut out = runner.run_with_secrets(&script, &secrets, b"").await?;
+            if out.code == 1 {
+                // A server whose last session was just killed (a replace)
+                // exits a moment later; a new-session in that moment fails.
+                // Once more, after the old server is gone.
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                out = runner.run_with_secrets(&script, &secrets, b"").await?;
+            }
             if !out.ok() {
                 let d = script_error(
                     &format!("creating the tmux session {sess}"),
