@@ -393,18 +393,7 @@ async fn run_op(
             // ignore_changes paths keep their live value, as the plan showed.
             let mut desired = desired;
             if let Some(l) = &live {
-                if !node.lifecycle.ignore_changes.is_empty() {
-                    let mut d = Value::Map(desired);
-                    contract::merge_ignored(
-                        &mut d,
-                        &Value::Map(l.attrs.clone()),
-                        &node.lifecycle.ignore_changes,
-                    );
-                    desired = match d {
-                        Value::Map(m) => m,
-                        _ => unreachable!("merge_ignored keeps a map a map"),
-                    };
-                }
+                contract::merge_ignored(&mut desired, &l.attrs, &node.lifecycle.ignore_changes);
             }
             // Apply carries out the plan's `after` and nothing else.
             if let Some(planned) = &c.after {

@@ -11,7 +11,7 @@
 use crate::error::Problem;
 use crate::plan::{path_covered, Change, Plan};
 use claw_provider::value::{split_path, PathSeg};
-use claw_provider::Value;
+use claw_provider::{Attrs, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Paths where `actual` differs from the known parts of `planned`.
@@ -56,10 +56,16 @@ fn walk(path: &str, planned: &Value, actual: &Value, out: &mut Vec<String>) {
 /// Replaces each `ignore_changes` path of `desired` with the live value (or
 /// drops it when the live object has none), so neither the plan nor apply
 /// changes it.
-pub fn merge_ignored(desired: &mut Value, live: &Value, ignore: &[String]) {
+pub fn merge_ignored(desired: &mut Attrs, live: &Attrs, ignore: &[String]) {
+    if ignore.is_empty() {
+        return;
+    }
+    let mut root = Value::Map(std::mem::take(desired));
     for path in ignore {
-        let now = live.get_path(path).cloned();
-        set_path(desired, path, now);
+        set_path(&mut root, path, super::resolve::get_in(live, path).cloned());
+    }
+    if let Value::Map(m) = root {
+        *desired = m;
     }
 }
 
@@ -115,12 +121,9 @@ pub fn compare_plans(saved: &Plan, now: &Plan) -> Vec<Problem> {
             changed_inputs.insert(name.as_str());
         }
     }
-    let by_addr = |p: &Plan| -> BTreeMap<String, Change> {
-        p.changes
-            .iter()
-            .map(|c| (c.address.clone(), c.clone()))
-            .collect()
-    };
+    fn by_addr(p: &Plan) -> BTreeMap<&str, &Change> {
+        p.changes.iter().map(|c| (c.address.as_str(), c)).collect()
+    }
     let (old, new) = (by_addr(saved), by_addr(now));
     let mut named_inputs: BTreeSet<String> = BTreeSet::new();
     let mut global = Vec::new();
@@ -141,7 +144,7 @@ pub fn compare_plans(saved: &Plan, now: &Plan) -> Vec<Problem> {
         if !touched.is_empty() {
             continue;
         }
-        let Some(n) = new.get(addr) else {
+        let Some(n) = new.get(addr).copied() else {
             out.push(
                 Problem::new(format!(
                     "{addr}: the plan says {}, but nothing is to be done now",
@@ -276,18 +279,25 @@ mod tests {
         );
     }
 
+    fn attrs(v: Value) -> Attrs {
+        match v {
+            Value::Map(m) => m,
+            _ => unreachable!("a map"),
+        }
+    }
+
     #[test]
     fn ignored_paths_keep_the_live_value() {
-        let mut desired = m(&[("mode", "0644".into()), ("content", "new".into())]);
-        let live = m(&[("mode", "0600".into()), ("content", "old".into())]);
+        let mut desired = attrs(m(&[("mode", "0644".into()), ("content", "new".into())]));
+        let live = attrs(m(&[("mode", "0600".into()), ("content", "old".into())]));
         merge_ignored(&mut desired, &live, &["mode".into()]);
         assert_eq!(
-            desired,
+            Value::Map(desired),
             m(&[("mode", "0600".into()), ("content", "new".into())])
         );
-        let mut d = m(&[("env", m(&[("A", "1".into()), ("B", "2".into())]))]);
-        let live = m(&[("env", m(&[("A", "9".into())]))]);
+        let mut d = attrs(m(&[("env", m(&[("A", "1".into()), ("B", "2".into())]))]));
+        let live = attrs(m(&[("env", m(&[("A", "9".into())]))]));
         merge_ignored(&mut d, &live, &["env.A".into(), "env.B".into()]);
-        assert_eq!(d, m(&[("env", m(&[("A", "9".into())]))]));
+        assert_eq!(Value::Map(d), m(&[("env", m(&[("A", "9".into())]))]));
     }
 }

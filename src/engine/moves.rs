@@ -6,18 +6,26 @@
 use super::Workspace;
 use crate::error::{Error, Problem, Result};
 use crate::state::State;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// The state as the configuration's `[[moved]]` blocks see it, and each
 /// moved address (new → old).
-pub struct Moved {
-    pub state: State,
+pub struct Moved<'a> {
+    /// Borrowed when the configuration moves nothing (no copy of the state).
+    pub state: Cow<'a, State>,
     pub from: BTreeMap<String, String>,
 }
 
 impl Workspace {
     /// Applies the configuration's `[[moved]]` blocks to a copy of `state`.
-    pub fn with_moves(&self, state: &State) -> Result<Moved> {
+    pub fn with_moves<'a>(&self, state: &'a State) -> Result<Moved<'a>> {
+        if self.cfg.moved.is_empty() {
+            return Ok(Moved {
+                state: Cow::Borrowed(state),
+                from: BTreeMap::new(),
+            });
+        }
         let mut st = state.clone();
         let mut from: BTreeMap<String, String> = BTreeMap::new();
         let mut errs = Vec::new();
@@ -74,6 +82,9 @@ impl Workspace {
                 }
             }
         }
-        Ok(Moved { state: st, from })
+        Ok(Moved {
+            state: Cow::Owned(st),
+            from,
+        })
     }
 }

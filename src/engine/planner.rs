@@ -67,18 +67,7 @@ impl Workspace {
                 // plan's `after` and therefore in what apply sends.
                 let mut desired = desired;
                 if let Some(l) = live {
-                    if !n.lifecycle.ignore_changes.is_empty() {
-                        let mut d = Value::Map(desired);
-                        contract::merge_ignored(
-                            &mut d,
-                            &Value::Map(l.attrs.clone()),
-                            &n.lifecycle.ignore_changes,
-                        );
-                        desired = match d {
-                            Value::Map(m) => m,
-                            _ => unreachable!("merge_ignored keeps a map a map"),
-                        };
-                    }
+                    contract::merge_ignored(&mut desired, &l.attrs, &n.lifecycle.ignore_changes);
                 }
                 let mut diff = Vec::new();
                 let mut note = None;
