@@ -102,17 +102,25 @@ double_requests() {
   python3 -c "import json,urllib.request as u; print(json.load(u.urlopen('$URL/_double/requests'))['requests'])"
 }
 
+# Runs `claw $1 --auto-approve` with the double's counter reset; prints the
+# time and the requests; fails above one request per object plus discovery
+# and two lists per kind.
+one_per_object() {
+  reset_requests
+  local start end count
+  start=$(date +%s%N)
+  "$CLAW" "$1" --auto-approve > "$WORK/$1.log" 2>&1 || { cat "$WORK/$1.log" >&2; exit 1; }
+  end=$(date +%s%N)
+  count="$(double_requests)"
+  echo "kubernetes: $1 of $OBJECTS objects: $(( (end - start) / 1000000 )) ms, $count API requests (counted by the API double; at most one per object plus discovery and lists: $(( OBJECTS + 2 * 8 + 4 )))"
+  if [ "$count" -gt $(( OBJECTS + 2 * 8 + 4 )) ]; then
+    echo "kubernetes: more than one request per object in $1" >&2
+    exit 1
+  fi
+}
+
 cd "$WORK"
-reset_requests
-START=$(date +%s%N)
-"$CLAW" apply --auto-approve > "$WORK/apply.log" 2>&1 || { cat "$WORK/apply.log" >&2; exit 1; }
-END=$(date +%s%N)
-APPLY_COUNT="$(double_requests)"
-echo "kubernetes: apply of $OBJECTS objects from nothing: $(( (END - START) / 1000000 )) ms, $APPLY_COUNT API requests (counted by the API double; at most one per object plus discovery and lists: $(( OBJECTS + 2 * 8 + 4 )))"
-if [ "$APPLY_COUNT" -gt $(( OBJECTS + 2 * 8 + 4 )) ]; then
-  echo "kubernetes: more than one request per object in apply" >&2
-  exit 1
-fi
+one_per_object apply
 reset_requests
 
 START=$(date +%s%N)
@@ -136,13 +144,4 @@ if [ "$DOUBLE_COUNT" -gt $(( 2 * 8 + 4 )) ]; then
   exit 1
 fi
 
-reset_requests
-START=$(date +%s%N)
-"$CLAW" destroy --auto-approve > "$WORK/destroy.log" 2>&1 || { cat "$WORK/destroy.log" >&2; exit 1; }
-END=$(date +%s%N)
-DESTROY_COUNT="$(double_requests)"
-echo "kubernetes: destroy of $OBJECTS objects: $(( (END - START) / 1000000 )) ms, $DESTROY_COUNT API requests (counted by the API double)"
-if [ "$DESTROY_COUNT" -gt $(( OBJECTS + 2 * 8 + 4 )) ]; then
-  echo "kubernetes: more than one request per object in destroy" >&2
-  exit 1
-fi
+one_per_object destroy
