@@ -18,10 +18,19 @@ use std::sync::Arc;
 pub async fn run(
     env: Env,
     a: RunArgs,
+    replace: Vec<String>,
     planfile: Option<PathBuf>,
     destroy: bool,
 ) -> Result<Outcome> {
-    let o = env.options(a.targets, destroy, a.parallelism);
+    if planfile.is_some() && !replace.is_empty() {
+        return Err(Error::one(
+            Problem::new(
+                "--replace cannot be combined with a plan file: the plan says what it replaces",
+            )
+            .hint("make the plan with it: `claw plan --replace ADDR --out FILE`"),
+        ));
+    }
+    let o = env.options(a.targets, replace, destroy, a.parallelism);
     let saved = planfile.as_deref().map(saved::load).transpose()?;
     let cfg = env.load()?;
     if let Some(p) = &saved {

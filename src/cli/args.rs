@@ -66,6 +66,10 @@ pub struct PlanArgs {
     /// Limit to ADDR and what it depends on (repeatable).
     #[arg(long = "target", value_name = "ADDR")]
     pub targets: Vec<String>,
+    /// Plan a replace of ADDR even when it has not changed (repeatable; a
+    /// resource name selects all its instances).
+    #[arg(long = "replace", value_name = "ADDR")]
+    pub replace: Vec<String>,
     /// Plan the deletion of everything the stack owns.
     #[arg(long)]
     pub destroy: bool,
@@ -100,6 +104,10 @@ pub enum Command {
     Apply {
         /// A plan saved with `claw plan --out`.
         planfile: Option<PathBuf>,
+        /// Replace ADDR even when it has not changed (repeatable; a resource
+        /// name selects all its instances).
+        #[arg(long = "replace", value_name = "ADDR")]
+        replace: Vec<String>,
         #[command(flatten)]
         run: RunArgs,
     },
@@ -136,4 +144,7 @@ pub enum StateCmd {
     Show { address: String },
     /// Forget an address (the object itself is left alone).
     Rm { address: String },
+    /// Rename an address in the state (the object itself is left alone);
+    /// a resource name moves all its instances.
+    Mv { from: String, to: String },
 }

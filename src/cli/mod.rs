@@ -67,11 +67,18 @@ impl Env {
         self.ui.clone()
     }
 
-    fn options(&self, targets: Vec<String>, destroy: bool, parallelism: usize) -> Options {
+    fn options(
+        &self,
+        targets: Vec<String>,
+        replace: Vec<String>,
+        destroy: bool,
+        parallelism: usize,
+    ) -> Options {
         Options {
             file: self.file.clone(),
             vars: self.vars.clone(),
             targets,
+            replace,
             destroy,
             parallelism,
             verbose: self.verbose,
@@ -98,8 +105,12 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
     match cli.command {
         Command::Validate => validate::run(env),
         Command::Plan(a) => plan::run(env, a).await,
-        Command::Apply { planfile, run } => apply::run(env, run, planfile, false).await,
-        Command::Destroy { run } => apply::run(env, run, None, true).await,
+        Command::Apply {
+            planfile,
+            replace,
+            run,
+        } => apply::run(env, run, replace, planfile, false).await,
+        Command::Destroy { run } => apply::run(env, run, vec![], None, true).await,
         Command::Show { planfile, format } => show::run(env, planfile, format.into()).await,
         Command::Graph { destroy } => graph::run(env, destroy),
         Command::State(sc) => state::run(env, sc).await,

@@ -8,7 +8,12 @@ use crate::render;
 use crate::state::State;
 
 pub async fn run(env: Env, a: PlanArgs) -> Result<Outcome> {
-    let o = env.options(a.targets.clone(), a.destroy, a.parallelism);
+    let o = env.options(
+        a.targets.clone(),
+        a.replace.clone(),
+        a.destroy,
+        a.parallelism,
+    );
     let cfg = env.load()?;
     let st = super::read_state(&env, &cfg).await?;
     let events = env.events();

@@ -1,4 +1,4 @@
-//! `claw state list | show ADDR | rm ADDR`.
+//! `claw state list | show ADDR | rm ADDR | mv FROM TO`.
 
 use super::{lock, read_state, Env, Outcome, StateCmd};
 use crate::engine::session;
@@ -26,6 +26,15 @@ pub async fn run(env: Env, cmd: StateCmd) -> Result<Outcome> {
                 "Removed {address} (id {}) from the state; the object itself was not touched.",
                 removed.id
             );
+        }
+        StateCmd::Mv { from, to } => {
+            let store = lock(&env, &cfg, "state mv").await?;
+            let moved = store
+                .close(session::rename(&store, &from, &to).await)
+                .await?;
+            for (f, t) in &moved {
+                println!("Moved {f} to {t} in the state; the object itself was not touched.");
+            }
         }
     }
     Ok(Outcome::Ok)

@@ -5,6 +5,7 @@
 //! beyond reading the config file and `{ file = ... }` secrets.
 
 mod evaluate;
+pub mod moved;
 pub mod node;
 mod parse;
 mod secrets;

@@ -7,10 +7,13 @@ pub mod apply;
 mod build;
 pub mod contract;
 pub mod graph;
+mod identity;
 pub mod import;
 pub mod interrupt;
+mod moves;
 mod planner;
 mod refresh;
+mod replace;
 pub mod resolve;
 pub mod saved;
 pub mod session;
@@ -35,6 +38,8 @@ pub struct Options {
     pub file: PathBuf,
     pub vars: Vec<(String, String)>,
     pub targets: Vec<String>,
+    /// `--replace`: addresses (or resource names) to replace even unchanged.
+    pub replace: Vec<String>,
     pub destroy: bool,
     pub parallelism: usize,
     pub verbose: bool,

@@ -88,6 +88,7 @@ pub async fn verify(
     }
     let again = Options {
         targets: plan.targets.clone(),
+        replace: plan.replace.clone(),
         destroy: plan.destroy,
         ..o.clone()
     };

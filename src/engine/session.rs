@@ -1,8 +1,9 @@
 //! What a command does with the state before and around its work: read it
 //! (no lock), lock and read it (with what the backend noticed), refresh and
-//! plan, and the small edits `state rm` makes.
+//! plan, and the small edits `state rm` and `state mv` make.
 
 use super::{open_storage, Observed, Options, Workspace};
+use crate::config::template::parse_address;
 use crate::config::Config;
 use crate::error::{closest, Error, Problem, Result};
 use crate::plan::Plan;
@@ -99,6 +100,106 @@ pub async fn forget(store: &Store, address: &str) -> Result<Entry> {
         }
         None => Err(no_such_address(address, &store.snapshot().await)),
     }
+}
+
+/// Renames state entries (`claw state mv FROM TO`; the objects are left
+/// alone) and saves the state: one address, or every instance of a resource
+/// name (`file.a` → `file.b` moves `file.a["k"]` to `file.b["k"]`). Refused
+/// when FROM is missing, TO exists, the types differ, or an operation on
+/// FROM was left in flight. Returns the `(from, to)` pairs moved.
+pub async fn rename(store: &Store, from: &str, to: &str) -> Result<Vec<(String, String)>> {
+    let pairs = {
+        let mut st = store.state.lock().await;
+        let pairs = renames(&st, from, to)?;
+        for (f, t) in &pairs {
+            if let Some(e) = st.resources.remove(f) {
+                st.resources.insert(t.clone(), e);
+            }
+        }
+        let moved: BTreeMap<&str, &str> = pairs
+            .iter()
+            .map(|(f, t)| (f.as_str(), t.as_str()))
+            .collect();
+        for e in st.resources.values_mut() {
+            for d in e.deps.iter_mut() {
+                if let Some(t) = moved.get(d.as_str()) {
+                    *d = t.to_string();
+                }
+            }
+        }
+        pairs
+    };
+    store.save().await?;
+    Ok(pairs)
+}
+
+/// What `rename` would move, or why it refuses.
+fn renames(st: &State, from: &str, to: &str) -> Result<Vec<(String, String)>> {
+    let refuse = |p: Problem| Err(Error::one(p.detail("nothing was changed")));
+    let Some((to_type, _, to_key)) = parse_address(to) else {
+        return refuse(
+            Problem::new(format!("`{to}` is not a resource address"))
+                .hint("write TYPE.NAME or TYPE.NAME[\"KEY\"]"),
+        );
+    };
+    let pairs: Vec<(String, String)> = if st.resources.contains_key(from) {
+        vec![(from.to_string(), to.to_string())]
+    } else {
+        let instances: Vec<(String, String)> = st
+            .resources
+            .keys()
+            .filter_map(|a| {
+                let key = a.strip_prefix(from)?.strip_prefix('[')?;
+                Some((a.clone(), format!("{to}[{key}")))
+            })
+            .collect();
+        if instances.is_empty() {
+            return Err(no_such_address(from, st));
+        }
+        if to_key.is_some() {
+            return refuse(
+                Problem::new(format!(
+                    "{from} is a resource with instances; `{to}` names one instance"
+                ))
+                .hint(format!(
+                    "move the whole resource to a resource name (TYPE.NAME), or move one instance: claw state mv '{}' ...",
+                    instances[0].0
+                )),
+            );
+        }
+        instances
+    };
+    let from_type = parse_address(&pairs[0].0).map(|(t, _, _)| t);
+    if from_type.as_deref() != Some(to_type.as_str()) {
+        return refuse(
+            Problem::new(format!(
+                "cannot move {from} to {to}: a state entry keeps its resource type ({})",
+                from_type.unwrap_or_default()
+            ))
+            .hint("rename within one type; a different type is a different object"),
+        );
+    }
+    for (f, t) in &pairs {
+        if f == t {
+            return refuse(Problem::new(format!("{f} would move onto itself")));
+        }
+        if st.resources.contains_key(t) {
+            return refuse(
+                Problem::new(format!("{t} is already in the state")).hint(format!(
+                    "`claw state show {t}` shows it; `claw state rm {t}` forgets it if it is stale"
+                )),
+            );
+        }
+        if st.in_flight.contains_key(f) {
+            return refuse(
+                Problem::new(format!(
+                    "an operation on {f} was left in flight by a run that died"
+                ))
+                .hint("run `claw apply` first: it re-checks and records it"),
+            );
+        }
+    }
+    Ok(pairs)
 }
 
 fn no_such_address(address: &str, st: &State) -> Error {

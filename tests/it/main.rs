@@ -10,6 +10,8 @@ mod examples;
 mod golden;
 mod host;
 mod kubernetes;
+mod moves;
+mod refactor;
 mod schemas;
 mod secrets;
 mod signals;
