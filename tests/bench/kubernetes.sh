@@ -4,7 +4,9 @@
 # NetworkPolicy in 4 group versions), against the Kubernetes API double
 # (tests/doubles/kube-api) on a loopback port.
 #
-# It applies the objects, then times `claw -v plan --detailed-exitcode` and
+# It applies the objects (timed, with the API requests the double counted:
+# at most one per object plus discovery and lists), then times
+# `claw -v plan --detailed-exitcode` and
 # prints the API requests that plan made, as claw counts them (`-v`) and as
 # the double counts them. They must be about one list per kind plus one
 # discovery request per group version (8 + 4 = 12), not one per object; the
@@ -93,9 +95,33 @@ namespace = "bench"
 file = "objects.yaml"
 TOML
 
+reset_requests() {
+  python3 -c "import urllib.request as u; u.urlopen(u.Request('$URL/_double/requests', method='DELETE'))"
+}
+double_requests() {
+  python3 -c "import json,urllib.request as u; print(json.load(u.urlopen('$URL/_double/requests'))['requests'])"
+}
+
+# Runs `claw $1 --auto-approve` with the double's counter reset; prints the
+# time and the requests; fails above one request per object plus discovery
+# and two lists per kind.
+one_per_object() {
+  reset_requests
+  local start end count
+  start=$(date +%s%N)
+  "$CLAW" "$1" --auto-approve > "$WORK/$1.log" 2>&1 || { cat "$WORK/$1.log" >&2; exit 1; }
+  end=$(date +%s%N)
+  count="$(double_requests)"
+  echo "kubernetes: $1 of $OBJECTS objects: $(( (end - start) / 1000000 )) ms, $count API requests (counted by the API double; at most one per object plus discovery and lists: $(( OBJECTS + 2 * 8 + 4 )))"
+  if [ "$count" -gt $(( OBJECTS + 2 * 8 + 4 )) ]; then
+    echo "kubernetes: more than one request per object in $1" >&2
+    exit 1
+  fi
+}
+
 cd "$WORK"
-"$CLAW" apply --auto-approve > "$WORK/apply.log" 2>&1 || { cat "$WORK/apply.log" >&2; exit 1; }
-curl -s -X DELETE "$URL/_double/requests" > /dev/null 2>&1 || python3 -c "import urllib.request as u; u.urlopen(u.Request('$URL/_double/requests', method='DELETE'))"
+one_per_object apply
+reset_requests
 
 START=$(date +%s%N)
 set +e
@@ -109,7 +135,7 @@ if [ "$CODE" -ne 0 ]; then
   exit 1
 fi
 CLAW_COUNT="$(grep -ho '[0-9]* kubernetes api requests' "$WORK/plan.out" "$WORK/plan.err" | head -1 | cut -d' ' -f1)"
-DOUBLE_COUNT="$(python3 -c "import json,urllib.request as u; print(json.load(u.urlopen('$URL/_double/requests'))['requests'])")"
+DOUBLE_COUNT="$(double_requests)"
 OBJS="$(grep -c '^kind:' "$WORK/objects.yaml")"
 echo "kubernetes: no-change plan over $OBJS objects of 8 kinds: $(( (END - START) / 1000000 )) ms"
 echo "kubernetes: API requests: $CLAW_COUNT (counted by claw), $DOUBLE_COUNT (counted by the API double); expected about 8 lists + 4 discovery = 12"
@@ -117,3 +143,5 @@ if [ "$DOUBLE_COUNT" -gt $(( 2 * 8 + 4 )) ]; then
   echo "kubernetes: too many requests for a no-change plan" >&2
   exit 1
 fi
+
+one_per_object destroy

@@ -4,7 +4,7 @@
 use crate::live::{owner_of, to_live};
 use crate::manifest::{self, FieldPath, ObjRef};
 use crate::provider::{
-    api_diag, attr_str, doc_of, ident, parse_duration, KubeProvider, FIELD_MANAGER, SECRET,
+    api_diag, attr_str, doc_of, ident, parse_duration, KubeProvider, Seen, FIELD_MANAGER, SECRET,
 };
 use crate::ssa::prior_fields;
 use crate::{k8s_manifest, k8s_secret};
@@ -62,23 +62,27 @@ impl KubeProvider {
                     return Ok(ApplyResponse::default());
                 };
                 let path = res.item(&r.namespace, &r.name);
-                let Some(live) = self
-                    .cluster
-                    .get_opt(&path)
-                    .await
-                    .map_err(|e| api_diag(address, &format!("reading {}", r.display()), &e))?
-                else {
-                    return Ok(ApplyResponse::default());
+                // This run's list showed it with this stack's labels: delete
+                // that very object (uid precondition) without reading it again.
+                let uid = match self.known(&r.key()) {
+                    Some(Seen::Mine { uid }) if !uid.is_empty() => json!(uid),
+                    _ => {
+                        let Some(live) = self.cluster.get_opt(&path).await.map_err(|e| {
+                            api_diag(address, &format!("reading {}", r.display()), &e)
+                        })?
+                        else {
+                            return Ok(ApplyResponse::default());
+                        };
+                        if owner_of(&live, &ctx.stack) != Owner::Stack {
+                            return Err(Diagnostic::error(format!("{} does not carry this stack's labels; claw will not delete it", r.display()))
+                                .with_address(address)
+                                .with_hint(format!("remove it from the state with `claw state rm {address}`, or delete it yourself")));
+                        }
+                        live.pointer("/metadata/uid")
+                            .cloned()
+                            .unwrap_or(serde_json::Value::Null)
+                    }
                 };
-                if owner_of(&live, &ctx.stack) != Owner::Stack {
-                    return Err(Diagnostic::error(format!("{} does not carry this stack's labels; claw will not delete it", r.display()))
-                        .with_address(address)
-                        .with_hint(format!("remove it from the state with `claw state rm {address}`, or delete it yourself")));
-                }
-                let uid = live
-                    .pointer("/metadata/uid")
-                    .cloned()
-                    .unwrap_or(serde_json::Value::Null);
                 let body = json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background",
                                    "preconditions": {"uid": uid}});
                 match self
@@ -94,16 +98,18 @@ impl KubeProvider {
                     )
                     .await
                 {
-                    Ok(_) => {}
-                    Err(e) if e.is_not_found() => return Ok(ApplyResponse::default()),
+                    // A Status answer: the object is gone already.
+                    Ok(v) if v.get("kind").and_then(|k| k.as_str()) == Some("Status") => {}
+                    // The object is returned while finalizers (a PVC in use, a
+                    // namespace's contents, a CRD's custom resources) keep it:
+                    // the delete is complete when it is gone.
+                    Ok(_) => self.wait_gone(address, &res, &r, ctx).await?,
+                    Err(e) if e.is_not_found() => {}
                     Err(e) => {
                         return Err(api_diag(address, &format!("deleting {}", r.display()), &e))
                     }
                 }
-                // Finalizers (a PVC in use, a namespace's contents, a CRD's
-                // custom resources) keep an object until they are done: the
-                // delete is complete when the object is gone.
-                self.wait_gone(address, &res, &r, ctx).await?;
+                self.remember(r.key(), Seen::Absent);
                 Ok(ApplyResponse::default())
             }
             Op::Create | Op::Update => {
@@ -116,7 +122,9 @@ impl KubeProvider {
                         .with_address(address)
                 })?;
                 let res = self.resolve_or_wait(address, &r, ctx).await?;
-                if req.op == Op::Create {
+                // A create checks first that nothing is in the way, unless this
+                // run's list already showed the object absent (or this stack's).
+                if req.op == Op::Create && self.known(&r.key()).is_none() {
                     if let Some(o) = self
                         .cluster
                         .get_opt(&res.item(&r.namespace, &r.name))
@@ -165,6 +173,7 @@ impl KubeProvider {
                 attrs.insert("id".into(), Value::str(r.key()));
                 if let Some(uid) = out.pointer("/metadata/uid").and_then(|u| u.as_str()) {
                     attrs.insert("uid".into(), Value::str(uid));
+                    self.remember(r.key(), Seen::Mine { uid: uid.into() });
                 }
                 let mut private = Attrs::new();
                 private.insert(

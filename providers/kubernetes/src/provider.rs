@@ -7,7 +7,8 @@ use crate::client::{ApiError, Cluster, Settings};
 use crate::manifest::{ObjRef, OPTION_KEYS};
 use crate::{k8s_manifest, k8s_secret};
 use claw_provider::*;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub(crate) const MANIFEST: &str = "k8s_manifest";
@@ -19,6 +20,19 @@ pub struct KubeProvider {
     #[allow(dead_code)]
     alias: String,
     pub(crate) cluster: Arc<Cluster>,
+    /// What this run's refresh lists showed, by object key: apply then
+    /// creates without a GET what the lists showed absent, and deletes
+    /// without a GET what they showed to be this stack's.
+    pub(crate) seen: Mutex<HashMap<String, Seen>>,
+}
+
+/// One object as this run's lists showed it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Seen {
+    /// Listed, and not there (or its kind is not served).
+    Absent,
+    /// Listed with this stack's labels, with this uid.
+    Mine { uid: String },
 }
 
 impl KubeProvider {
@@ -26,7 +40,25 @@ impl KubeProvider {
         KubeProvider {
             alias,
             cluster: Arc::new(Cluster::new(settings)),
+            seen: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Records what a list (or an operation of this run) showed of `key`.
+    pub(crate) fn remember(&self, key: String, seen: Seen) {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, seen);
+    }
+
+    /// What this run knows of `key` without asking the server.
+    pub(crate) fn known(&self, key: &str) -> Option<Seen> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
     }
 
     /// The cluster connection (shared with tests and the state backend).

@@ -4,7 +4,7 @@
 use crate::client::{enc, ApiError, ApiRes};
 use crate::live::{address_of, owner_of, ref_of_obj, to_live};
 use crate::manifest::ObjRef;
-use crate::provider::{api_diag, ident, KubeProvider, MANIFEST, SECRET};
+use crate::provider::{api_diag, ident, KubeProvider, Seen, MANIFEST, SECRET};
 use claw_provider::*;
 use http::Method;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -72,7 +72,13 @@ impl KubeProvider {
         let first = &req.items[members[0].0].address;
         let res = match self.cluster.resolve(api_version, kind).await {
             Ok(Some(r)) => r,
-            Ok(None) => return out, // not served (yet): nothing of this kind exists
+            Ok(None) => {
+                // Not served (yet): nothing of this kind exists.
+                for (_, r, _) in members {
+                    self.remember(r.key(), Seen::Absent);
+                }
+                return out;
+            }
             Err(e) => {
                 let unreachable = matches!(e, ApiError::Other(_)) || e.code() == 401;
                 out.diagnostics.push((
@@ -122,6 +128,15 @@ impl KubeProvider {
                     }
                 }
             }
+            if owner_of(&o, &ctx.stack) == Owner::Stack {
+                let uid = o.pointer("/metadata/uid").and_then(|u| u.as_str());
+                self.remember(
+                    r.key(),
+                    Seen::Mine {
+                        uid: uid.unwrap_or_default().to_string(),
+                    },
+                );
+            }
             by_id.insert((r.namespace, r.name), o);
         }
         let mut missing: Vec<&Member> = Vec::new();
@@ -139,6 +154,7 @@ impl KubeProvider {
         if missing.is_empty() {
             return out;
         }
+        let looked_up = out.diagnostics.len();
         let mut unlabelled: HashMap<(String, String), serde_json::Value> = HashMap::new();
         if missing.len() <= 2 {
             for (_, r, _) in &missing {
@@ -185,6 +201,7 @@ impl KubeProvider {
                 }
             }
         }
+        let complete = out.diagnostics.len() == looked_up;
         for (i, r, _) in missing {
             if let Some(o) = unlabelled.get(&(r.namespace.clone(), r.name.clone())) {
                 let mut live = to_live(&req.items[*i].rtype, o, &res, ctx);
@@ -192,6 +209,8 @@ impl KubeProvider {
                     live.owner = Owner::Unmanaged;
                 }
                 out.lives.push((*i, false, live));
+            } else if complete {
+                self.remember(r.key(), Seen::Absent);
             }
         }
         out
