@@ -130,6 +130,14 @@ pub enum Command {
     /// Inspect and edit the state.
     #[command(subcommand)]
     State(StateCmd),
+    /// The stack's outputs, as the last apply recorded them.
+    Output {
+        /// Print only this output's value (a sensitive one too).
+        name: Option<String>,
+        /// One JSON object (sensitive values included, like `terraform output -json`).
+        #[arg(long)]
+        json: bool,
+    },
     /// Adopt an existing object into the state.
     Import { address: String, id: String },
     /// Remove a stale lock, after showing who held it.

@@ -8,6 +8,7 @@ mod args;
 mod force_unlock;
 mod graph;
 mod import;
+mod output;
 mod plan;
 mod show;
 mod signals;
@@ -114,6 +115,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::Show { planfile, format } => show::run(env, planfile, format.into()).await,
         Command::Graph { destroy } => graph::run(env, destroy),
         Command::State(sc) => state::run(env, sc).await,
+        Command::Output { name, json } => output::run(env, name, json).await,
         Command::Import { address, id } => import::run(env, address, id).await,
         Command::ForceUnlock => force_unlock::run(env).await,
     }

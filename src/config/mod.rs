@@ -4,8 +4,10 @@
 //! **Invariant:** every error names `file:line:column`; nothing here does IO
 //! beyond reading the config file and `{ file = ... }` secrets.
 
+pub mod checks;
 mod evaluate;
 pub mod node;
+pub mod outputs;
 mod parse;
 mod secrets;
 mod settings;

@@ -89,6 +89,10 @@ pub struct Config {
     pub vars: BTreeMap<String, Value>,
     pub blocks: BTreeMap<String, ProviderBlock>,
     pub resources: Vec<Resource>,
+    /// `[output.*]`, in file order.
+    pub outputs: Vec<super::outputs::OutputCfg>,
+    /// `[check.*]`, in file order.
+    pub checks: Vec<super::checks::CheckCfg>,
     /// `${env.NAME}` in `[vars]` defaults and the `state` table that is not
     /// set (the value is unknown): live evaluations report them.
     pub unset_env: Vec<UnsetEnv>,

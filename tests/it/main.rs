@@ -10,6 +10,7 @@ mod examples;
 mod golden;
 mod host;
 mod kubernetes;
+mod outputs;
 mod refactor;
 mod schemas;
 mod secrets;
