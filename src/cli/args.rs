@@ -56,6 +56,13 @@ impl From<FormatArg> for Format {
     }
 }
 
+/// `claw check --format`.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum CheckFormat {
+    Human,
+    Json,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct PlanArgs {
     /// Save the plan to FILE (JSON, see schemas/plan.schema.json).
@@ -137,6 +144,11 @@ pub enum Command {
         /// One JSON object (sensitive values included, like `terraform output -json`).
         #[arg(long)]
         json: bool,
+    },
+    /// Run every [check.*] now, once each; exit 0 when all are healthy.
+    Check {
+        #[arg(long, value_enum, default_value = "human")]
+        format: CheckFormat,
     },
     /// Adopt an existing object into the state.
     Import { address: String, id: String },

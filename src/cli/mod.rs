@@ -5,6 +5,7 @@
 
 mod apply;
 mod args;
+mod check;
 mod force_unlock;
 mod graph;
 mod import;
@@ -16,7 +17,7 @@ mod state;
 mod ui;
 mod validate;
 
-pub use args::{Cli, Command, FormatArg, PlanArgs, RunArgs, StateCmd};
+pub use args::{CheckFormat, Cli, Command, FormatArg, PlanArgs, RunArgs, StateCmd};
 
 use crate::config::Config;
 use crate::engine::{session, Events, Options};
@@ -115,6 +116,7 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::Show { planfile, format } => show::run(env, planfile, format.into()).await,
         Command::Graph { destroy } => graph::run(env, destroy),
         Command::State(sc) => state::run(env, sc).await,
+        Command::Check { format } => check::run(env, format).await,
         Command::Output { name, json } => output::run(env, name, json).await,
         Command::Import { address, id } => import::run(env, address, id).await,
         Command::ForceUnlock => force_unlock::run(env).await,

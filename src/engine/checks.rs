@@ -193,7 +193,8 @@ impl Workspace {
             };
             report.healthy = healthy;
             report.answer = clip(&answer);
-            if healthy || !patient || Instant::now() + INTERVAL >= deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if healthy || !patient || left.is_zero() {
                 return Some(report);
             }
             self.events.progress(
@@ -201,7 +202,7 @@ impl Workspace {
                 &format!("unhealthy ({}); trying again", report.answer),
             );
             tokio::select! {
-                _ = tokio::time::sleep(INTERVAL) => {}
+                _ = tokio::time::sleep(INTERVAL.min(left)) => {}
                 _ = cancel.cancelled() => return None,
             }
         }
@@ -264,7 +265,7 @@ impl Workspace {
 
     /// Apply's check operation: runs until healthy or the timeout, from the
     /// state as this run has written it. `Ok(what)` when healthy.
-    pub async fn check_op(
+    pub(super) async fn check_op(
         &self,
         address: &str,
         store: &Store,

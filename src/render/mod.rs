@@ -5,6 +5,7 @@
 //! map-order effects), and a change to one resource changes only its block:
 //! columns are fixed, never computed from other resources.
 
+pub mod checks;
 pub mod graph;
 pub mod outputs;
 pub mod state;

@@ -1,5 +1,6 @@
 //! The one integration-test binary: CLI end-to-end tests against real things.
 
+mod checks;
 mod common;
 mod config;
 mod contract;

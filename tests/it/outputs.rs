@@ -3,7 +3,7 @@
 //! from the configuration, never stored in clear), and bad ones refused with
 //! their location.
 
-use crate::common::Ctx;
+use crate::common::{says, Ctx};
 
 const TOKEN: &str = "tok-4f1c9e2a77";
 
@@ -29,10 +29,6 @@ value = "hi ${vars.who}, see ${file.a.path}"
 value = { env = "CLAW_T_OUT_TOKEN" }
 sensitive = true
 "#;
-
-fn says(out: &str, what: &str) {
-    assert!(out.contains(what), "{what:?} is not in:\n{out}");
-}
 
 #[test]
 fn outputs_are_planned_recorded_and_read_back() {
