@@ -56,6 +56,14 @@ impl From<FormatArg> for Format {
     }
 }
 
+/// The shells `claw completions` writes for.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum ShellArg {
+    Bash,
+    Zsh,
+    Fish,
+}
+
 /// `claw check --format`.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum CheckFormat {
@@ -149,6 +157,11 @@ pub enum Command {
     Check {
         #[arg(long, value_enum, default_value = "human")]
         format: CheckFormat,
+    },
+    /// A shell completion script: `source <(claw completions bash)`.
+    Completions {
+        #[arg(value_enum)]
+        shell: ShellArg,
     },
     /// Adopt an existing object into the state.
     Import { address: String, id: String },

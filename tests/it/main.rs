@@ -2,6 +2,7 @@
 
 mod checks;
 mod common;
+mod completions;
 mod config;
 mod contract;
 mod docker;
