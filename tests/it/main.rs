@@ -1,6 +1,7 @@
 //! The one integration-test binary: CLI end-to-end tests against real things.
 
 mod checks;
+mod ci;
 mod common;
 mod completions;
 mod config;
