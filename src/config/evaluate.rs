@@ -243,8 +243,17 @@ impl Config {
                 }
             }
             Value::Map(m) => {
+                // One lookup table, not a scan of the keys for each key.
+                let spans: BTreeMap<&str, &Range<usize>> = fe
+                    .as_table()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|e| (e.key.as_str(), &e.key_span))
+                    .collect();
                 for (k, v) in m {
-                    let span = fe.key_span(&k).unwrap_or(fe.span.clone());
+                    let span = spans
+                        .get(k.as_str())
+                        .map_or(fe.span.clone(), |s| (*s).clone());
                     out.push((k, v, span));
                 }
             }

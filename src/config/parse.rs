@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-const TOP_KEYS: &[&str] = &["stack", "vars", "host", "provider", "output", "check"];
+const TOP_KEYS: &[&str] = &[
+    "stack", "vars", "host", "provider", "moved", "output", "check",
+];
 
 impl Config {
     /// Reads and checks `path`. `cli_vars` are `--var k=v` pairs (highest precedence),
@@ -34,7 +36,12 @@ impl Config {
         cli_vars: &[(String, String)],
         reg: &Registry,
     ) -> Result<Config> {
-        let source = Source { path, src: &src };
+        let lines = line_starts(&src);
+        let source = Source {
+            path,
+            src: &src,
+            lines: &lines,
+        };
         let root = node::parse(&src).map_err(|(msg, span)| {
             Error::one(
                 source
@@ -203,15 +210,33 @@ impl Config {
             }
         }
 
-        // Resources.
+        let moved = root
+            .get("moved")
+            .map(|n| super::moved::parse(n, &source, reg, &mut errs))
+            .unwrap_or_default();
+        let outputs = super::outputs::parse(root.get("output"), &source, &mut errs);
+        let checks = super::checks::parse(root.get("check"), &blocks, &source, &mut errs);
+
+        // Resources: the tree is taken apart, each resource keeps its node.
         let mut resources = Vec::new();
-        for e in root.as_table().unwrap_or_default() {
+        let top = match root.kind {
+            Kind::Table(t) => t,
+            _ => Vec::new(),
+        };
+        for e in top {
             let Some((kind, _)) = reg.resource_type(&e.key) else {
                 continue;
             };
-            let rtype = e.key.clone();
-            for r in table_of(&e.value, &rtype, &source, &mut errs) {
-                if !check_name(&source, r, "resource name", &mut errs) {
+            let rtype = e.key;
+            if e.value.as_table().is_none() {
+                table_of(&e.value, &rtype, &source, &mut errs);
+                continue;
+            }
+            let Kind::Table(entries) = e.value.kind else {
+                continue;
+            };
+            for r in entries {
+                if !check_name(&source, &r, "resource name", &mut errs) {
                     continue;
                 }
                 if r.value.as_table().is_none() {
@@ -230,24 +255,21 @@ impl Config {
                     continue;
                 }
                 if let Some(res) =
-                    parse_resource(&rtype, kind, &r.key, &r.value, &blocks, &source, &mut errs)
+                    parse_resource(&rtype, kind, &r.key, r.value, &blocks, &source, &mut errs)
                 {
                     resources.push(res);
                 }
             }
         }
 
-        let outputs = super::outputs::parse(root.get("output"), &source, &mut errs);
-        let checks = super::checks::parse(root.get("check"), &blocks, &source, &mut errs);
-
         if !errs.is_empty() {
             return Err(Error::many(errs));
         }
         Ok(Config {
+            moved,
             path: path.to_path_buf(),
-            src: src.clone(),
+            src,
             base_dir,
-            root,
             stack,
             state,
             vars,
@@ -256,6 +278,7 @@ impl Config {
             outputs,
             checks,
             unset_env,
+            lines,
         })
     }
 }
@@ -374,7 +397,7 @@ fn parse_resource(
     rtype: &str,
     kind: &str,
     name: &str,
-    n: &Node,
+    n: Node,
     blocks: &BTreeMap<String, ProviderBlock>,
     source: &Source<'_>,
     errs: &mut Vec<Problem>,
@@ -482,7 +505,7 @@ fn parse_resource(
             },
         }
     };
-    let depends_on = depends_on(n, &addr, source, errs);
+    let depends_on = depends_on(&n, &addr, source, errs);
     // lifecycle
     let mut lifecycle = Lifecycle::default();
     if let Some(l) = n.get("lifecycle") {
@@ -534,7 +557,7 @@ fn parse_resource(
         name: name.to_string(),
         kind: kind.to_string(),
         provider_key,
-        node: n.clone(),
+        node: n,
         depends_on,
         lifecycle,
     })

@@ -164,13 +164,10 @@ impl Site<'_> {
 
 impl Missing {
     fn push(uses: &mut Vec<Use>, label: String, span: &Range<usize>) {
-        let u = Use {
+        uses.push(Use {
             label,
             span: span.clone(),
-        };
-        if !uses.contains(&u) {
-            uses.push(u);
-        }
+        });
     }
 
     /// An unset variable, used by `label` at `span`.
@@ -219,8 +216,10 @@ fn first(uses: &[Use]) -> usize {
 /// at most ten, then how many more.
 fn list(uses: &[Use], source: &Source<'_>) -> String {
     const MAX: usize = 10;
+    // The instances of a for_each resource share their source: one use.
     let mut uses: Vec<&Use> = uses.iter().collect();
-    uses.sort_by_key(|u| u.span.start);
+    uses.sort_by(|a, b| (a.span.start, &a.label).cmp(&(b.span.start, &b.label)));
+    uses.dedup();
     let mut parts: Vec<String> = uses
         .iter()
         .take(MAX)
@@ -252,9 +251,11 @@ mod tests {
 
     fn check(key: &str) -> Result<Option<(Origin<'static>, bool)>, String> {
         let root: &'static Node = Box::leak(Box::new(node::parse(SRC).unwrap()));
+        let lines = crate::config::line_starts(SRC);
         let source = Source {
             path: Path::new("claw.toml"),
             src: SRC,
+            lines: &lines,
         };
         let t = root.get(key).and_then(Node::as_table).unwrap();
         secret_ref(t, &source)
@@ -281,9 +282,11 @@ mod tests {
     #[test]
     fn missing_values_are_one_problem_each_with_sorted_uses() {
         let src = "x\ny\nz\n";
+        let lines = crate::config::line_starts(src);
         let source = Source {
             path: Path::new("c.toml"),
             src,
+            lines: &lines,
         };
         let mut m = Missing::default();
         m.env("B", "file.b content".into(), &(4..5));

@@ -169,9 +169,11 @@ mod tests {
             path: path.into(),
             message: message.into(),
         };
+        let lines = crate::config::line_starts(src);
         let source = Source {
             path: Path::new("claw.toml"),
             src,
+            lines: &lines,
         };
         shape_problem(&ce, n, &source, "file.a").to_string()
     }

@@ -83,7 +83,6 @@ pub struct Config {
     pub path: PathBuf,
     pub src: String,
     pub base_dir: PathBuf,
-    pub root: Node,
     pub stack: String,
     pub state: StateCfg,
     pub vars: BTreeMap<String, Value>,
@@ -93,9 +92,13 @@ pub struct Config {
     pub outputs: Vec<super::outputs::OutputCfg>,
     /// `[check.*]`, in file order.
     pub checks: Vec<super::checks::CheckCfg>,
+    /// `[[moved]]` blocks, in file order.
+    pub moved: Vec<super::moved::Moved>,
     /// `${env.NAME}` in `[vars]` defaults and the `state` table that is not
     /// set (the value is unknown): live evaluations report them.
     pub unset_env: Vec<UnsetEnv>,
+    /// [`line_starts`] of `src`.
+    pub lines: Vec<usize>,
 }
 
 /// An environment variable that a parsed value needs and that is not set.
@@ -111,11 +114,37 @@ pub struct UnsetEnv {
 pub struct Source<'a> {
     pub path: &'a Path,
     pub src: &'a str,
+    /// Where each line starts ([`line_starts`]), so that locating a span
+    /// costs a binary search, not a scan of the text.
+    pub lines: &'a [usize],
+}
+
+/// The byte offset of each line's start in `src`.
+pub fn line_starts(src: &str) -> Vec<usize> {
+    std::iter::once(0)
+        .chain(src.match_indices('\n').map(|(i, _)| i + 1))
+        .collect()
 }
 
 impl Source<'_> {
     pub fn loc(&self, span: &Range<usize>) -> Option<Loc> {
-        Some(Loc::from_span(self.path, self.src, span.clone()))
+        let start = span.start.min(self.src.len());
+        let line = self.lines.partition_point(|&s| s <= start);
+        let (Some(&from), true) = (self.lines.get(line.wrapping_sub(1)), line > 0) else {
+            return Some(Loc::from_span(self.path, self.src, span.clone()));
+        };
+        let to = self
+            .lines
+            .get(line)
+            .map_or(self.src.len(), |&next| next - 1);
+        // Located within its own line, then numbered.
+        let mut l = Loc::from_span(
+            self.path,
+            &self.src[from..to],
+            (start - from)..(span.end.max(start) - from),
+        );
+        l.line = line;
+        Some(l)
     }
     pub fn err(&self, span: &Range<usize>, msg: impl Into<String>) -> Problem {
         Problem::new(msg).at(self.loc(span))
@@ -127,6 +156,7 @@ impl Config {
         Source {
             path: &self.path,
             src: &self.src,
+            lines: &self.lines,
         }
     }
 
@@ -143,5 +173,35 @@ impl Config {
     pub fn text_hash(&self) -> String {
         use sha2::{Digest, Sha256};
         hex::encode(Sha256::digest(self.src.as_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn located_by_line_index_as_by_scanning() {
+        let src = "a = 1\n\nbé = \"x y\"\r\n[t]\nk = { z = 1 }\nlast";
+        let lines = line_starts(src);
+        let path = Path::new("c.toml");
+        let source = Source {
+            path,
+            src,
+            lines: &lines,
+        };
+        let ends: Vec<usize> = (0..=src.len())
+            .filter(|&i| src.is_char_boundary(i))
+            .collect();
+        for &start in &ends {
+            for &end in ends.iter().filter(|&&e| e >= start).take(8) {
+                let want = Loc::from_span(path, src, start..end);
+                assert_eq!(source.loc(&(start..end)), Some(want), "span {start}..{end}");
+            }
+        }
+        assert_eq!(
+            source.loc(&(999..1000)),
+            Some(Loc::from_span(path, src, 999..1000))
+        );
     }
 }

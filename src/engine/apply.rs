@@ -56,7 +56,7 @@ fn ops_of(c: &Change) -> Vec<Phase> {
         Action::DeleteCreate | Action::CreateDelete => vec![Phase::Delete, Phase::Create],
         Action::Delete => vec![Phase::Delete],
         Action::Forget => vec![Phase::Forget],
-        Action::Adopt | Action::StateOnly => vec![Phase::Record],
+        Action::Adopt | Action::StateOnly | Action::Move => vec![Phase::Record],
         Action::NoOp => vec![],
     }
 }
@@ -171,6 +171,16 @@ pub async fn run(
             .collect(),
     );
     let mut out = Outcome::default();
+    // `[[moved]]` renames are recorded first: every operation below finds its
+    // prior under the new address, and a crash leaves no entry behind twice.
+    for c in changes.values() {
+        if let Some(from) = &c.moved_from {
+            if let Err(p) = record_move(&store, from, &c.address).await {
+                out.failed.push((c.address.clone(), p));
+                return out;
+            }
+        }
+    }
     let mut running: JoinSet<(Key, Result<String, Problem>)> = JoinSet::new();
     let mut in_flight: BTreeSet<Key> = BTreeSet::new();
     let mut abandoning = false;
@@ -288,7 +298,7 @@ async fn run_op(
                 )));
             };
             let entry = match (c.action, prior) {
-                (Action::StateOnly, Some(mut e)) => {
+                (Action::StateOnly | Action::Move, Some(mut e)) => {
                     e.prevent_destroy = node.lifecycle.prevent_destroy;
                     e.deps = node.deps.iter().cloned().collect();
                     e
@@ -325,10 +335,10 @@ async fn run_op(
                 .commit(&c.address, Some(entry))
                 .await
                 .map_err(first_problem)?;
-            Ok(if c.action == Action::Adopt {
-                "adopted"
-            } else {
-                "state updated"
+            Ok(match c.action {
+                Action::Adopt => "adopted",
+                Action::Move => "moved",
+                _ => "state updated",
             }
             .into())
         }
@@ -555,6 +565,22 @@ fn lookup(
         observed: Some(observed),
     }
     .value(r)
+}
+
+/// Moves the state entry at `from` to `to` (two journal records).
+async fn record_move(store: &Store, from: &str, to: &str) -> Result<(), Problem> {
+    let entry = store.state.lock().await.resources.get(from).cloned();
+    let Some(mut entry) = entry else {
+        // Already moved (a saved plan re-applied after a crash).
+        return Ok(());
+    };
+    for d in &mut entry.deps {
+        if d == from {
+            *d = to.to_string();
+        }
+    }
+    store.commit(to, Some(entry)).await.map_err(first_problem)?;
+    store.commit(from, None).await.map_err(first_problem)
 }
 
 fn first_problem(e: crate::error::Error) -> Problem {

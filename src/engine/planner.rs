@@ -2,6 +2,7 @@
 //! through `decide`, into the plan document.
 
 use super::*;
+use crate::plan::Reason;
 
 impl Workspace {
     /// Makes the plan from refreshed live state.
@@ -11,6 +12,9 @@ impl Workspace {
         observed: &BTreeMap<String, Observed>,
         opts: &Options,
     ) -> Result<Plan> {
+        // `[[moved]]` renames state entries before anything is compared.
+        let moved = self.with_moves(state)?;
+        let state = &moved.state;
         let selected = self.select_targets(&opts.targets, state, opts.destroy)?;
         let replace = self.replace_set(&opts.replace, opts.destroy)?;
         let in_sel = |a: &str| selected.as_ref().is_none_or(|s| s.contains(a));
@@ -20,6 +24,8 @@ impl Workspace {
         let mut errs = Vec::new();
         // Planned "after" attributes and actions, for resolving references.
         let mut after: BTreeMap<String, (Action, Attrs)> = BTreeMap::new();
+        // What each configured address claims, for the one-object-one-address check.
+        let mut claimed: BTreeMap<String, (String, String, Attrs)> = BTreeMap::new();
         // Every file read while planning, by input name, with its keyed digest.
         let mut files: BTreeMap<String, String> = BTreeMap::new();
 
@@ -50,6 +56,14 @@ impl Workspace {
                 for i in &read {
                     files.insert(format!("file:{}", i.path), i.digest.clone());
                 }
+                claimed.insert(
+                    addr.clone(),
+                    (
+                        n.inst.provider_key.clone(),
+                        n.inst.rtype.clone(),
+                        desired.clone(),
+                    ),
+                );
                 let prior = state.resources.get(&addr);
                 let live = observed.get(&addr).and_then(|o| o.live.as_ref());
                 // ignore_changes: those paths keep their live value, in the
@@ -128,10 +142,19 @@ impl Workspace {
                         continue;
                     }
                 };
+                let moved_from = moved.from.get(&addr).cloned();
+                let (action, reason) = match (&moved_from, action) {
+                    (Some(f), Action::NoOp) => (Action::Move, Reason::Moved { from: f.clone() }),
+                    _ => (action, reason),
+                };
                 // The after-value for references: desired, with computed attrs from live when kept.
                 let mut aft = desired.clone();
                 match action {
-                    Action::NoOp | Action::Update | Action::Adopt | Action::StateOnly => {
+                    Action::NoOp
+                    | Action::Update
+                    | Action::Adopt
+                    | Action::StateOnly
+                    | Action::Move => {
                         if let Some(l) = live {
                             for (k, v) in &l.attrs {
                                 aft.entry(k.clone()).or_insert(v.clone());
@@ -190,12 +213,19 @@ impl Workspace {
                     diff: shown,
                     sensitive_paths: sensitive,
                     fingerprint: live.map(fingerprint).unwrap_or_default(),
+                    moved_from,
                     inputs: read.iter().map(|i| format!("file:{}", i.path)).collect(),
                     after_addresses: n.deps.iter().cloned().collect(),
                 });
             }
         }
 
+        if !opts.destroy {
+            let dups = self.duplicate_objects(&claimed, state);
+            if !dups.is_empty() {
+                return Err(Error::many(dups));
+            }
+        }
         // Deletes: state entries not in config (all of them in destroy mode), and orphans.
         let mut gone: BTreeSet<String> = state.resources.keys().cloned().collect();
         gone.extend(
@@ -257,6 +287,7 @@ impl Workspace {
                 diff: vec![],
                 sensitive_paths: vec![],
                 fingerprint: obs.live.as_ref().map(fingerprint).unwrap_or_default(),
+                moved_from: moved.from.get(&addr).cloned(),
                 inputs: vec![],
                 after_addresses: entry.map(|e| e.deps.clone()).unwrap_or_default(),
             });

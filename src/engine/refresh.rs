@@ -86,6 +86,9 @@ impl Workspace {
         state: &State,
         only: Option<&BTreeSet<String>>,
     ) -> Result<BTreeMap<String, Observed>> {
+        // Moved entries are refreshed under their new address, with their prior.
+        let moved = self.with_moves(state)?;
+        let state = &moved.state;
         let ctx = self.ctx();
         let mut per: BTreeMap<String, Vec<RefreshItem>> = BTreeMap::new();
         let sources = resolve::Sources {

@@ -44,6 +44,9 @@ pub struct Change {
     /// Fingerprint of the live object the plan was made against ("" when absent).
     #[serde(default)]
     pub fingerprint: String,
+    /// `[[moved]]`: the address this object had in the state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_from: Option<String>,
     /// The planning inputs (files read) that shaped `after`: keys of
     /// [`Plan::inputs`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -100,6 +103,8 @@ pub struct Summary {
     pub adopt: usize,
     #[serde(default)]
     pub state_only: usize,
+    #[serde(default)]
+    pub moved: usize,
     pub unchanged: usize,
 }
 
@@ -155,6 +160,7 @@ impl Plan {
                 Action::Forget => s.forget += 1,
                 Action::Adopt => s.adopt += 1,
                 Action::StateOnly => s.state_only += 1,
+                Action::Move => s.moved += 1,
                 Action::NoOp => s.unchanged += 1,
             }
         }

@@ -55,7 +55,7 @@ impl Paint {
             Action::Update => "33",
             Action::DeleteCreate | Action::CreateDelete => "35",
             Action::Delete => "31",
-            Action::Forget | Action::Adopt | Action::StateOnly => "36",
+            Action::Forget | Action::Adopt | Action::StateOnly | Action::Move => "36",
             Action::NoOp => "0",
         };
         self.c(code, s)
@@ -67,6 +67,9 @@ pub fn summary_line(s: &Summary) -> String {
         "Plan: {} to create, {} to update, {} to replace, {} to delete",
         s.create, s.update, s.replace, s.delete
     );
+    if s.moved > 0 {
+        line.push_str(&format!(", {} to move", s.moved));
+    }
     if s.adopt > 0 {
         line.push_str(&format!(", {} to adopt", s.adopt));
     }
@@ -140,11 +143,14 @@ fn header(c: &Change) -> (String, String) {
     } else {
         format!(" {sym} ")
     };
-    let word = if c.reason.is_plain() {
+    let mut word = if c.reason.is_plain() {
         c.action.word().to_string()
     } else {
         format!("{} ({})", c.action.word(), c.reason)
     };
+    if let (Some(from), false) = (&c.moved_from, c.action == Action::Move) {
+        word.push_str(&format!(" (moved from {from})"));
+    }
     (lead, word)
 }
 
@@ -183,7 +189,7 @@ fn change_block(c: &Change, p: &Paint) -> String {
 pub fn attr_lines(c: &Change) -> Vec<String> {
     if matches!(
         c.action,
-        Action::Delete | Action::Forget | Action::Adopt | Action::StateOnly
+        Action::Delete | Action::Forget | Action::Adopt | Action::StateOnly | Action::Move
     ) {
         return vec![];
     }
@@ -416,6 +422,7 @@ mod tests {
                 )],
                 sensitive_paths: vec![],
                 fingerprint: String::new(),
+                moved_from: None,
                 inputs: vec![],
                 after_addresses: vec![],
             })

@@ -14,8 +14,10 @@
 //! `begin` is written before the provider is called, `commit` (the new
 //! entry, or `null` for a removal) after it succeeded, `end` after an
 //! operation finished without changing the state (it failed, or it was the
-//! delete of a replaced object). Every record is durable (fsync'd) before the
-//! call returns; concurrent operations share one write and one fsync (group
+//! delete of a replaced object). Every record is written (it survives the
+//! process dying) before the call returns, and a `commit` is also synced
+//! (fdatasync: it survives a power loss) before the operations that depend on
+//! it start; concurrent operations share one write and one sync (group
 //! commit), so a record costs O(1) and a run of N operations writes O(N)
 //! bytes. A `begin` without its `commit`/`end` is an operation that was in
 //! flight when the run died: folding keeps it in the state's `in_flight`.
@@ -209,12 +211,15 @@ pub fn fold(state: &mut State, bytes: &[u8], where_: &str) -> Result<Folded> {
     })
 }
 
-/// Appends records with group commit: a record is durable when `push`
-/// returns; records pushed while another write is under way go out together
-/// in the next write.
+/// Appends records with group commit. A record is written (it survives the
+/// process dying) before `push` returns; a durable one is also synced (it
+/// survives a power loss). Records pushed while another write or sync is
+/// under way go out together in the next one, so N concurrent operations
+/// cost one write and one sync, not N.
 pub struct Writer {
     pending: std::sync::Mutex<Pending>,
-    flushed: tokio::sync::Mutex<Flushed>,
+    written: tokio::sync::Mutex<Written>,
+    synced: tokio::sync::Mutex<u64>,
 }
 
 struct Pending {
@@ -225,7 +230,7 @@ struct Pending {
 }
 
 #[derive(Default)]
-struct Flushed {
+struct Written {
     seq: u64,
     /// Set when a write failed: every later record fails too (the
     /// in-memory state stays right, and `finish` writes it whole).
@@ -240,16 +245,18 @@ impl Writer {
                 buf: Vec::new(),
                 seq: 0,
             }),
-            flushed: tokio::sync::Mutex::new(Flushed::default()),
+            written: tokio::sync::Mutex::new(Written::default()),
+            synced: tokio::sync::Mutex::new(0),
         }
     }
 
-    /// Appends one record durably; returns the bytes this call wrote (0
-    /// when another call's write carried it).
+    /// Appends one record (synced too when `durable`); returns the bytes
+    /// this call wrote (0 when another call's write carried it).
     pub async fn push(
         &self,
         storage: &dyn StateStorage,
         rec: &Record,
+        durable: bool,
     ) -> std::result::Result<u64, Diagnostic> {
         let mine = {
             let mut p = self.pending.lock().expect("journal");
@@ -260,29 +267,37 @@ impl Writer {
             p.seq += 1;
             p.seq
         };
-        let mut f = self.flushed.lock().await;
-        if let Some(why) = &f.broken {
-            return Err(Diagnostic::error(format!(
-                "the journal cannot be written ({why}); the state will be written whole at the end of the run"
-            )));
-        }
-        if f.seq >= mine {
-            return Ok(0);
-        }
-        let (buf, upto) = {
-            let mut p = self.pending.lock().expect("journal");
-            (std::mem::take(&mut p.buf), p.seq)
+        let wrote = {
+            let mut w = self.written.lock().await;
+            if let Some(why) = &w.broken {
+                return Err(Diagnostic::error(format!(
+                    "the journal cannot be written ({why}); the state will be written whole at the end of the run"
+                )));
+            }
+            if w.seq >= mine {
+                0
+            } else {
+                let (buf, upto) = {
+                    let mut p = self.pending.lock().expect("journal");
+                    (std::mem::take(&mut p.buf), p.seq)
+                };
+                if let Err(d) = storage.journal_append(&buf).await {
+                    w.broken = Some(d.summary.clone());
+                    return Err(d);
+                }
+                w.seq = upto;
+                buf.len() as u64
+            }
         };
-        match storage.journal_append(&buf).await {
-            Ok(()) => {
-                f.seq = upto;
-                Ok(buf.len() as u64)
-            }
-            Err(d) => {
-                f.broken = Some(d.summary.clone());
-                Err(d)
+        if durable {
+            let mut s = self.synced.lock().await;
+            if *s < mine {
+                let upto = self.written.lock().await.seq;
+                storage.journal_sync().await?;
+                *s = upto;
             }
         }
+        Ok(wrote)
     }
 
     /// Holds off every other write until the guard is dropped (for folding
@@ -290,14 +305,14 @@ impl Writer {
     pub async fn hold(&self) -> Hold<'_> {
         Hold {
             w: self,
-            f: self.flushed.lock().await,
+            f: self.written.lock().await,
         }
     }
 }
 
 pub struct Hold<'a> {
     w: &'a Writer,
-    f: tokio::sync::MutexGuard<'a, Flushed>,
+    f: tokio::sync::MutexGuard<'a, Written>,
 }
 
 impl Hold<'_> {
@@ -374,12 +389,12 @@ mod tests {
                     op: "create".into(),
                     at: "t".into(),
                 };
-                bytes += w.push(&storage, &b).await.unwrap();
+                bytes += w.push(&storage, &b, false).await.unwrap();
                 let c = Record::Commit {
                     addr,
                     entry: Some(entry(i)),
                 };
-                bytes += w.push(&storage, &c).await.unwrap();
+                bytes += w.push(&storage, &c, true).await.unwrap();
             }
             per_run.push(bytes as f64 / n as f64);
             let on_disk = storage.journal_read().await.unwrap().unwrap().len() as u64;
@@ -409,7 +424,7 @@ mod tests {
                     addr: format!("file.f{i}"),
                     entry: Some(entry(i)),
                 };
-                w.push(s.as_ref(), &c).await.unwrap()
+                w.push(s.as_ref(), &c, i % 2 == 0).await.unwrap()
             }));
         }
         let mut total = 0;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 pub struct LocalStorage {
     pub path: PathBuf,
     /// The journal, open for appending once the first record is written.
-    journal: std::sync::Mutex<Option<File>>,
+    journal: std::sync::Mutex<Option<std::sync::Arc<File>>>,
 }
 
 impl LocalStorage {
@@ -173,21 +173,34 @@ impl StateStorage for LocalStorage {
 
     async fn journal_append(&self, bytes: &[u8]) -> Result<(), Diagnostic> {
         let jp = self.journal_path();
-        let mut open = self.journal.lock().expect("journal file");
-        if open.is_none() {
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(&jp)
-                .map_err(|e| io_diag("open the state journal", &jp, e))?;
-            sync_dir(self.dir());
-            *open = Some(f);
-        }
-        let f = open.as_mut().expect("journal open");
-        f.write_all(bytes)
-            .and_then(|_| f.sync_data())
+        let f = {
+            let mut open = self.journal.lock().expect("journal file");
+            if open.is_none() {
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .mode(0o600)
+                    .open(&jp)
+                    .map_err(|e| io_diag("open the state journal", &jp, e))?;
+                sync_dir(self.dir());
+                *open = Some(std::sync::Arc::new(f));
+            }
+            open.clone().expect("journal open")
+        };
+        (&*f)
+            .write_all(bytes)
             .map_err(|e| io_diag("append to the state journal", &jp, e))
+    }
+
+    async fn journal_sync(&self) -> Result<(), Diagnostic> {
+        // Outside the lock: appends go on while the disk syncs.
+        let f = self.journal.lock().expect("journal file").clone();
+        match f {
+            Some(f) => f
+                .sync_data()
+                .map_err(|e| io_diag("sync the state journal", &self.journal_path(), e)),
+            None => Ok(()),
+        }
     }
 
     async fn journal_read(&self) -> Result<Option<Vec<u8>>, Diagnostic> {

@@ -75,14 +75,33 @@ impl Store {
     /// one left by a crash, is folded in memory (the next locking command
     /// writes it into the state).
     pub async fn read(storage: Box<dyn StateStorage>, stack: &str) -> Result<Store> {
-        let mut state = read_state(storage.as_ref(), stack).await?;
+        // A run may finish (and the next one start a journal) between our
+        // reads of the state and of the journal: then read both again.
+        let mut tries = 0;
+        let (state, notes) = loop {
+            tries += 1;
+            match Self::view(storage.as_ref(), stack).await {
+                Err(_) if tries < 3 => continue,
+                r => break r?,
+            }
+        };
+        let store = Store::new(storage, state, None);
+        store.notices.lock().expect("notices").extend(notes);
+        Ok(store)
+    }
+
+    /// The state with a journal folded in memory, and what to say about it.
+    async fn view(storage: &dyn StateStorage, stack: &str) -> Result<(State, Vec<Diagnostic>)> {
+        let mut state = read_state(storage, stack).await?;
         let mut notes = Vec::new();
+        let mut live = false;
         if let Some(bytes) = storage.journal_read().await.map_err(|d| diag_err(&d))? {
             if let Folded::Applied {
                 header, commits, ..
-            } = journal::fold(&mut state, &bytes, &journal_where(storage.as_ref()))?
+            } = journal::fold(&mut state, &bytes, &journal_where(storage))?
             {
-                let msg = if process_alive_here(&header.host, header.pid) {
+                live = process_alive_here(&header.host, header.pid);
+                let msg = if live {
                     format!("the state is being changed by {} ({commits} operations so far); showing them", who(&header))
                 } else if process_gone(&header.host, header.pid) {
                     format!("{commits} operations recorded in a journal left by {}, which is no longer running, are not in the state file yet; showing them", who(&header))
@@ -95,10 +114,10 @@ impl Store {
                 state.serial += 1;
             }
         }
-        notes.extend(in_flight_notice(&state));
-        let store = Store::new(storage, state, None);
-        store.notices.lock().expect("notices").extend(notes);
-        Ok(store)
+        if !live {
+            notes.extend(in_flight_notice(&state));
+        }
+        Ok((state, notes))
     }
 
     /// Takes the lock, then reads the state and folds a journal left by a
@@ -214,11 +233,14 @@ impl Store {
             );
         }
         self.begun.lock().expect("begun").insert(addr.to_string());
-        self.append(Record::Begin {
-            addr: addr.to_string(),
-            op: op.to_string(),
-            at,
-        })
+        self.append_as(
+            false,
+            Record::Begin {
+                addr: addr.to_string(),
+                op: op.to_string(),
+                at,
+            },
+        )
         .await
     }
 
@@ -263,13 +285,20 @@ impl Store {
     }
 
     async fn append(&self, rec: Record) -> Result<()> {
+        self.append_as(true, rec).await
+    }
+
+    /// Appends a record; `durable`: synced before returning (commits), else
+    /// only written (begins: they survive the process dying; the next sync
+    /// makes them durable too).
+    async fn append_as(&self, durable: bool, rec: Record) -> Result<()> {
         let Some(j) = &self.journal else {
             return Err(Error::msg(
                 "internal: the state is not locked; cannot record an operation",
             ));
         };
         let n = j
-            .push(self.storage.as_ref(), &rec)
+            .push(self.storage.as_ref(), &rec, durable)
             .await
             .map_err(|d| diag_err(&d))?;
         self.stats.journal.fetch_add(n, Ordering::Relaxed);

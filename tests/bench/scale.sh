@@ -4,10 +4,11 @@
 # Terraform's `terraform_data` on the same graph beside it.
 #
 # Prints, per N: validate time, no-change plan time and its peak memory,
-# apply-from-nothing time and its peak memory, and the state bytes the apply
-# wrote (claw: its own count, CLAW_STATS; Terraform: the bytes of write(2)
-# calls on terraform.tfstate*, traced with strace --seccomp-bpf), then the
-# Terraform/claw ratios. Each run is capped with --timeout seconds
+# apply-from-nothing time and its peak memory, the state bytes the apply
+# wrote (claw's own count, CLAW_STATS), and for both tools the bytes the
+# apply process passed to write(2) (/proc/PID/io wchar: for Terraform almost
+# all of it is terraform.tfstate rewrites; claw's files are written by child
+# processes and not counted), then the Terraform/claw ratios. Each run is capped with --timeout seconds
 # (default 300) and shows "timeout" when it hits the cap.
 #
 # Targets (2-core machine, release build): 8,000 costs at most 5x of 2,000;
@@ -42,33 +43,40 @@ if [ "$terraform" = 1 ] && ! command -v terraform >/dev/null; then
   echo "terraform is not installed: Terraform columns skipped" >&2
   terraform=0
 fi
-if [ "$terraform" = 1 ] && ! command -v strace >/dev/null; then
-  echo "strace is not installed: Terraform's state bytes are not counted" >&2
-fi
 work="$(mktemp -d /tmp/claw-scale.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
 : >"$work/terraformrc"
 export TF_CLI_CONFIG_FILE="$work/terraformrc" TF_IN_AUTOMATION=1 CHECKPOINT_DISABLE=1
 
 # run.py LABEL TIMEOUT CMD...: runs CMD (its own process group), prints
-# "<seconds> <peak MB> <exit>" or "timeout <peak MB> -" on stdout; the
+# "<seconds> <peak MB> <exit> <wchar>" or "timeout <peak MB> - <wchar>" on
+# stdout, where wchar is the bytes the process itself passed to write(2)
+# (/proc/PID/io, sampled every 10 ms: the last few ms may be missing); the
 # command's stderr goes to $LABEL.err, stdout to /dev/null.
 cat >"$work/run.py" <<'PY'
 import os, signal, subprocess, sys, time
 label, limit, cmd = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+def wchar(pid):
+    try:
+        with open(f"/proc/{pid}/io") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("wchar:"))
+    except (OSError, StopIteration, ValueError):
+        return 0
 with open(label + ".err", "wb") as err:
     t = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    w = 0
     while True:
+        w = max(w, wchar(p.pid))
         pid, status, ru = os.wait4(p.pid, os.WNOHANG)
         if pid:
             dt = time.perf_counter() - t
-            print(f"{dt:.2f} {ru.ru_maxrss / 1024:.0f} {os.waitstatus_to_exitcode(status)}")
+            print(f"{dt:.2f} {ru.ru_maxrss / 1024:.0f} {os.waitstatus_to_exitcode(status)} {w}")
             break
         if time.perf_counter() - t > limit:
             os.killpg(p.pid, signal.SIGKILL)
             _, _, ru = os.wait4(p.pid, 0)
-            print(f"timeout {ru.ru_maxrss / 1024:.0f} -")
+            print(f"timeout {ru.ru_maxrss / 1024:.0f} - {w}")
             break
         time.sleep(0.01)
 PY
@@ -80,7 +88,7 @@ median() {
   local times=() peak=0 out s m code
   for _ in $(seq "$runs"); do
     out="$(run "$label" "$limit" "$@")"
-    read -r s m code <<<"$out"
+    read -r s m code _ <<<"$out"
     if [ "$s" = timeout ]; then echo "timeout $m"; return; fi
     if [ "$code" != 0 ] && [ "$code" != 2 ]; then
       echo "failed($code) $m"; sed -n 1,5p "$label.err" >&2; return
@@ -111,44 +119,35 @@ stat_bytes() {  # the last claw-stats total in FILE
   grep -o 'state bytes written: [0-9]*' "$1" | tail -1 | awk '{print $4}'
 }
 
-tf_bytes() {  # bytes written to terraform.tfstate* in an strace log
-  grep -E 'terraform\.tfstate(\.backup)?>' "$1" | sed -E 's/.*= ([0-9]+)$/\1/' | awk '{s+=$1} END {print s+0}'
-}
-
 rows=()
 for n in $sizes; do
   d="$work/claw-$n"; mkdir -p "$d"; gen "$n" "$d"; cd "$d"
   echo "== N=$n: claw" >&2
   read -r v_s _ < <(median "$d/validate" "$claw" validate -q)
-  read -r a_s a_m _ < <(run "$d/apply" "$limit" env CLAW_STATS=1 "$claw" apply --auto-approve -q)
+  read -r a_s a_m _ a_w < <(run "$d/apply" "$limit" env CLAW_STATS=1 "$claw" apply --auto-approve -q)
   bytes="$(stat_bytes "$d/apply.err" || true)"
+  [ -z "$bytes" ] && bytes="-"
   if [ "$a_s" = timeout ]; then
     # Finish it (a crash recovery of its own) so that the plan has a full state.
     run "$d/apply2" "$limit" "$claw" apply --auto-approve -q >/dev/null
   fi
   read -r p_s p_m < <(median "$d/plan" "$claw" plan --detailed-exitcode)
-  per="-"; [ -n "$bytes" ] && per=$(( bytes / n ))
-  t_v="-"; t_p="-"; t_a="-"; t_b="-"; t_pm="-"
+  per="-"; [ "$bytes" != "-" ] && per=$(( bytes / n ))
+  t_v="-"; t_p="-"; t_a="-"; t_w="-"; t_pm="-"
   if [ "$terraform" = 1 ]; then
     td="$work/tf-$n"; mkdir -p "$td"; cp "$d/main.tf" "$td/"; cd "$td"
     echo "== N=$n: terraform" >&2
     terraform init -input=false >/dev/null 2>&1
     read -r t_v _ < <(median "$td/validate" terraform validate)
-    if command -v strace >/dev/null; then
-      read -r t_a _ _ < <(run "$td/apply" "$limit" strace -f -qq --seccomp-bpf -e trace=write,pwrite64 \
-        -e status=successful -y -o "$td/strace.log" terraform apply -auto-approve -input=false)
-      t_b="$(tf_bytes "$td/strace.log")"
-      [ "$t_a" = timeout ] && t_b=">=$t_b"
-    else
-      read -r t_a _ _ < <(run "$td/apply" "$limit" terraform apply -auto-approve -input=false)
-    fi
+    read -r t_a _ _ t_w < <(run "$td/apply" "$limit" terraform apply -auto-approve -input=false)
+    [ "$t_a" = timeout ] && t_w=">=$t_w"
     if [ "$t_a" != timeout ]; then
       read -r t_p t_pm < <(median "$td/plan" terraform plan -input=false -detailed-exitcode)
     else
-      t_p="n/a"
+      t_p="n/a"; t_pm="n/a"
     fi
   fi
-  rows+=("$n|$v_s|$p_s|$p_m|$a_s|$a_m|$bytes|$per|$t_v|$t_p|$t_pm|$t_a|$t_b")
+  rows+=("$n|$v_s|$p_s|$p_m|$a_s|$a_m|$bytes|$per|$a_w|$t_v|$t_p|$t_pm|$t_a|$t_w")
 done
 
 ratio() { python3 -c "import sys
@@ -158,9 +157,9 @@ except Exception: print('-')" "$1" "$2"; }
 echo
 echo "claw $("$claw" --version 2>/dev/null | awk '{print $2}') (release) vs Terraform $(terraform version 2>/dev/null | head -1 | awk '{print $2}'); $(nproc) cores; times in seconds (median of $runs for validate and plan), memory = peak RSS"
 echo
-echo "| resources | validate | no-change plan | plan peak | apply from nothing | apply peak | state bytes written | per object | TF validate | TF plan | TF plan peak | TF apply | TF state bytes | plan TF/claw | apply TF/claw |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| resources | validate | no-change plan | plan peak | apply from nothing | apply peak | state bytes written | per object | apply write(2) bytes | TF validate | TF no-change plan | TF plan peak | TF apply | TF apply write(2) bytes | plan TF/claw | apply TF/claw |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for r in "${rows[@]}"; do
-  IFS='|' read -r n v p pm a am b per tv tp tpm ta tb <<<"$r"
-  echo "| $n | $v | $p | ${pm} MB | $a | ${am} MB | $b | $per | $tv | $tp | ${tpm} MB | $ta | $tb | $(ratio "$tp" "$p") | $(ratio "$ta" "$a") |"
+  IFS='|' read -r n v p pm a am b per aw tv tp tpm ta tw <<<"$r"
+  echo "| $n | $v | $p | ${pm} MB | $a | ${am} MB | $b | $per | $aw | $tv | $tp | ${tpm} MB | $ta | $tw | $(ratio "$tp" "$p") | $(ratio "$ta" "$a") |"
 done

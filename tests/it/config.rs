@@ -2,9 +2,17 @@
 //! validation without secrets, one line per missing variable, optional
 //! entries.
 
-use crate::common::Ctx;
+use crate::common::{Ctx, Out};
 use crate::errors::fails;
 use kube_api_double::KubeApiDouble;
+
+/// The `error:` lines of a run's stderr.
+fn error_lines(o: &Out) -> Vec<&str> {
+    o.stderr
+        .lines()
+        .filter(|l| l.starts_with("error:"))
+        .collect()
+}
 
 const K8S: &str = "[stack]\nname = \"s\"\nSTATE\n\n[provider.k3s]\ntype = \"kubernetes\"\n\n[provider.docker]\n\n[file.a]\npath = \"out/a\"\ncontent = \"x\"\n";
 
@@ -174,11 +182,7 @@ fn plan_reports_each_missing_variable_once_with_its_uses() {
     t.write("claw.toml", &cfg);
     for args in [&["plan"][..], &["apply", "--auto-approve"][..]] {
         let o = fails(&t, args, &[]);
-        let errors: Vec<&str> = o
-            .stderr
-            .lines()
-            .filter(|l| l.starts_with("error:"))
-            .collect();
+        let errors = error_lines(&o);
         assert_eq!(errors.len(), 3, "one line per variable:\n{}", o.stderr);
         assert_eq!(
             errors[0],
@@ -216,12 +220,7 @@ fn plan_reports_each_missing_variable_once_with_its_uses() {
             "used by file.e content (claw.toml:36:20)",
         ],
     );
-    assert_eq!(
-        o.stderr.lines().filter(|l| l.starts_with("error:")).count(),
-        1,
-        "{}",
-        o.stderr
-    );
+    assert_eq!(error_lines(&o).len(), 1, "{}", o.stderr);
 }
 
 #[test]
@@ -253,4 +252,31 @@ fn an_optional_entry_whose_variable_is_unset_is_left_out() {
         "B stays sensitive: {change}"
     );
     assert!(!o.stdout.contains("here"), "the secret is not in the plan");
+}
+
+#[test]
+fn claworc_without_its_keys_validates_and_plan_names_each_key_once() {
+    let t = Ctx::new();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/claworc");
+    for f in ["claw.toml", "bot.yaml", "rbac.yaml"] {
+        // Variables that are surely unset, whatever this environment holds.
+        let text = std::fs::read_to_string(dir.join(f)).unwrap();
+        t.write(f, &text.replace("env = \"", "env = \"CLAW_T_"));
+    }
+    let t = t.env("KUBECONFIG", "/nonexistent");
+    t.ok(&["validate"], 0);
+    let o = fails(&t, &["plan"], &[]);
+    let errors = error_lines(&o);
+    assert_eq!(errors.len(), 3, "{}", o.stderr);
+    for (e, key) in errors
+        .iter()
+        .zip(["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "BRAVE_API_KEY"])
+    {
+        assert!(
+            e.contains(&format!(
+                "`CLAW_T_{key}` is not set; used by k8s_secret.bot_keys data.{key} (claw.toml:"
+            )),
+            "{e}"
+        );
+    }
 }

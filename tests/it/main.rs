@@ -13,6 +13,7 @@ mod examples;
 mod golden;
 mod host;
 mod kubernetes;
+mod moves;
 mod outputs;
 mod refactor;
 mod schemas;

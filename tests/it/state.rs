@@ -101,7 +101,9 @@ fn sigkill_during_an_apply_then_apply_takes_over_the_lock_and_converges() {
         return;
     }
     let t = Ctx::new();
-    worktree_stack(&t, 6, "sleep 1");
+    // Setups run in parallel: each lasts longer than the latest kill below,
+    // so the kill always lands while the apply runs.
+    worktree_stack(&t, 6, "sleep 5");
     let mut run = spawn(&t, &["apply", "--auto-approve"]);
     let pid = run.id();
     wait_until("the lock", 20, || t.exists(".claw/state.json.lock"));

@@ -33,6 +33,28 @@ pub fn validate(req: &InstanceRequest<'_>) -> Vec<Diagnostic> {
             );
         }
     }
+    // Where Docker keeps a value in the open, a secret cannot go.
+    if a.get("labels").is_some_and(Value::contains_secret) {
+        out.push(
+            err(
+                "labels",
+                "a secret cannot be a Docker label: labels are shown in clear by `docker inspect` and the API".into(),
+            )
+            .with_hint("pass it to the container as `env` instead"),
+        );
+    }
+    if a.get("build")
+        .and_then(|b| b.get_path("args"))
+        .is_some_and(Value::contains_secret)
+    {
+        out.push(
+            err(
+                "build.args",
+                "a secret cannot be a build argument: `docker history` shows build arguments in clear".into(),
+            )
+            .with_hint("give the secret to the container at run time with `env`"),
+        );
+    }
     match req.rtype {
         CONTAINER => docker_container::validate(a, &err, &mut out),
         IMAGE => docker_image::validate(a, &err, &mut out),
@@ -246,6 +268,65 @@ mod tests {
             Value::Map(m) => m,
             _ => panic!("object"),
         }
+    }
+
+    #[test]
+    fn secrets_are_refused_where_docker_shows_them() {
+        let ctx = Ctx::for_tests("s", "/base");
+        let mut a = attrs(serde_json::json!({"image": "x:1", "labels": {"team": "a"}}));
+        a.insert(
+            "labels".into(),
+            Value::Map(
+                [("tok".to_string(), ctx.secret("hunter2"))]
+                    .into_iter()
+                    .collect(),
+            ),
+        );
+        let req = InstanceRequest {
+            address: "docker_container.x",
+            rtype: CONTAINER,
+            name: "x",
+            key: None,
+            attrs: &a,
+            ctx: &ctx,
+        };
+        let d = validate(&req);
+        assert!(
+            d.iter().any(|d| d.attr.as_deref() == Some("labels")),
+            "{d:?}"
+        );
+        let mut b = attrs(serde_json::json!({"name": "img:1", "build": {"context": "."}}));
+        b.insert(
+            "build".into(),
+            Value::Map(
+                [
+                    ("context".to_string(), Value::str(".")),
+                    (
+                        "args".to_string(),
+                        Value::Map(
+                            [("T".to_string(), ctx.secret("hunter2"))]
+                                .into_iter()
+                                .collect(),
+                        ),
+                    ),
+                ]
+                .into_iter()
+                .collect(),
+            ),
+        );
+        let req = InstanceRequest {
+            address: "docker_image.x",
+            rtype: IMAGE,
+            name: "x",
+            key: None,
+            attrs: &b,
+            ctx: &ctx,
+        };
+        let d = validate(&req);
+        assert!(
+            d.iter().any(|d| d.attr.as_deref() == Some("build.args")),
+            "{d:?}"
+        );
     }
 
     fn run(

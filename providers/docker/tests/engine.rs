@@ -39,12 +39,23 @@ fn trio(image: &str, extra: serde_json::Value) -> Vec<Res> {
 }
 
 /// Resolves the `${net}` / `${vol}` placeholders to the stack's default names
-/// and makes TOKEN a secret (as the engine does for `{ env = ... }`).
-fn resolve(stack: &Stack, rs: Vec<Res>, token: &str) -> Vec<Res> {
+/// (as the engine resolves `${docker_network.net.name}`; the network and the
+/// volume name themselves, so that the container is ordered after them by
+/// name, as a reference would order it) and makes TOKEN a secret (as the
+/// engine does for `{ env = ... }`).
+fn resolve(stack: &Harness, rs: Vec<Res>, token: &str) -> Vec<Res> {
     let net = format!("{}-net", stack.ctx.stack);
     let vol = format!("{}-vol", stack.ctx.stack);
     rs.into_iter()
         .map(|mut r| {
+            let own = match r.rtype.as_str() {
+                "docker_network" => Some(&net),
+                "docker_volume" => Some(&vol),
+                _ => None,
+            };
+            if let Some(n) = own {
+                r.attrs.entry("name".into()).or_insert(Value::str(n));
+            }
             let j = serde_json::to_string(&Value::Map(r.attrs.clone())).unwrap();
             let j = j.replace("${net}", &net).replace("${vol}", &vol);
             r.attrs = match serde_json::from_str::<Value>(&j).unwrap() {
@@ -71,11 +82,11 @@ async fn create_noop_drift_and_delete() {
     let name = stack_name("lifecycle");
     let _c = Cleanup(vec![name.clone()]);
     let dir = tempfile::tempdir().unwrap();
-    let mut s = Stack::new(&name, dir.path());
+    let mut s = stack(&name, dir.path());
     let cfg = resolve(&s, trio(&base_image(), json!({})), "s3cret-value");
 
     // Create: everything is new.
-    let plan = s.converge(&cfg).await;
+    let plan = s.set(cfg.clone()).converge().await;
     assert_eq!(plan.changes.len(), 3);
     assert!(plan.changes.iter().all(|c| c.action == Action::Create));
     let cname = format!("{name}-box");
@@ -94,12 +105,12 @@ async fn create_noop_drift_and_delete() {
     );
     assert!(inspect(&cname, "{{json .Config.Env}}").contains("TOKEN=s3cret-value"));
     // The secret is stored as a salted hash only.
-    let st = serde_json::to_string(&s.state["docker_container.box"].1).unwrap();
+    let st = serde_json::to_string(&s.state["docker_container.box"].object).unwrap();
     assert!(!st.contains("s3cret-value"), "{st}");
     assert_eq!(labelled(&name).len(), 3);
 
     // No-op plan: constant, small number of API calls and no inspect.
-    let again = s.plan(&cfg).await;
+    let again = s.set(cfg.clone()).plan().await;
     assert!(again.is_empty(), "{:?}", again.changes);
     assert!(
         again.calls <= 5,
@@ -109,28 +120,28 @@ async fn create_noop_drift_and_delete() {
 
     // Drift: stopped by hand → in-place start.
     docker_ok(&["stop", "-t", "1", &cname]);
-    let plan = s.plan(&cfg).await;
+    let plan = s.set(cfg.clone()).plan().await;
     let c = plan.get("docker_container.box").expect("drift seen");
     assert_eq!(c.action, Action::Update, "{c:?}");
-    assert_eq!(c.changes[0].path, "state");
-    assert_eq!(c.changes[0].before, Some(Value::str("stopped")));
-    let id_before = s.state["docker_container.box"].1.id.clone();
-    s.apply(&plan).await.unwrap();
+    assert_eq!(c.diff[0].path, "state");
+    assert_eq!(c.diff[0].before, Some(Value::str("stopped")));
+    let id_before = s.state["docker_container.box"].object.id.clone();
+    s.apply_plan(&plan).await.unwrap();
     assert_eq!(inspect(&cname, "{{.State.Running}}"), "true");
     assert_eq!(
-        s.state["docker_container.box"].1.id, id_before,
+        s.state["docker_container.box"].object.id, id_before,
         "started, not replaced"
     );
 
     // Drift: removed by hand → create.
     docker_ok(&["rm", "-f", &cname]);
-    let plan = s.plan(&cfg).await;
+    let plan = s.set(cfg.clone()).plan().await;
     assert_eq!(
         plan.get("docker_container.box").unwrap().action,
         Action::Create
     );
-    s.apply(&plan).await.unwrap();
-    assert!(s.plan(&cfg).await.is_empty());
+    s.apply_plan(&plan).await.unwrap();
+    assert!(s.set(cfg.clone()).plan().await.is_empty());
 
     // Drift: re-created by hand with the stack's labels but another env value
     // (a new id → inspected → env differs → replace). The secret stays hidden.
@@ -157,11 +168,11 @@ async fn create_noop_drift_and_delete() {
         "TOKEN=changed-by-hand",
         &base_image(),
     ]);
-    let plan = s.plan(&cfg).await;
+    let plan = s.set(cfg.clone()).plan().await;
     let c = plan.get("docker_container.box").unwrap();
-    assert_eq!(c.action, Action::Replace, "{c:?}");
+    assert_eq!(c.action, Action::DeleteCreate, "{c:?}");
     let tok = c
-        .changes
+        .diff
         .iter()
         .find(|x| x.path == "env.TOKEN")
         .expect("env.TOKEN changed");
@@ -171,8 +182,8 @@ async fn create_noop_drift_and_delete() {
     );
     assert!(!format!("{plan:?}").contains("changed-by-hand"));
     assert!(!format!("{plan:?}").contains("s3cret-value"));
-    s.apply(&plan).await.unwrap();
-    assert!(s.plan(&cfg).await.is_empty());
+    s.apply_plan(&plan).await.unwrap();
+    assert!(s.set(cfg.clone()).plan().await.is_empty());
     assert!(inspect(&cname, "{{json .Config.Env}}").contains("TOKEN=s3cret-value"));
 
     // Destroy leaves nothing labelled for the stack.
@@ -186,7 +197,7 @@ async fn changed_fields_replace_or_update_in_place() {
     let name = stack_name("replace");
     let _c = Cleanup(vec![name.clone()]);
     let dir = tempfile::tempdir().unwrap();
-    let mut s = Stack::new(&name, dir.path());
+    let mut s = stack(&name, dir.path());
     let img = base_image();
     let base = |extra: serde_json::Value| {
         let mut c = json!({ "image": img, "command": ["/bin/sleep", "1000"], "init": true });
@@ -195,34 +206,34 @@ async fn changed_fields_replace_or_update_in_place() {
         }
         vec![res("docker_container", "app", c)]
     };
-    s.converge(&base(json!({}))).await;
-    let id0 = s.state["docker_container.app"].1.id.clone();
+    s.set(base(json!({}))).converge().await;
+    let id0 = s.state["docker_container.app"].object.id.clone();
 
     // A changed command replaces, naming the field.
     let cfg = base(json!({ "command": ["/bin/sleep", "2000"] }));
-    let plan = s.plan(&cfg).await;
+    let plan = s.set(cfg.clone()).plan().await;
     let c = plan.get("docker_container.app").unwrap();
-    assert_eq!(c.action, Action::Replace);
+    assert_eq!(c.action, Action::DeleteCreate);
     assert!(
-        c.changes
+        c.diff
             .iter()
             .any(|x| x.path.starts_with("command") && x.replace),
         "{c:?}"
     );
-    s.apply(&plan).await.unwrap();
-    let id1 = s.state["docker_container.app"].1.id.clone();
+    s.apply_plan(&plan).await.unwrap();
+    let id1 = s.state["docker_container.app"].object.id.clone();
     assert_ne!(id0, id1);
-    assert!(s.plan(&cfg).await.is_empty());
+    assert!(s.set(cfg.clone()).plan().await.is_empty());
 
     // Restart policy and state change in place (same id).
     let cfg = base(
         json!({ "command": ["/bin/sleep", "2000"], "restart": "on-failure:3", "state": "stopped" }),
     );
-    let plan = s.plan(&cfg).await;
+    let plan = s.set(cfg.clone()).plan().await;
     let c = plan.get("docker_container.app").unwrap();
     assert_eq!(c.action, Action::Update, "{c:?}");
-    s.apply(&plan).await.unwrap();
-    assert_eq!(s.state["docker_container.app"].1.id, id1);
+    s.apply_plan(&plan).await.unwrap();
+    assert_eq!(s.state["docker_container.app"].object.id, id1);
     let cname = format!("{name}-app");
     assert_eq!(inspect(&cname, "{{.State.Running}}"), "false");
     assert_eq!(
@@ -232,7 +243,7 @@ async fn changed_fields_replace_or_update_in_place() {
         ),
         "on-failure:3"
     );
-    assert!(s.plan(&cfg).await.is_empty());
+    assert!(s.set(cfg.clone()).plan().await.is_empty());
 
     // A removed attribute (command no longer configured) is a change too.
     let cfg = base(json!({ "restart": "on-failure:3", "state": "stopped" }));
@@ -243,10 +254,10 @@ async fn changed_fields_replace_or_update_in_place() {
             r
         })
         .collect();
-    let plan = s.plan(&cfg).await;
+    let plan = s.set(cfg.clone()).plan().await;
     let c = plan.get("docker_container.app").unwrap();
     assert!(
-        c.changes
+        c.diff
             .iter()
             .any(|x| x.path == "command" && x.after.is_none()),
         "{c:?}"
@@ -254,13 +265,13 @@ async fn changed_fields_replace_or_update_in_place() {
 
     // A changed port or env replaces; env shows per key.
     let cfg = base(json!({ "env": { "A": "1" }, "ports": ["127.0.0.1::9000/udp"] }));
-    let plan = s.plan(&cfg).await;
+    let plan = s.set(cfg.clone()).plan().await;
     let c = plan.get("docker_container.app").unwrap();
-    assert_eq!(c.action, Action::Replace);
-    assert!(c.changes.iter().any(|x| x.path == "env.A"));
-    assert!(c.changes.iter().any(|x| x.path == "ports"));
-    s.apply(&plan).await.unwrap();
-    assert!(s.plan(&cfg).await.is_empty());
+    assert_eq!(c.action, Action::DeleteCreate);
+    assert!(c.diff.iter().any(|x| x.path == "env.A"));
+    assert!(c.diff.iter().any(|x| x.path == "ports"));
+    s.apply_plan(&plan).await.unwrap();
+    assert!(s.set(cfg.clone()).plan().await.is_empty());
     s.destroy().await;
     assert!(labelled(&name).is_empty());
 }
@@ -272,7 +283,7 @@ async fn unmanaged_and_other_stack_objects_are_reported_and_untouched() {
     let other = stack_name("otherstack");
     let _c = Cleanup(vec![name.clone(), other.clone()]);
     let dir = tempfile::tempdir().unwrap();
-    let mut s = Stack::new(&name, dir.path());
+    let mut s = stack(&name, dir.path());
     // A container with the name claw would use, made by hand without labels.
     let cname = format!("{name}-web");
     docker_ok(&["run", "-d", "--init", "--name", &cname, &base_image()]);
@@ -283,18 +294,16 @@ async fn unmanaged_and_other_stack_objects_are_reported_and_untouched() {
         res("docker_container", "web", json!({ "image": base_image() })),
         res("docker_volume", "data", json!({})),
     ];
-    let plan = s.plan(&cfg).await;
+    let plan = s.set(cfg.clone()).plan().await;
     assert!(
-        plan.foreign
-            .contains(&("docker_container.web".to_string(), Owner::Unmanaged)),
+        foreign(&plan).contains(&("docker_container.web".to_string(), Owner::Unmanaged)),
         "{:?}",
-        plan.foreign
+        foreign(&plan)
     );
     assert!(
-        plan.foreign
-            .contains(&("docker_volume.data".to_string(), Owner::Unmanaged)),
+        foreign(&plan).contains(&("docker_volume.data".to_string(), Owner::Unmanaged)),
         "{:?}",
-        plan.foreign
+        foreign(&plan)
     );
     // Applying directly anyway (as a buggy engine would) is refused by the provider.
     let live = {
@@ -305,7 +314,7 @@ async fn unmanaged_and_other_stack_objects_are_reported_and_untouched() {
                 items: vec![RefreshItem {
                     address: "docker_container.web".into(),
                     rtype: "docker_container".into(),
-                    desired: Some(s.prepare(&cfg[0])),
+                    desired: Some(s.desired(&cfg[0].address()).unwrap()),
                     prior: None,
                     recheck: false,
                 }],
@@ -334,22 +343,8 @@ async fn unmanaged_and_other_stack_objects_are_reported_and_untouched() {
         .unwrap()
         .starts_with("claw import docker_container.web"));
     // Creating the volume would silently reuse the unmanaged one: refused.
-    let plan_create = Change {
-        address: "docker_volume.data".into(),
-        rtype: "docker_volume".into(),
-        action: Action::Create,
-        desired: Some(s.prepare(&cfg[1])),
-        live: None,
-        changes: vec![],
-        orphan: false,
-    };
-    let err = s
-        .apply(&Plan {
-            changes: vec![plan_create],
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let plan_create = s.forced_create("docker_volume.data");
+    let err = s.apply_plan(&plan_create).await.unwrap_err();
     assert!(err.summary.contains("already exists"), "{err}");
     // Both are untouched.
     assert_eq!(inspect(&cname, "{{.State.Running}}"), "true");
@@ -361,28 +356,28 @@ async fn unmanaged_and_other_stack_objects_are_reported_and_untouched() {
     docker_ok(&["volume", "rm", &vname]);
 
     // Another stack's container with the same name is OtherStack.
-    let mut o = Stack::new(&other, dir.path());
+    let mut o = stack(&other, dir.path());
     let ocfg = vec![res(
         "docker_container",
         "web",
         json!({ "image": base_image(), "name": format!("{other}-shared"), "init": true }),
     )];
-    o.converge(&ocfg).await;
+    o.set(ocfg.clone()).converge().await;
     let mine = vec![res(
         "docker_container",
         "web2",
         json!({ "image": base_image(), "name": format!("{other}-shared") }),
     )];
-    let plan = s.plan(&mine).await;
+    let plan = s.set(mine.clone()).plan().await;
     assert_eq!(
-        plan.foreign,
+        foreign(&plan),
         vec![(
             "docker_container.web2".to_string(),
             Owner::OtherStack(other.clone())
         )]
     );
     // Other stack's objects are never orphans of this one.
-    assert!(plan.changes.iter().all(|c| !c.orphan));
+    assert!(orphans(&plan).is_empty());
     o.destroy().await;
     assert!(labelled(&other).is_empty());
 }
@@ -404,7 +399,7 @@ async fn orphans_are_found_and_deleted() {
     let name = stack_name("orphans");
     let _c = Cleanup(vec![name.clone()]);
     let dir = tempfile::tempdir().unwrap();
-    let mut s = Stack::new(&name, dir.path());
+    let mut s = stack(&name, dir.path());
     let img = base_image();
     let cfg = vec![
         keyed(
@@ -422,7 +417,7 @@ async fn orphans_are_found_and_deleted() {
         res("docker_network", "n", json!({})),
         res("docker_volume", "v", json!({})),
     ];
-    s.converge(&cfg).await;
+    s.set(cfg.clone()).converge().await;
     assert!(docker(&["inspect", &format!("{name}-agent-a")]).0);
     // A crash lost the state of b, n and v, and the config no longer has them.
     for a in [
@@ -432,16 +427,9 @@ async fn orphans_are_found_and_deleted() {
     ] {
         s.state.remove(a);
     }
-    let plan = s.plan(&cfg[..1]).await;
-    let mut orphans: Vec<(&str, &str)> = plan
-        .changes
-        .iter()
-        .filter(|c| c.orphan)
-        .map(|c| (c.address.as_str(), c.rtype.as_str()))
-        .collect();
-    orphans.sort();
+    let plan = s.set(cfg[..1].to_vec()).plan().await;
     assert_eq!(
-        orphans,
+        orphans(&plan),
         vec![
             ("docker_container.agent[\"b\"]", "docker_container"),
             ("docker_network.n", "docker_network"),
@@ -449,7 +437,7 @@ async fn orphans_are_found_and_deleted() {
         ]
     );
     assert_eq!(plan.changes.len(), 3, "{:?}", plan.changes);
-    s.apply(&plan).await.unwrap();
+    s.apply_plan(&plan).await.unwrap();
     assert!(!docker(&["inspect", &format!("{name}-agent-b")]).0);
     assert_eq!(labelled(&name).len(), 1);
     // An orphan that the config declares again is adopted, not deleted.
@@ -462,16 +450,24 @@ async fn orphans_are_found_and_deleted() {
             json!({ "image": img, "init": true }),
         ),
     ];
-    s.converge(&cfg2).await;
+    s.set(cfg2.clone()).converge().await;
     s.state.remove("docker_container.agent[\"c\"]");
-    let plan = s.plan(&cfg2).await;
-    assert!(plan.is_empty(), "adopted by label: {:?}", plan.changes);
+    let plan = s.set(cfg2.clone()).plan().await;
+    assert_eq!(
+        plan.with(Action::Adopt),
+        vec!["docker_container.agent[\"c\"]"],
+        "adopted by label: {:?}",
+        plan.changes
+    );
+    assert_eq!(plan.changes.len(), 1, "{:?}", plan.changes);
+    s.apply_plan(&plan).await.unwrap();
+    s.assert_converged().await;
     // c is in neither state nor config once more: destroy finds it as an orphan too.
     s.state.remove("docker_container.agent[\"c\"]");
-    let plan = s.plan(&[]).await;
+    let plan = s.set(vec![]).plan().await;
     assert_eq!(plan.changes.len(), 2, "{:?}", plan.changes);
-    assert_eq!(plan.changes.iter().filter(|c| c.orphan).count(), 1);
-    s.apply(&plan).await.unwrap();
+    assert_eq!(orphans(&plan).len(), 1);
+    s.apply_plan(&plan).await.unwrap();
     assert!(labelled(&name).is_empty());
 }
 
@@ -483,20 +479,20 @@ async fn two_stacks_never_touch_each_other() {
     let _c = Cleanup(vec![a.clone(), b.clone()]);
     let dir = tempfile::tempdir().unwrap();
     let img = base_image();
-    let cfg = |s: &Stack| resolve(s, trio(&img, json!({ "ports": [] })), "t");
-    let mut sa = Stack::new(&a, dir.path());
-    let mut sb = Stack::new(&b, dir.path());
+    let cfg = |s: &Harness| resolve(s, trio(&img, json!({ "ports": [] })), "t");
+    let mut sa = stack(&a, dir.path());
+    let mut sb = stack(&b, dir.path());
     let (ca, cb) = (cfg(&sa), cfg(&sb));
-    sa.converge(&ca).await;
-    sb.converge(&cb).await;
+    sa.set(ca.clone()).converge().await;
+    sb.set(cb.clone()).converge().await;
     assert_eq!(labelled(&a).len(), 3);
     assert_eq!(labelled(&b).len(), 3);
     // Same addresses in both stacks; neither sees the other's as orphans.
-    assert!(sa.plan(&ca).await.is_empty());
+    assert!(sa.set(ca.clone()).plan().await.is_empty());
     sa.destroy().await;
     assert!(labelled(&a).is_empty());
     assert_eq!(labelled(&b).len(), 3);
-    assert!(sb.plan(&cb).await.is_empty());
+    assert!(sb.set(cb.clone()).plan().await.is_empty());
     sb.destroy().await;
     assert!(labelled(&b).is_empty());
 }
@@ -509,7 +505,7 @@ async fn images_build_rebuild_and_tag_drift() {
     let dir = tempfile::tempdir().unwrap();
     busybox_context(&dir.path().join("ctx"), "");
     let progress = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let mut s = Stack::new(&name, dir.path());
+    let mut s = stack(&name, dir.path());
     let pr = progress.clone();
     s.ctx.progress = Progress(std::sync::Arc::new(move |a, m| {
         pr.lock().unwrap().push(format!("{a}: {m}"))
@@ -527,7 +523,7 @@ async fn images_build_rebuild_and_tag_drift() {
             json!({ "image": tag, "init": true }),
         ),
     ];
-    s.converge(&cfg).await;
+    s.set(cfg.clone()).converge().await;
     assert!(
         progress
             .lock()
@@ -537,10 +533,10 @@ async fn images_build_rebuild_and_tag_drift() {
         "{:?}",
         progress.lock().unwrap()
     );
-    let img_id = s.state["docker_image.agent"].1.id.clone();
+    let img_id = s.state["docker_image.agent"].object.id.clone();
     assert!(img_id.starts_with("sha256:"));
     assert_eq!(
-        s.state["docker_image.agent"].1.attrs.get("id"),
+        s.state["docker_image.agent"].object.attrs.get("id"),
         Some(&Value::String(img_id.clone()))
     );
 
@@ -548,43 +544,43 @@ async fn images_build_rebuild_and_tag_drift() {
     // is neither this stack's container nor an orphan, and is left alone.
     let hand_run = format!("{name}-by-hand");
     docker_ok(&["run", "-d", "--init", "--name", &hand_run, &tag]);
-    let plan = s.plan(&cfg).await;
+    let plan = s.set(cfg.clone()).plan().await;
     assert!(plan.is_empty(), "{:?}", plan.changes);
     docker_ok(&["rm", "-f", &hand_run]);
 
     // Changing the context rebuilds the image (the plan says why) and the container follows.
     std::fs::write(dir.path().join("ctx/extra.txt"), "v2").unwrap();
-    let plan = s.plan(&cfg).await;
+    let plan = s.set(cfg.clone()).plan().await;
     let i = plan.get("docker_image.agent").expect("image changes");
     assert_eq!(i.action, Action::Update);
-    assert_eq!(i.changes[0].path, "context_hash");
+    assert_eq!(i.diff[0].path, "context_hash");
     let c = plan
         .get("docker_container.agent")
         .expect("container follows");
-    assert_eq!(c.action, Action::Replace);
+    assert_eq!(c.action, Action::DeleteCreate);
     assert!(
-        c.changes
+        c.diff
             .iter()
             .any(|x| x.path == "image_id" && x.after == Some(Value::Unknown)),
         "{c:?}"
     );
-    s.apply(&plan).await.unwrap();
-    assert_ne!(s.state["docker_image.agent"].1.id, img_id);
-    assert!(s.plan(&cfg).await.is_empty());
+    s.apply_plan(&plan).await.unwrap();
+    assert_ne!(s.state["docker_image.agent"].object.id, img_id);
+    assert!(s.set(cfg.clone()).plan().await.is_empty());
 
     // The tag rebuilt by hand (another image id behind the same tag): the
     // container running the old id is replaced, the image rebuilt.
     let hand = dir.path().join("hand");
     busybox_context(&hand, "ENV BY_HAND=1\n");
     docker_ok(&["build", "-q", "-t", &tag, hand.to_str().unwrap()]);
-    let plan = s.plan(&cfg).await;
+    let plan = s.set(cfg.clone()).plan().await;
     let c = plan.get("docker_container.agent").expect("tag drift seen");
     assert!(
-        c.changes.iter().any(|x| x.path == "image_id" && x.replace),
+        c.diff.iter().any(|x| x.path == "image_id" && x.replace),
         "{c:?}"
     );
-    s.apply(&plan).await.unwrap();
-    assert!(s.plan(&cfg).await.is_empty());
+    s.apply_plan(&plan).await.unwrap();
+    assert!(s.set(cfg.clone()).plan().await.is_empty());
 
     // Build errors are reported with the build output and a hint.
     std::fs::write(
@@ -592,8 +588,8 @@ async fn images_build_rebuild_and_tag_drift() {
         "FROM scratch\nCOPY missing-file /x\n",
     )
     .unwrap();
-    let plan = s.plan(&cfg).await;
-    let err = s.apply(&plan).await.unwrap_err();
+    let plan = s.set(cfg.clone()).plan().await;
+    let err = s.apply_plan(&plan).await.unwrap_err();
     assert!(err.summary.contains("building image"), "{err}");
     assert!(err.hint.is_some());
     s.destroy().await;
@@ -607,7 +603,7 @@ async fn import_adopts_an_unlabelled_container() {
     let name = stack_name("import");
     let _c = Cleanup(vec![name.clone()]);
     let dir = tempfile::tempdir().unwrap();
-    let mut s = Stack::new(&name, dir.path());
+    let mut s = stack(&name, dir.path());
     let cname = format!("{name}-legacy");
     let _g = scopeguard(cname.clone());
     docker_ok(&[
@@ -625,27 +621,15 @@ async fn import_adopts_an_unlabelled_container() {
         "legacy",
         json!({ "image": base_image(), "env": { "A": "1" }, "init": true }),
     )];
-    let plan = s.plan(&cfg).await;
-    assert_eq!(plan.foreign.len(), 1);
+    let plan = s.set(cfg.clone()).plan().await;
+    assert_eq!(foreign(&plan).len(), 1);
     let st = s
-        .provider
-        .import(ImportRequest {
-            ctx: s.ctx.clone(),
-            address: "docker_container.legacy".into(),
-            rtype: "docker_container".into(),
-            id: cname.clone(),
-            desired: Some(s.prepare(&cfg[0])),
-        })
+        .import("docker_container.legacy", &cname)
         .await
-        .into_state()
         .expect("import");
     assert_eq!(st.private.get("imported"), Some(&Value::Bool(true)));
-    s.state.insert(
-        "docker_container.legacy".into(),
-        ("docker_container".into(), st),
-    );
-    let plan = s.plan(&cfg).await;
-    assert!(plan.is_empty(), "{:?} {:?}", plan.foreign, plan.changes);
+    let plan = s.set(cfg.clone()).plan().await;
+    assert!(plan.is_empty(), "{:?} {:?}", foreign(&plan), plan.changes);
     // Importing another stack's object is refused.
     s.destroy().await;
     assert!(
@@ -659,18 +643,22 @@ async fn daemon_errors_are_actionable() {
     let dir = tempfile::tempdir().unwrap();
     // Unreachable: no socket.
     let sock = dir.path().join("none.sock");
-    let s = Stack::with_host(
+    let mut s = with_host(
         "errs",
         dir.path(),
         Some(&format!("unix://{}", sock.display())),
     );
-    let plan = s.plan(&[res("docker_volume", "v", json!({}))]).await;
+    let plan = s
+        .set(vec![res("docker_volume", "v", json!({}))])
+        .plan()
+        .await;
     let d = plan.diagnostics.first().expect("an error");
     assert!(d.summary.contains("cannot reach the Docker daemon"), "{d}");
     assert!(d.hint.as_deref().unwrap().contains("start the daemon"));
     // configure did not connect; the failure is remembered (one attempt).
     assert!(s
-        .plan(&[res("docker_volume", "v", json!({}))])
+        .set(vec![res("docker_volume", "v", json!({}))])
+        .plan()
         .await
         .diagnostics[0]
         .summary
@@ -692,12 +680,15 @@ async fn daemon_errors_are_actionable() {
             let _ = conn.write_all(resp.as_bytes()).await;
         }
     });
-    let s = Stack::with_host(
+    let mut s = with_host(
         "errs",
         dir.path(),
         Some(&format!("unix://{}", sock.display())),
     );
-    let plan = s.plan(&[res("docker_volume", "v", json!({}))]).await;
+    let plan = s
+        .set(vec![res("docker_volume", "v", json!({}))])
+        .plan()
+        .await;
     let d = plan.diagnostics.first().expect("an error");
     assert!(
         d.summary.contains("API 1.24") && d.summary.contains("older"),
@@ -721,8 +712,11 @@ async fn daemon_errors_are_actionable() {
             let _ = conn.write_all(resp.as_bytes()).await;
         }
     });
-    let s = Stack::with_host("errs", dir.path(), Some(&format!("tcp://127.0.0.1:{port}")));
-    let plan = s.plan(&[res("docker_volume", "v", json!({}))]).await;
+    let mut s = with_host("errs", dir.path(), Some(&format!("tcp://127.0.0.1:{port}")));
+    let plan = s
+        .set(vec![res("docker_volume", "v", json!({}))])
+        .plan()
+        .await;
     assert!(
         plan.diagnostics[0].summary.contains("API 1.24"),
         "{}",
@@ -730,8 +724,11 @@ async fn daemon_errors_are_actionable() {
     );
 
     // Unsupported schemes say how to get there.
-    let s = Stack::with_host("errs", dir.path(), Some("ssh://user@host"));
-    let plan = s.plan(&[res("docker_volume", "v", json!({}))]).await;
+    let mut s = with_host("errs", dir.path(), Some("ssh://user@host"));
+    let plan = s
+        .set(vec![res("docker_volume", "v", json!({}))])
+        .plan()
+        .await;
     assert!(
         plan.diagnostics[0]
             .summary
@@ -757,12 +754,15 @@ async fn daemon_errors_are_actionable() {
         let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o000)).unwrap();
-        let s = Stack::with_host(
+        let mut s = with_host(
             "errs",
             dir.path(),
             Some(&format!("unix://{}", sock.display())),
         );
-        let plan = s.plan(&[res("docker_volume", "v", json!({}))]).await;
+        let plan = s
+            .set(vec![res("docker_volume", "v", json!({}))])
+            .plan()
+            .await;
         assert!(
             plan.diagnostics[0].summary.contains("permission denied"),
             "{}",

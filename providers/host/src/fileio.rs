@@ -373,15 +373,21 @@ pub fn write_local(path: &Path, content: &[u8], mode: Option<u32>) -> Result<(),
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    std::fs::create_dir_all(dir)
-        .map_err(|e| format!("cannot create the folder {}: {e}", dir.display()))?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let final_mode = mode.or(existing.as_ref().map(|m| m.permissions().mode() & 0o7777));
-    let (mut f, tmp) = create_temp(dir, &name, final_mode)
-        .map_err(|e| format!("cannot write to the folder {}: {e}", dir.display()))?;
+    // The folder usually exists: create it only when the temp file cannot be.
+    let (mut f, tmp) = match create_temp(dir, &name, final_mode) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create the folder {}: {e}", dir.display()))?;
+            create_temp(dir, &name, final_mode)
+        }
+        r => r,
+    }
+    .map_err(|e| format!("cannot write to the folder {}: {e}", dir.display()))?;
     let done = (|| {
         f.write_all(content)?;
         if let Some(m) = &existing {

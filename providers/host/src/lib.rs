@@ -17,6 +17,7 @@
 
 pub mod file;
 pub mod fileio;
+pub mod identity;
 pub mod known_hosts;
 pub mod runner;
 pub mod ssh;
@@ -347,13 +348,14 @@ impl Provider for HostProvider {
             "file" => file::apply(self.runner.as_ref(), &req).await,
             "git_worktree" => {
                 // One git operation at a time per repository: concurrent
-                // `worktree add` / `prune` in one repository race.
+                // `worktree add` / `prune` in one repository race. The
+                // lock is released before `setup` runs, so setups overlap.
                 let key = worktree::repo_key(&req);
                 let lock = {
                     let mut m = self.repo_locks.lock().unwrap_or_else(|e| e.into_inner());
                     m.entry(key).or_default().clone()
                 };
-                let _g = tokio::select! {
+                let g = tokio::select! {
                     biased;
                     // Interrupted before it could start: it does not.
                     _ = req.ctx.cancel.cancelled() => {
@@ -361,7 +363,7 @@ impl Provider for HostProvider {
                     }
                     g = lock.lock() => g,
                 };
-                worktree::apply(self.runner.as_ref(), &req).await
+                worktree::apply(self.runner.as_ref(), &req, &lock, g).await
             }
             "tmux_session" => tmux::apply(self.runner.as_ref(), &req).await,
             other => Err(unknown_type(other).with_address(&req.address)),
@@ -393,6 +395,15 @@ impl Provider for HostProvider {
             }
             Err(d) => RunResponse::failed(d),
         }
+    }
+
+    fn identities(&self, req: IdentityRequest) -> IdentityResponse {
+        identity::identities(
+            &self.alias,
+            self.runner.as_ref(),
+            &req.ctx.base_dir,
+            req.items,
+        )
     }
 
     fn counters(&self) -> Vec<(String, u64)> {

@@ -545,7 +545,7 @@ pub async fn apply(runner: &dyn Runner, req: &ApplyRequest) -> Result<ApplyRespo
                 let script = format!(
                     "{t} rename-window -t {} {}\n",
                     sh_quote(&format!("={sess}:^")),
-                    sh_quote(w)
+                    sh_quote(&fmt_literal(w))
                 );
                 let out = runner.run(&script, b"").await?;
                 if !out.ok() {
@@ -588,7 +588,14 @@ pub async fn apply(runner: &dyn Runner, req: &ApplyRequest) -> Result<ApplyRespo
                     .map(Value::secret_parts)
                     .unwrap_or_default(),
             };
-            let out = runner.run_with_secrets(&script, &secrets, b"").await?;
+            let mut out = runner.run_with_secrets(&script, &secrets, b"").await?;
+            if out.code == 1 {
+                // A server whose last session was just killed (a replace)
+                // exits a moment later; a new-session in that moment fails.
+                // Once more, after the old server is gone.
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                out = runner.run_with_secrets(&script, &secrets, b"").await?;
+            }
             if !out.ok() {
                 let d = script_error(
                     &format!("creating the tmux session {sess}"),
@@ -608,6 +615,14 @@ pub async fn apply(runner: &dyn Runner, req: &ApplyRequest) -> Result<ApplyRespo
             })
         }
     }
+}
+
+/// Escapes tmux's format syntax: tmux expands `#(...)`, `#{...}`, `#H` and
+/// the like in `new-session -s`/`-n` and `rename-window` names (3.3a), and
+/// `##` is a literal `#`. Targets (`-t`), option values, `-e` and the
+/// command are not expanded.
+fn fmt_literal(s: &str) -> String {
+    s.replace('#', "##")
 }
 
 /// Quotes `s` for tmux's command parser: single quotes are literal there;
@@ -663,9 +678,9 @@ fn create_script(
         // The session starts in the client's folder: no `-c` needed.
         if cwd.is_some() { "cd \"$c\" && " } else { "" },
     ));
-    let mut cmds = format!("new-session -d -s {}", tmux_quote(sess));
+    let mut cmds = format!("new-session -d -s {}", tmux_quote(&fmt_literal(sess)));
     if let Some(w) = s(desired, "window") {
-        cmds.push_str(&format!(" -n {}", tmux_quote(w)));
+        cmds.push_str(&format!(" -n {}", tmux_quote(&fmt_literal(w))));
     }
     if let Some(Value::Map(env)) = desired.get("env") {
         for (k, v) in env {

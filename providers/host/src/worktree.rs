@@ -356,7 +356,14 @@ fn repo_prelude(repo: &str) -> String {
     )
 }
 
-pub async fn apply(runner: &dyn Runner, req: &ApplyRequest) -> Result<ApplyResponse, Diagnostic> {
+/// Applies one worktree. `guard` holds the repository's git lock (`lock`):
+/// it is released while `setup` runs and taken again for a rollback.
+pub async fn apply(
+    runner: &dyn Runner,
+    req: &ApplyRequest,
+    lock: &tokio::sync::Mutex<()>,
+    guard: tokio::sync::MutexGuard<'_, ()>,
+) -> Result<ApplyResponse, Diagnostic> {
     let target = runner.target();
     let hp = |p: &str| sh_path(&host_path(runner, &req.ctx.base_dir, p));
     match req.op {
@@ -461,6 +468,9 @@ pub async fn apply(runner: &dyn Runner, req: &ApplyRequest) -> Result<ApplyRespo
                     })?),
                     None => None,
                 };
+                // The git work is done: other worktrees of this repository
+                // may be added while this setup runs.
+                drop(guard);
                 if let Some(setup_text) = setup_text.filter(|c| !c.trim().is_empty()) {
                     req.ctx.progress.report(&req.address, "running setup");
                     let script = format!(
@@ -479,6 +489,7 @@ pub async fn apply(runner: &dyn Runner, req: &ApplyRequest) -> Result<ApplyRespo
                             path = hp(path),
                             prelude = repo_prelude(&hp(repo)),
                         );
+                        let _g = lock.lock().await;
                         let _ = runner.run(&rollback, b"").await;
                         let all = out.stdout_str();
                         let tail: Vec<&str> = all.lines().rev().take(20).collect();

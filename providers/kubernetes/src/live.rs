@@ -47,6 +47,9 @@ pub(crate) fn secret_hash(plain: &str, salt: &str) -> Value {
     Value::Secret(Secret::hash_only(plain, salt))
 }
 
+/// The annotation `kubectl apply` writes with the whole applied object.
+pub(crate) const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// A live object in the shape of the configuration.
 pub(crate) fn to_live(rtype: &str, obj: &serde_json::Value, res: &ApiRes, ctx: &Ctx) -> LiveObject {
     let r = ref_of_obj(obj, res);
@@ -61,6 +64,15 @@ pub(crate) fn to_live(rtype: &str, obj: &serde_json::Value, res: &ApiRes, ctx: &
     let mut o = obj.clone();
     if let Some(m) = o.get_mut("metadata").and_then(|m| m.as_object_mut()) {
         m.remove("managedFields");
+        // `kubectl apply` (client-side) keeps the whole object it applied in
+        // this annotation: for a Secret, its data in base64. It never
+        // reaches a plan or the state.
+        if let Some(a) = m.get_mut("annotations").and_then(|a| a.as_object_mut()) {
+            a.remove(LAST_APPLIED);
+            if a.is_empty() {
+                m.remove("annotations");
+            }
+        }
     }
     let attrs = match rtype {
         SECRET => {
@@ -86,7 +98,7 @@ pub(crate) fn to_live(rtype: &str, obj: &serde_json::Value, res: &ApiRes, ctx: &
             }
             a.insert("data".into(), Value::Map(data));
             for k in ["labels", "annotations"] {
-                if let Some(v) = obj.pointer(&format!("/metadata/{k}")) {
+                if let Some(v) = o.pointer(&format!("/metadata/{k}")) {
                     a.insert(k.into(), Value::from_json(v));
                 }
             }
@@ -138,5 +150,38 @@ pub(crate) fn fingerprint(obj: &serde_json::Value, uid: &str, rv: &str) -> Strin
             format!("{uid}/g{g}/{}", &hex::encode(h.finalize())[..16])
         }
         None => format!("{uid}/{rv}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_applied_annotation_never_reaches_the_live_object() {
+        let res = ApiRes {
+            api_version: "v1".into(),
+            kind: "Secret".into(),
+            plural: "secrets".into(),
+            namespaced: true,
+        };
+        // aHVudGVyMg== is base64 of the secret.
+        let obj = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "gw", "namespace": "default", "uid": "u1", "resourceVersion": "7",
+                "annotations": {(LAST_APPLIED): "{\"data\":{\"k\":\"aHVudGVyMg==\"}}", "team": "a"}},
+            "data": {"k": "aHVudGVyMg=="}
+        });
+        let ctx = Ctx::for_tests("s", "/base");
+        for rtype in ["k8s_manifest", SECRET] {
+            let live = to_live(rtype, &obj, &res, &ctx);
+            let text = serde_json::to_string(&Value::Map(live.attrs.clone())).unwrap();
+            assert!(!text.contains("aHVudGVyMg=="), "{rtype}: {text}");
+            assert!(!text.contains("last-applied"), "{rtype}: {text}");
+            assert!(
+                text.contains("\"team\""),
+                "{rtype}: other annotations stay: {text}"
+            );
+        }
     }
 }

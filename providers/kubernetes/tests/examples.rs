@@ -17,7 +17,7 @@ fn file(dir: &str, f: &str) -> String {
     examples().join(dir).join(f).to_str().unwrap().to_string()
 }
 
-fn secret(env: &Env, name: &str, ns: &str, keys: &[&str]) -> Res {
+fn secret(env: &Env, name: &str, ns: &str, keys: &[&str]) -> Resource {
     let data: std::collections::BTreeMap<String, Value> = keys
         .iter()
         .map(|k| (k.to_string(), env.ctx.secret(&format!("test-{k}"))))
@@ -26,31 +26,19 @@ fn secret(env: &Env, name: &str, ns: &str, keys: &[&str]) -> Res {
     attrs.insert("name".into(), Value::str(name));
     attrs.insert("namespace".into(), Value::str(ns));
     attrs.insert("data".into(), Value::Map(data));
-    Res {
-        rtype: "k8s_secret",
-        name: name.replace('-', "_"),
-        attrs,
-    }
+    Resource::new("k8s_secret", &name.replace('-', "_"), attrs)
 }
 
-async fn round_trip(stack: &str, cfg: impl Fn(&Env) -> Vec<Res>, min_objects: usize) {
+async fn round_trip(stack: &str, cfg: impl Fn(&Env) -> Vec<Resource>, min_objects: usize) {
     let env = env(stack);
-    let cfg = cfg(&env);
-    let mut state = State::new();
-    let p = converge(&env, &cfg, &mut state).await;
-    assert!(p.actions.len() >= min_objects, "{:?}", p.actions);
+    let mut h = env.harness(cfg(&env));
+    let p = h.converge().await;
+    assert!(p.changes.len() >= min_objects, "{:?}", p.changes);
     let labelled = env.double.find_labelled(&format!("claw.dev/stack={stack}"));
-    assert_eq!(labelled.len(), p.actions.len(), "{labelled:#?}");
-    let again = plan(&env, &cfg, &state).await;
-    assert!(
-        again.is_empty() && again.diagnostics.is_empty(),
-        "{:?} {:?}",
-        again.actions,
-        again.diagnostics
-    );
-    let p = plan(&env, &[], &state).await;
-    apply(&env, &p, &mut state).await.unwrap();
-    assert!(state.is_empty());
+    assert_eq!(labelled.len(), p.changes.len(), "{labelled:#?}");
+    let again = h.assert_converged().await;
+    assert!(again.diagnostics.is_empty(), "{:?}", again.diagnostics);
+    h.destroy().await;
     assert_eq!(
         env.double.find_labelled(&format!("claw.dev/stack={stack}")),
         Vec::<String>::new()

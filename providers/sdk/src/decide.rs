@@ -32,6 +32,8 @@ pub enum Action {
     Adopt,
     /// Only the state entry changes (its lifecycle); the object is not touched.
     StateOnly,
+    /// `[[moved]]`: the state entry takes a new address; the object is not touched.
+    Move,
 }
 
 impl Action {
@@ -46,6 +48,7 @@ impl Action {
             Action::Forget => "!",
             Action::Adopt => "<=",
             Action::StateOnly => "~",
+            Action::Move => ">",
         }
     }
     pub fn word(self) -> &'static str {
@@ -58,6 +61,7 @@ impl Action {
             Action::Forget => "forget",
             Action::Adopt => "adopt",
             Action::StateOnly => "update state only",
+            Action::Move => "move",
         }
     }
     pub fn is_replace(self) -> bool {
@@ -68,7 +72,7 @@ impl Action {
     pub fn touches_object(self) -> bool {
         !matches!(
             self,
-            Action::NoOp | Action::Forget | Action::Adopt | Action::StateOnly
+            Action::NoOp | Action::Forget | Action::Adopt | Action::StateOnly | Action::Move
         )
     }
 }
@@ -111,6 +115,8 @@ pub enum Reason {
     Adopt { markers: bool },
     /// State only: these lifecycle settings changed.
     Lifecycle { fields: Vec<String> },
+    /// Move: a `[[moved]]` block renames this address.
+    Moved { from: String },
 }
 
 impl Reason {
@@ -170,6 +176,7 @@ impl fmt::Display for Reason {
             Reason::Adopt { markers: false } => {
                 f.write_str("exists with identical content but is missing from the state")
             }
+            Reason::Moved { from } => write!(f, "moved from {from}; the object is not touched"),
             Reason::Lifecycle { fields } => write!(
                 f,
                 "lifecycle {} changed; the object is not touched",

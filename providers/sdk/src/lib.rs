@@ -25,6 +25,8 @@ pub mod digest;
 pub mod mock;
 pub mod provider;
 pub mod storage;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod value;
 
 pub use diag::{Diagnostic, Severity};

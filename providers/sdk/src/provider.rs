@@ -618,8 +618,40 @@ pub trait Provider: Send + Sync {
             "this provider cannot run commands; a check's `host` names a [host.*]",
         ))
     }
+    /// The live object each instance claims, normalised so that two
+    /// addresses claiming one object are found before planning (SPEC §1.1a):
+    /// a file's absolute path (lexically, and through existing symlinked
+    /// parents), a tmux socket and session, a worktree path, a container
+    /// name, a Kubernetes apiVersion/kind/namespace/name. An item the
+    /// provider cannot name (unknown attributes) is left out. The default
+    /// names nothing.
+    fn identities(&self, _req: IdentityRequest) -> IdentityResponse {
+        IdentityResponse::default()
+    }
     /// Counters for `-v` (e.g. `("ssh round trips", 3)`, `("docker api calls", 4)`).
     fn counters(&self) -> Vec<(String, u64)> {
         Vec::new()
     }
+}
+
+/// One instance whose identity is asked: configured attributes (provisional:
+/// references unknown, after `prepare`), or the attributes the state records.
+#[derive(Debug, Clone)]
+pub struct IdentityItem {
+    pub address: String,
+    pub rtype: String,
+    pub attrs: Attrs,
+}
+
+pub struct IdentityRequest {
+    pub ctx: Ctx,
+    pub items: Vec<IdentityItem>,
+}
+
+#[derive(Debug, Default)]
+pub struct IdentityResponse {
+    /// `(address, identity)`; identities are compared across all providers,
+    /// so each starts with its kind (`file:host.local:/abs/path`).
+    pub identities: Vec<(String, String)>,
+    pub diagnostics: Vec<Diagnostic>,
 }

@@ -42,9 +42,15 @@ pub trait StateStorage: Send + Sync {
     /// returns the stored document: `bytes`, or the one a concurrent run
     /// created first.
     async fn create(&self, bytes: &[u8]) -> Result<Vec<u8>, Diagnostic>;
-    /// Appends `bytes` to the journal durably (fsync'd, or acknowledged by
-    /// the server) before returning. The first append starts the journal.
+    /// Appends `bytes` to the journal: written so that it survives this
+    /// process dying when the call returns (`write(2)`, or acknowledged by
+    /// the server). The first append starts the journal.
     async fn journal_append(&self, bytes: &[u8]) -> Result<(), Diagnostic>;
+    /// Makes everything appended so far durable across a power loss
+    /// (`fdatasync`). Default: nothing to do (every append is durable).
+    async fn journal_sync(&self) -> Result<(), Diagnostic> {
+        Ok(())
+    }
     /// The journal's bytes in append order, or `None` when there is none.
     async fn journal_read(&self) -> Result<Option<Vec<u8>>, Diagnostic>;
     /// Removes the journal (after it was folded into the state).

@@ -5,6 +5,7 @@
 use claw_host::runner::{LocalRunner, Runner};
 use claw_host::ssh::{SshConfig, SshRunner};
 use claw_host::HostProvider;
+use claw_provider::testing::{Harness, Recorded, Resource};
 use claw_provider::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -158,9 +159,10 @@ pub fn local_runner() -> Arc<LocalRunner> {
     Arc::new(LocalRunner::new(Duration::from_secs(60)))
 }
 
-/// Drives one provider through the SDK calls, like the engine does.
+/// Drives one provider through single SDK calls; [`Driver::converge`] plans
+/// and applies through the SDK's harness (the engine's steps, the real `decide`).
 pub struct Driver {
-    pub p: HostProvider,
+    pub p: Arc<HostProvider>,
     pub ctx: Ctx,
 }
 
@@ -182,7 +184,7 @@ pub fn name_of(address: &str) -> (&str, &str, Option<String>) {
 impl Driver {
     pub fn new(runner: Arc<dyn Runner>, base: &Path) -> Driver {
         Driver {
-            p: HostProvider::with_runner("test", runner),
+            p: Arc::new(HostProvider::with_runner("test", runner)),
             ctx: Ctx::for_tests("t", base),
         }
     }
@@ -278,48 +280,38 @@ impl Driver {
             .map(|r| r.state)
     }
 
-    /// Plans and applies one address until it converges; returns the new state.
+    /// A harness on this driver's provider, with `prior` recorded for `address`.
+    pub fn harness(&self, address: &str, prior: Option<&StateObject>) -> Harness {
+        let mut h = Harness::new(self.p.clone(), self.ctx.clone());
+        if let Some(p) = prior {
+            h.state.insert(
+                address.into(),
+                Recorded {
+                    rtype: name_of(address).0.into(),
+                    object: p.clone(),
+                    deps: vec![],
+                    prevent_destroy: false,
+                },
+            );
+        }
+        h
+    }
+
+    /// Plans and applies one address through the harness until a second plan
+    /// shows nothing to do; returns the new state.
     pub async fn converge(
         &self,
         address: &str,
         desired: &Attrs,
         prior: Option<&StateObject>,
     ) -> StateObject {
-        let live = self.live(address, desired, prior).await;
-        let Some(live) = live else {
-            return self
-                .apply(address, Op::Create, Some(desired), prior)
-                .await
-                .unwrap()
-                .unwrap();
-        };
-        let d = self.diff(address, desired, &live, prior).await;
-        if d.changes.is_empty() {
-            return prior.cloned().expect("no-op without prior state");
+        let (rtype, name, key) = name_of(address);
+        let mut r = Resource::new(rtype, name, desired.clone());
+        if let Some(k) = key {
+            r = r.key(&k);
         }
-        if d.changes.iter().any(|c| c.replace) {
-            self.apply(address, Op::Delete, None, prior).await.unwrap();
-            return self
-                .apply(address, Op::Create, Some(desired), None)
-                .await
-                .unwrap()
-                .unwrap();
-        }
-        self.p
-            .apply(ApplyRequest {
-                ctx: self.ctx.clone(),
-                address: address.into(),
-                rtype: name_of(address).0.into(),
-                op: Op::Update,
-                desired: Some(desired.clone()),
-                prior: prior.cloned(),
-                live: Some(live),
-                changes: d.changes,
-            })
-            .await
-            .into_result()
-            .unwrap()
-            .state
-            .unwrap()
+        let mut h = self.harness(address, prior);
+        h.set(vec![r]).converge().await;
+        h.state[address].object.clone()
     }
 }

@@ -1,0 +1,103 @@
+//! One object, one address (SPEC §1.1a, issue 10): before a plan is made,
+//! every address's object is named by its provider (normalised: a file's
+//! absolute path, a tmux socket and session, a container name, ...), and two
+//! addresses that claim one object are refused, naming both — with a
+//! `[[moved]]` hint when one of them is the state's old name for the other.
+
+use super::Workspace;
+use crate::error::Problem;
+use crate::state::State;
+use claw_provider::{Attrs, IdentityItem, IdentityRequest};
+use std::collections::{BTreeMap, BTreeSet};
+
+impl Workspace {
+    /// `desired`: each configured address with its desired attributes; the
+    /// state's other entries are named from their recorded attributes.
+    pub(crate) fn duplicate_objects(
+        &self,
+        desired: &BTreeMap<String, (String, String, Attrs)>,
+        state: &State,
+    ) -> Vec<Problem> {
+        let mut per: BTreeMap<&str, Vec<IdentityItem>> = BTreeMap::new();
+        for (addr, (provider, rtype, attrs)) in desired {
+            per.entry(provider.as_str())
+                .or_default()
+                .push(IdentityItem {
+                    address: addr.clone(),
+                    rtype: rtype.clone(),
+                    attrs: attrs.clone(),
+                });
+        }
+        for (addr, e) in &state.resources {
+            if desired.contains_key(addr) {
+                continue;
+            }
+            per.entry(e.provider.as_str())
+                .or_default()
+                .push(IdentityItem {
+                    address: addr.clone(),
+                    rtype: e.rtype.clone(),
+                    attrs: e.attrs.clone(),
+                });
+        }
+        let ctx = self.ctx();
+        let mut claims: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (key, items) in per {
+            let Some(p) = self.providers.get(key) else {
+                continue;
+            };
+            let resp = p.identities(IdentityRequest {
+                ctx: ctx.clone(),
+                items,
+            });
+            for (addr, id) in resp.identities {
+                claims.entry(id).or_default().insert(addr);
+            }
+        }
+        let mut out = Vec::new();
+        for (id, addrs) in claims {
+            if addrs.len() < 2 {
+                continue;
+            }
+            let list: Vec<&String> = addrs.iter().collect();
+            let configured: Vec<&String> = list
+                .iter()
+                .copied()
+                .filter(|a| desired.contains_key(*a))
+                .collect();
+            let old: Vec<&String> = list
+                .iter()
+                .copied()
+                .filter(|a| !desired.contains_key(*a) && state.resources.contains_key(*a))
+                .collect();
+            let what = id.split_once(':').map(|(_, rest)| rest).unwrap_or(&id);
+            let p = Problem::new(format!("{} manage one object ({what})", join_and(&list)))
+                .detail("claw refuses to plan a delete and a create of the same object");
+            let p = match (configured.as_slice(), old.as_slice()) {
+                ([new], [was]) => p.hint(format!(
+                    "if {was} was renamed to {new}, say so, and the object is kept:\n\n    [[moved]]\n    from = '{was}'\n    to   = '{new}'\n\nor run `claw state mv {was} {new}`"
+                )),
+                _ => p.hint("give each resource its own path or name, or remove one of them"),
+            };
+            let p = match configured.first().and_then(|a| self.nodes.get(a.as_str())) {
+                Some(n) => p.at(self.cfg.loc(&self.cfg.resource(&n.inst).node.span)),
+                None => p,
+            };
+            out.push(p);
+        }
+        out
+    }
+}
+
+fn join_and(items: &[&String]) -> String {
+    match items {
+        [] => String::new(),
+        [a] => a.to_string(),
+        [a, b] => format!("{a} and {b}"),
+        _ => {
+            let (last, init) = items.split_last().expect("three or more");
+            let init: Vec<&str> = init.iter().map(|s| s.as_str()).collect();
+            format!("{} and {last}", init.join(", "))
+        }
+    }
+}
