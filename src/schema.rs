@@ -51,6 +51,21 @@ pub fn config_schema(reg: &Registry) -> Value {
         }
     }));
     props.insert("vars".into(), json!({"type": "object", "description": "Variable defaults; override with --var k=v or CLAW_VAR_k."}));
+    props.insert("output".into(), json!({"type": "object", "description": "Outputs: printed after apply, read with `claw output`.",
+        "additionalProperties": {"type": "object", "additionalProperties": false, "required": ["value"], "properties": {
+            "value": {"description": "Any value; strings interpolate ${vars.x}, ${env.X} and ${TYPE.NAME.ATTR}."},
+            "description": {"type": "string"},
+            "sensitive": {"type": "boolean", "description": "Shown as (sensitive); `claw output NAME` prints it."}}}}));
+    props.insert("check".into(), json!({"type": "object", "description": "Health checks: run by apply after their dependencies and by `claw check`.",
+        "additionalProperties": {"type": "object", "additionalProperties": false,
+            "oneOf": [{"required": ["http"]}, {"required": ["tcp"]}, {"required": ["command"]}],
+            "properties": {
+            "http": {"type": "string", "description": "A URL; healthy on a 2xx answer."},
+            "tcp": {"type": "string", "description": "host:port; healthy when it accepts a connection."},
+            "command": {"type": "string", "description": "A shell command; healthy on exit 0."},
+            "host": {"type": "string", "description": "Which [host.*] runs the command (default `local`)."},
+            "timeout": {"type": "string", "description": "Keep trying until healthy or this long (default 60s)."},
+            "depends_on": {"type": "array", "items": {"type": "string"}, "description": "Addresses applied (or checks passed) first."}}}}));
     let mut provider_kinds = Vec::new();
     for kind in reg.kinds() {
         let Some(f) = reg.factory(kind) else { continue };
@@ -107,7 +122,7 @@ pub fn config_schema(reg: &Registry) -> Value {
     // name) are not attribute tables.
     for (k, v) in props.iter_mut() {
         match k.as_str() {
-            "stack" | "vars" => {}
+            "stack" | "vars" | "output" | "check" => {}
             "provider" => {
                 if let Some(items) = v
                     .pointer_mut("/additionalProperties/anyOf")

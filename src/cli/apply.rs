@@ -68,6 +68,7 @@ async fn locked(
         ui.note_always(&n);
     }
     let st = store.snapshot().await;
+    let from_file = saved.is_some();
     let (plan, observed) = match saved {
         Some(p) => {
             ui.status("Checking that the saved plan still holds...");
@@ -88,10 +89,7 @@ async fn locked(
             };
             let plan = planned.plan;
             print!("{}", render::render(&plan, Format::Human, env.color));
-            if !plan.has_changes() {
-                return Ok(Outcome::Ok);
-            }
-            if !auto_approve {
+            if plan.has_changes() && !auto_approve {
                 let verb = if o.destroy { "destroy" } else { "apply" };
                 match confirm(verb, signals).await? {
                     None => return nothing_changed(),
@@ -105,27 +103,52 @@ async fn locked(
             (plan, planned.observed)
         }
     };
-    if !plan.has_changes() {
-        println!("No changes.");
-        return Ok(Outcome::Ok);
-    }
     if signals.stopped() {
         return nothing_changed();
     }
-    signals.working();
-    ui.start_apply(plan.changes.len());
-    let out = apply::run(
-        Arc::new(ws),
-        &plan,
-        store,
-        Arc::new(observed),
-        o.parallelism,
-        &signals.interrupt,
-    )
-    .await;
-    ui.finish_apply();
-    print!("{}", render::summary::apply(&out, o.destroy));
-    Ok(outcome(out))
+    let ws = Arc::new(ws);
+    // Checks run on every apply, changed or not; with nothing to change
+    // and no check, there is nothing to walk.
+    let walked = if plan.changes.is_empty() && plan.checks.is_empty() {
+        if from_file && !plan.has_changes() {
+            println!("No changes.");
+        }
+        None
+    } else {
+        signals.working();
+        ui.start_apply(plan.changes.len() + plan.checks.len());
+        let out = apply::run(
+            ws.clone(),
+            &plan,
+            store.clone(),
+            Arc::new(observed.clone()),
+            o.parallelism,
+            &signals.interrupt,
+        )
+        .await;
+        ui.finish_apply();
+        print!("{}", render::summary::apply(&out, o.destroy));
+        if out.interrupted {
+            return Ok(outcome(out));
+        }
+        Some(out)
+    };
+    let everything = plan.destroy && plan.targets.is_empty();
+    let outputs = ws.record_outputs(&store, &observed, everything).await;
+    if let Ok(recorded) = &outputs {
+        if !recorded.is_empty() {
+            print!("\nOutputs:\n\n{}", render::outputs::list(recorded));
+        }
+    }
+    let done = walked.map(outcome).unwrap_or(Outcome::Ok);
+    Ok(match (done, outputs) {
+        (done, Ok(_)) => done,
+        (Outcome::Failed(Some(mut e)), Err(o)) => {
+            e.problems.extend(o.problems);
+            Outcome::Failed(Some(e))
+        }
+        (_, Err(o)) => Outcome::Failed(Some(o)),
+    })
 }
 
 /// Asks for `yes` on the terminal: `None` when a signal comes first. The

@@ -56,6 +56,21 @@ impl From<FormatArg> for Format {
     }
 }
 
+/// The shells `claw completions` writes for.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum ShellArg {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// `claw check --format`.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum CheckFormat {
+    Human,
+    Json,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct PlanArgs {
     /// Save the plan to FILE (JSON, see schemas/plan.schema.json).
@@ -130,6 +145,24 @@ pub enum Command {
     /// Inspect and edit the state.
     #[command(subcommand)]
     State(StateCmd),
+    /// The stack's outputs, as the last apply recorded them.
+    Output {
+        /// Print only this output's value (a sensitive one too).
+        name: Option<String>,
+        /// One JSON object (sensitive values included, like `terraform output -json`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run every [check.*] now, once each; exit 0 when all are healthy.
+    Check {
+        #[arg(long, value_enum, default_value = "human")]
+        format: CheckFormat,
+    },
+    /// A shell completion script: `source <(claw completions bash)`.
+    Completions {
+        #[arg(value_enum)]
+        shell: ShellArg,
+    },
     /// Adopt an existing object into the state.
     Import { address: String, id: String },
     /// Remove a stale lock, after showing who held it.

@@ -5,9 +5,12 @@
 
 mod apply;
 mod args;
+mod check;
+mod completions;
 mod force_unlock;
 mod graph;
 mod import;
+mod output;
 mod plan;
 mod show;
 mod signals;
@@ -15,7 +18,7 @@ mod state;
 mod ui;
 mod validate;
 
-pub use args::{Cli, Command, FormatArg, PlanArgs, RunArgs, StateCmd};
+pub use args::{CheckFormat, Cli, Command, FormatArg, PlanArgs, RunArgs, ShellArg, StateCmd};
 
 use crate::config::Config;
 use crate::engine::{session, Events, Options};
@@ -114,6 +117,9 @@ pub async fn run(cli: Cli) -> Result<Outcome> {
         Command::Show { planfile, format } => show::run(env, planfile, format.into()).await,
         Command::Graph { destroy } => graph::run(env, destroy),
         Command::State(sc) => state::run(env, sc).await,
+        Command::Completions { shell } => completions::run(shell),
+        Command::Check { format } => check::run(env, format).await,
+        Command::Output { name, json } => output::run(env, name, json).await,
         Command::Import { address, id } => import::run(env, address, id).await,
         Command::ForceUnlock => force_unlock::run(env).await,
     }

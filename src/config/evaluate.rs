@@ -65,6 +65,28 @@ impl Config {
         out
     }
 
+    /// Substitutes vars, env and secrets in `value`, a value outside any
+    /// resource (an output's `value`, a check's probe) held by the table
+    /// `table` of `label` (`output.url`); resource references remain.
+    pub fn free_value(
+        &self,
+        label: &str,
+        table: &Node,
+        value: &Node,
+        salt: &str,
+        eval: Eval,
+    ) -> Result<Ex> {
+        let mut errs = Vec::new();
+        let missing = RefCell::new(Missing::default());
+        let site = Site { label, node: table };
+        let scope = Scope {
+            refs_allowed: true,
+            ..Scope::new(self, salt, eval, site, &missing)
+        };
+        let ex = subst(value, &scope, &mut errs);
+        self.finish(ex, errs, missing)
+    }
+
     /// The missing environment variables of `[vars]` defaults, which every
     /// live evaluation reports (a var default is evaluated once, at parse).
     fn missing_vars(&self, eval: Eval) -> RefCell<Missing> {

@@ -4,9 +4,11 @@
 //! **Invariant:** every error names `file:line:column`; nothing here does IO
 //! beyond reading the config file and `{ file = ... }` secrets.
 
+pub mod checks;
 mod evaluate;
 pub mod moved;
 pub mod node;
+pub mod outputs;
 mod parse;
 mod secrets;
 mod settings;

@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-const TOP_KEYS: &[&str] = &["stack", "vars", "host", "provider", "moved"];
+const TOP_KEYS: &[&str] = &[
+    "stack", "vars", "host", "provider", "moved", "output", "check",
+];
 
 impl Config {
     /// Reads and checks `path`. `cli_vars` are `--var k=v` pairs (highest precedence),
@@ -212,6 +214,8 @@ impl Config {
             .get("moved")
             .map(|n| super::moved::parse(n, &source, reg, &mut errs))
             .unwrap_or_default();
+        let outputs = super::outputs::parse(root.get("output"), &source, &mut errs);
+        let checks = super::checks::parse(root.get("check"), &blocks, &source, &mut errs);
 
         // Resources: the tree is taken apart, each resource keeps its node.
         let mut resources = Vec::new();
@@ -271,6 +275,8 @@ impl Config {
             vars,
             blocks,
             resources,
+            outputs,
+            checks,
             unset_env,
             lines,
         })
@@ -303,7 +309,12 @@ fn block_json(n: &Node, source: &Source<'_>, errs: &mut Vec<Problem>) -> serde_j
 }
 
 /// Names of hosts, aliases and resources match `[A-Za-z0-9_-]+`.
-fn check_name(source: &Source<'_>, e: &node::Entry, what: &str, errs: &mut Vec<Problem>) -> bool {
+pub(super) fn check_name(
+    source: &Source<'_>,
+    e: &node::Entry,
+    what: &str,
+    errs: &mut Vec<Problem>,
+) -> bool {
     if template::valid_name(&e.key) {
         return true;
     }
@@ -345,6 +356,41 @@ pub(super) fn unknown_key(
         Some(c) => p.hint(format!("did you mean `{c}`?")),
         None => p.hint(format!("known keys: {}", known.join(", "))),
     }
+}
+
+/// The `depends_on` list of the table `n` (of `addr`): addresses as written.
+pub(super) fn depends_on(
+    n: &Node,
+    addr: &str,
+    source: &Source<'_>,
+    errs: &mut Vec<Problem>,
+) -> Vec<(String, Range<usize>)> {
+    let mut depends_on = Vec::new();
+    if let Some(d) = n.get("depends_on") {
+        match &d.kind {
+            Kind::Array(items) => {
+                for it in items {
+                    match it.as_str() {
+                        Some(s) if template::parse_address(s).is_some() => {
+                            depends_on.push((s.to_string(), it.span.clone()))
+                        }
+                        Some(s) => errs.push(
+                            source
+                                .err(&it.span, format!("{addr}: `{s}` is not a resource address"))
+                                .hint("write \"TYPE.NAME\" or \"TYPE.NAME[\\\"KEY\\\"]\""),
+                        ),
+                        None => errs.push(source.err(&it.span, "depends_on items must be strings")),
+                    }
+                }
+            }
+            _ => errs.push(
+                source
+                    .err(&d.span, "`depends_on` must be a list of addresses")
+                    .hint("depends_on = [\"file.config\"]"),
+            ),
+        }
+    }
+    depends_on
 }
 
 fn parse_resource(
@@ -459,32 +505,7 @@ fn parse_resource(
             },
         }
     };
-    // depends_on
-    let mut depends_on = Vec::new();
-    if let Some(d) = n.get("depends_on") {
-        match &d.kind {
-            Kind::Array(items) => {
-                for it in items {
-                    match it.as_str() {
-                        Some(s) if template::parse_address(s).is_some() => {
-                            depends_on.push((s.to_string(), it.span.clone()))
-                        }
-                        Some(s) => errs.push(
-                            source
-                                .err(&it.span, format!("{addr}: `{s}` is not a resource address"))
-                                .hint("write \"TYPE.NAME\" or \"TYPE.NAME[\\\"KEY\\\"]\""),
-                        ),
-                        None => errs.push(source.err(&it.span, "depends_on items must be strings")),
-                    }
-                }
-            }
-            _ => errs.push(
-                source
-                    .err(&d.span, "`depends_on` must be a list of addresses")
-                    .hint("depends_on = [\"file.config\"]"),
-            ),
-        }
-    }
+    let depends_on = depends_on(&n, &addr, source, errs);
     // lifecycle
     let mut lifecycle = Lifecycle::default();
     if let Some(l) = n.get("lifecycle") {

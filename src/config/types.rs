@@ -88,6 +88,10 @@ pub struct Config {
     pub vars: BTreeMap<String, Value>,
     pub blocks: BTreeMap<String, ProviderBlock>,
     pub resources: Vec<Resource>,
+    /// `[output.*]`, in file order.
+    pub outputs: Vec<super::outputs::OutputCfg>,
+    /// `[check.*]`, in file order.
+    pub checks: Vec<super::checks::CheckCfg>,
     /// `[[moved]]` blocks, in file order.
     pub moved: Vec<super::moved::Moved>,
     /// `${env.NAME}` in `[vars]` defaults and the `state` table that is not

@@ -24,6 +24,8 @@ enum Phase {
     Forget,
     /// Adopt or a state-only change: the state is written, the object untouched.
     Record,
+    /// A `[check.*]`: runs after its dependencies, gates its dependents.
+    Check,
 }
 
 type OpId = (String, Phase);
@@ -81,6 +83,9 @@ pub async fn run(
             deps.entry((c.address.clone(), ph)).or_default();
         }
     }
+    for a in &plan.checks {
+        deps.entry((a.clone(), Phase::Check)).or_default();
+    }
     // Who waits for whom, indexed once (not a scan per change).
     let mut dependents_of: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for c in changes.values() {
@@ -99,11 +104,22 @@ pub async fn run(
             .find(|ph| has(&c.address, *ph));
         if let Some(me) = forward {
             for d in &c.after_addresses {
-                if let Some(ph) = [Phase::Create, Phase::Record]
+                if let Some(ph) = [Phase::Create, Phase::Record, Phase::Check]
                     .into_iter()
                     .find(|ph| has(d, *ph))
                 {
                     add.push(((c.address.clone(), me), (d.clone(), ph)));
+                }
+            }
+        }
+        // A replace of what a check gates waits for the check, delete too.
+        if c.action == Action::DeleteCreate {
+            for d in &c.after_addresses {
+                if has(d, Phase::Check) {
+                    add.push((
+                        (c.address.clone(), Phase::Delete),
+                        (d.clone(), Phase::Check),
+                    ));
                 }
             }
         }
@@ -133,6 +149,20 @@ pub async fn run(
             deps.entry(op).or_default().insert(dep);
         }
     }
+    // A check waits for what it depends on (applied, or checked).
+    for a in &plan.checks {
+        for d in ws.checks.get(a).map(|c| &c.deps).into_iter().flatten() {
+            let has = |ph: Phase| deps.contains_key(&(d.clone(), ph));
+            if let Some(ph) = [Phase::Create, Phase::Record, Phase::Check]
+                .into_iter()
+                .find(|ph| has(*ph))
+            {
+                deps.entry((a.clone(), Phase::Check))
+                    .or_default()
+                    .insert((d.clone(), ph));
+            }
+        }
+    }
     // Deletes before creates when both are ready (frees names), then by
     // address: the walker's key order is (phase, address).
     let mut walker = Walker::new(
@@ -160,14 +190,17 @@ pub async fn run(
             let Some(key) = walker.take_ready() else {
                 break;
             };
-            let change = changes[&key.1].clone();
+            let change = changes.get(&key.1).cloned();
             let ws = ws.clone();
             let store = store.clone();
             let observed = observed.clone();
             let stop = interrupt.stop.clone();
             in_flight.insert(key.clone());
             running.spawn(async move {
-                let r = run_op(&ws, &change, key.0, &store, &observed, &stop).await;
+                let r = match change {
+                    Some(c) => run_op(&ws, &c, key.0, &store, &observed, &stop).await,
+                    None => ws.check_op(&key.1, &store, &observed, &stop).await,
+                };
                 (key, r)
             });
         }
@@ -309,6 +342,7 @@ async fn run_op(
             }
             .into())
         }
+        Phase::Check => ws.check_op(&c.address, store, observed, cancel).await,
         Phase::Forget => {
             store
                 .commit(&c.address, None)

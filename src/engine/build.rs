@@ -23,6 +23,13 @@ impl Workspace {
 
         // Provider blocks in use (by config or by state).
         let mut keys: BTreeSet<String> = instances.iter().map(|i| i.provider_key.clone()).collect();
+        // Hosts that run a check's command.
+        keys.extend(
+            cfg.checks
+                .iter()
+                .filter(|c| c.probe == config::checks::Probe::Command)
+                .map(|c| c.host_key.clone()),
+        );
         if let Some(st) = state {
             for (addr, e) in &st.resources {
                 if !keys.contains(&e.provider)
@@ -195,89 +202,47 @@ impl Workspace {
             names.insert("id".into());
             known_attrs.insert(addr.clone(), names);
         }
-        let addrs: Vec<String> = nodes.keys().cloned().collect();
-        for addr in &addrs {
-            let n = &nodes[addr];
+        let refs = Refs {
+            cfg: &cfg,
+            nodes: &nodes,
+            by_resource: &by_resource,
+            known_attrs: &known_attrs,
+            salt,
+            eval,
+        };
+        let mut all_deps: Vec<(String, BTreeSet<String>)> = Vec::new();
+        for (addr, n) in &nodes {
             let res = cfg.resource(&n.inst);
             let mut deps = BTreeSet::new();
             for r in config::body_refs(&n.inst.body) {
-                let target = r.instance();
-                // Located only on error: a location costs a scan of the text.
-                let loc = || cfg.loc(&r.span);
-                if !nodes.contains_key(&target) {
-                    let resource = r.resource();
-                    let p = if let Some(insts) = by_resource.get(&resource) {
-                        if r.key.is_none() {
-                            Problem::new(format!(
-                                "`${{{}}}`: {resource} has several instances; say which",
-                                r.text
-                            ))
-                            .at(loc())
-                            .hint(format!("write {}[\"KEY\"].{}", resource, r.attr))
-                        } else {
-                            let keys: Vec<&str> = insts.iter().map(String::as_str).collect();
-                            Problem::new(format!("`${{{}}}`: no instance {target}", r.text))
-                                .at(loc())
-                                .hint(format!("instances are: {}", keys.join(", ")))
-                        }
-                    } else {
-                        let names: Vec<&str> = by_resource.keys().map(String::as_str).collect();
-                        let p =
-                            Problem::new(format!("`${{{}}}`: unknown resource {resource}", r.text))
-                                .at(loc());
-                        match closest(&resource, names.iter().copied()) {
-                            Some(c) => p.hint(format!("did you mean `{c}`?")),
-                            None => p.hint("declare it as a [TYPE.NAME] table"),
-                        }
-                    };
-                    errs.push(p);
-                    continue;
-                }
-                let head = match claw_provider::value::split_path(&r.attr).first() {
-                    Some(claw_provider::value::PathSeg::Key(k)) => k.clone(),
-                    _ => r.attr.clone(),
+                let target = match refs.target(r) {
+                    Ok(t) => t,
+                    Err(p) => {
+                        errs.push(p);
+                        continue;
+                    }
                 };
-                let known = &known_attrs[&target];
-                if !known.contains(&head) {
-                    let p = Problem::new(format!(
-                        "`${{{}}}`: {target} has no attribute `{head}`",
-                        r.text
-                    ))
-                    .at(loc());
-                    errs.push(match closest(&head, known.iter().map(String::as_str)) {
-                        Some(c) => p.hint(format!("did you mean `{c}`?")),
-                        None => p.hint(format!(
-                            "attributes are: {}",
-                            known.iter().cloned().collect::<Vec<_>>().join(", ")
-                        )),
-                    });
-                    continue;
-                }
                 if target == *addr {
                     errs.push(
                         Problem::new(format!("`${{{}}}`: {addr} refers to itself", r.text))
-                            .at(loc()),
+                            .at(cfg.loc(&r.span)),
                     );
                     continue;
                 }
                 deps.insert(target);
             }
             for (d, span) in &res.depends_on {
-                let loc = || cfg.loc(span);
-                if let Some(insts) = by_resource.get(d) {
-                    deps.extend(insts.iter().filter(|a| *a != addr).cloned());
-                } else if nodes.contains_key(d) {
-                    deps.insert(d.clone());
-                } else {
-                    let names: Vec<&str> = by_resource.keys().map(String::as_str).collect();
-                    let p = Problem::new(format!("depends_on: unknown resource {d}")).at(loc());
-                    errs.push(match closest(d, names.iter().copied()) {
-                        Some(c) => p.hint(format!("did you mean `{c}`?")),
-                        None => p.hint("depends_on takes addresses of resources in this file"),
-                    });
+                match refs.depends(d, span) {
+                    Ok(ds) => deps.extend(ds.into_iter().filter(|a| a != addr)),
+                    Err(p) => errs.push(p),
                 }
             }
-            if let Some(n) = nodes.get_mut(addr) {
+            all_deps.push((addr.clone(), deps));
+        }
+        let outputs = super::outputs::build(&refs, &mut errs);
+        let checks = super::checks::build(&refs, &mut errs);
+        for (addr, deps) in all_deps {
+            if let Some(n) = nodes.get_mut(&addr) {
                 n.deps = deps;
             }
         }
@@ -315,11 +280,20 @@ impl Workspace {
             nodes
                 .iter()
                 .map(|(a, n)| (a.clone(), n.deps.iter().cloned().collect()))
+                .chain(
+                    checks
+                        .iter()
+                        .map(|(a, c)| (a.clone(), c.deps.iter().cloned().collect())),
+                )
                 .collect(),
         );
         if let Some(cycle) = graph.find_cycle() {
-            let first = &nodes[&cycle[0]];
-            let loc = cfg.loc(&cfg.resource(&first.inst).node.span);
+            let span = match (nodes.get(&cycle[0]), checks.get(&cycle[0])) {
+                (Some(first), _) => cfg.resource(&first.inst).node.span.clone(),
+                (None, Some(c)) => c.span.clone(),
+                (None, None) => 0..0,
+            };
+            let loc = cfg.loc(&span);
             let mut path = cycle.clone();
             path.push(cycle[0].clone());
             return Err(Error::one(
@@ -334,9 +308,142 @@ impl Workspace {
             salt: salt.to_string(),
             providers,
             nodes,
+            outputs,
+            checks,
             graph,
             events,
             verbose,
+        })
+    }
+}
+
+/// What references and `depends_on` entries may name, for resources,
+/// outputs and checks alike.
+pub(super) struct Refs<'a> {
+    pub cfg: &'a Config,
+    nodes: &'a BTreeMap<String, Node>,
+    by_resource: &'a BTreeMap<String, Vec<String>>,
+    known_attrs: &'a BTreeMap<String, BTreeSet<String>>,
+    salt: &'a str,
+    eval: config::Eval,
+}
+
+impl Refs<'_> {
+    /// The instance `r` refers to, or why it cannot (an unknown resource,
+    /// instance or attribute), located at the reference.
+    pub fn target(&self, r: &template::ResRef) -> std::result::Result<String, Problem> {
+        let target = r.instance();
+        // Located only on error: a location costs a scan of the text.
+        let loc = || self.cfg.loc(&r.span);
+        if !self.nodes.contains_key(&target) {
+            let resource = r.resource();
+            return Err(if let Some(insts) = self.by_resource.get(&resource) {
+                if r.key.is_none() {
+                    Problem::new(format!(
+                        "`${{{}}}`: {resource} has several instances; say which",
+                        r.text
+                    ))
+                    .at(loc())
+                    .hint(format!("write {}[\"KEY\"].{}", resource, r.attr))
+                } else {
+                    let keys: Vec<&str> = insts.iter().map(String::as_str).collect();
+                    Problem::new(format!("`${{{}}}`: no instance {target}", r.text))
+                        .at(loc())
+                        .hint(format!("instances are: {}", keys.join(", ")))
+                }
+            } else {
+                let names: Vec<&str> = self.by_resource.keys().map(String::as_str).collect();
+                let p = Problem::new(format!("`${{{}}}`: unknown resource {resource}", r.text))
+                    .at(loc());
+                match closest(&resource, names.iter().copied()) {
+                    Some(c) => p.hint(format!("did you mean `{c}`?")),
+                    None => p.hint("declare it as a [TYPE.NAME] table"),
+                }
+            });
+        }
+        let head = match claw_provider::value::split_path(&r.attr).first() {
+            Some(claw_provider::value::PathSeg::Key(k)) => k.clone(),
+            _ => r.attr.clone(),
+        };
+        let known = &self.known_attrs[&target];
+        if !known.contains(&head) {
+            let p = Problem::new(format!(
+                "`${{{}}}`: {target} has no attribute `{head}`",
+                r.text
+            ))
+            .at(loc());
+            return Err(match closest(&head, known.iter().map(String::as_str)) {
+                Some(c) => p.hint(format!("did you mean `{c}`?")),
+                None => p.hint(format!(
+                    "attributes are: {}",
+                    known.iter().cloned().collect::<Vec<_>>().join(", ")
+                )),
+            });
+        }
+        Ok(target)
+    }
+
+    /// Evaluates `value` of the table `table` of `label` (an output's value,
+    /// a check's probe) and checks its references: the value and the
+    /// instances it refers to, or `None` with the problems in `errs`.
+    pub fn free_value(
+        &self,
+        label: &str,
+        table: &config::node::Node,
+        value: &config::node::Node,
+        errs: &mut Vec<Problem>,
+    ) -> Option<(template::Ex, BTreeSet<String>)> {
+        let ex = match self
+            .cfg
+            .free_value(label, table, value, self.salt, self.eval)
+        {
+            Ok(ex) => ex,
+            Err(e) => {
+                errs.extend(e.problems);
+                return None;
+            }
+        };
+        let mut rs = Vec::new();
+        ex.refs(&mut rs);
+        let mut targets = BTreeSet::new();
+        let before = errs.len();
+        for r in rs {
+            match self.target(r) {
+                Ok(t) => {
+                    targets.insert(t);
+                }
+                Err(p) => errs.push(p),
+            }
+        }
+        (errs.len() == before).then_some((ex, targets))
+    }
+
+    /// The addresses a `depends_on` entry names: every instance of a
+    /// resource, one instance, or a check (`check.NAME`).
+    pub fn depends(
+        &self,
+        d: &str,
+        span: &std::ops::Range<usize>,
+    ) -> std::result::Result<Vec<String>, Problem> {
+        if let Some(insts) = self.by_resource.get(d) {
+            return Ok(insts.clone());
+        }
+        if self.nodes.contains_key(d) {
+            return Ok(vec![d.to_string()]);
+        }
+        let checks: Vec<String> = self.cfg.checks.iter().map(|c| c.address()).collect();
+        if checks.iter().any(|c| c == d) {
+            return Ok(vec![d.to_string()]);
+        }
+        let names = self
+            .by_resource
+            .keys()
+            .map(String::as_str)
+            .chain(checks.iter().map(String::as_str));
+        let p = Problem::new(format!("depends_on: unknown resource {d}")).at(self.cfg.loc(span));
+        Err(match closest(d, names) {
+            Some(c) => p.hint(format!("did you mean `{c}`?")),
+            None => p.hint("depends_on takes addresses of resources and checks in this file"),
         })
     }
 }

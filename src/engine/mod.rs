@@ -5,12 +5,14 @@
 
 pub mod apply;
 mod build;
+pub mod checks;
 pub mod contract;
 pub mod graph;
 mod identity;
 pub mod import;
 pub mod interrupt;
 mod moves;
+pub mod outputs;
 mod planner;
 mod refresh;
 mod replace;
@@ -77,6 +79,10 @@ pub struct Workspace {
     pub salt: String,
     pub providers: BTreeMap<String, Arc<dyn Provider>>,
     pub nodes: BTreeMap<String, Node>,
+    /// `[output.*]` by name.
+    pub outputs: BTreeMap<String, outputs::OutputNode>,
+    /// `[check.*]` by address (`check.NAME`); nodes of the graph too.
+    pub checks: BTreeMap<String, checks::CheckNode>,
     pub graph: Graph,
     pub events: Arc<dyn Events>,
     pub verbose: bool,

@@ -31,7 +31,10 @@ impl Workspace {
 
         if !opts.destroy {
             for addr in self.graph.order() {
-                let n = &self.nodes[&addr];
+                // Checks are graph nodes too; they are not planned.
+                let Some(n) = self.nodes.get(&addr) else {
+                    continue;
+                };
                 let computed: &[&str] = self
                     .reg
                     .resource_type(&n.inst.rtype)
@@ -282,6 +285,13 @@ impl Workspace {
             return Err(Error::many(errs));
         }
         changes.sort_by(|a, b| a.address.cmp(&b.address));
+        let sources = resolve::Sources {
+            after: Some(&after),
+            state: Some(state),
+            observed: Some(observed),
+        };
+        let outputs =
+            self.plan_outputs(state, &sources, opts.destroy && opts.targets.is_empty())?;
         let summary = Plan::summarize(&changes, unchanged);
         Ok(Plan {
             format_version: plan::FORMAT_VERSION,
@@ -298,6 +308,8 @@ impl Workspace {
             targets: opts.targets.clone(),
             replace: opts.replace.clone(),
             changes,
+            outputs,
+            checks: self.planned_checks(selected.as_ref(), opts.destroy),
             summary,
         })
     }

@@ -18,6 +18,7 @@ impl Workspace {
         let all: BTreeSet<String> = self
             .nodes
             .keys()
+            .chain(self.checks.keys())
             .chain(state.resources.keys())
             .cloned()
             .collect();
@@ -43,9 +44,10 @@ impl Workspace {
         }
         // Dependency closure.
         let deps_of = |a: &str| -> Vec<String> {
-            match self.nodes.get(a) {
-                Some(n) => n.deps.iter().cloned().collect(),
-                None => state
+            match (self.nodes.get(a), self.checks.get(a)) {
+                (Some(n), _) => n.deps.iter().cloned().collect(),
+                (None, Some(c)) => c.deps.iter().cloned().collect(),
+                (None, None) => state
                     .resources
                     .get(a)
                     .map(|e| e.deps.clone())

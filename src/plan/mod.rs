@@ -57,6 +57,41 @@ pub struct Change {
     pub after_addresses: Vec<String>,
 }
 
+/// What happens to an output's recorded value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputAction {
+    Create,
+    Update,
+    Delete,
+}
+
+impl OutputAction {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            OutputAction::Create => "+",
+            OutputAction::Update => "~",
+            OutputAction::Delete => "-",
+        }
+    }
+}
+
+/// An `[output.*]` whose value changes (SPEC §1.1a).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct OutputChange {
+    pub name: String,
+    pub action: OutputAction,
+    /// The value the state records; a sensitive one as its keyed hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    /// The value after apply (`{"$unknown": true}` when known only then); a
+    /// sensitive one as its keyed hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
+    #[serde(default)]
+    pub sensitive: bool,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
     pub create: usize,
@@ -97,12 +132,19 @@ pub struct Plan {
     pub replace: Vec<String>,
     /// Changes (no-ops excluded), sorted by address.
     pub changes: Vec<Change>,
+    /// Outputs whose value changes, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<OutputChange>,
+    /// The `[check.*]` addresses apply will run (plan never runs them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<String>,
     pub summary: Summary,
 }
 
 impl Plan {
+    /// Objects or outputs change.
     pub fn has_changes(&self) -> bool {
-        !self.changes.is_empty()
+        !self.changes.is_empty() || !self.outputs.is_empty()
     }
     pub fn summarize(changes: &[Change], unchanged: usize) -> Summary {
         let mut s = Summary {

@@ -5,7 +5,9 @@
 //! map-order effects), and a change to one resource changes only its block:
 //! columns are fixed, never computed from other resources.
 
+pub mod checks;
 pub mod graph;
+pub mod outputs;
 pub mod state;
 pub mod summary;
 
@@ -89,21 +91,49 @@ pub fn human(plan: &Plan, color: bool) -> String {
             "No changes. The live fleet matches the configuration (stack {}, {} unchanged).\n",
             plan.stack, plan.summary.unchanged
         ));
+        out.push_str(&checks_line(plan));
         return out;
     }
-    let what = if plan.destroy {
-        "destroy these objects"
+    if plan.changes.is_empty() {
+        out.push_str(&format!(
+            "No changes to objects (stack {}, {} unchanged); only outputs change.\n",
+            plan.stack, plan.summary.unchanged
+        ));
     } else {
-        "perform these actions"
-    };
-    out.push_str(&format!("claw will {what} (stack {}):\n\n", plan.stack));
-    for c in &plan.changes {
-        out.push_str(&change_block(c, &p));
+        let what = if plan.destroy {
+            "destroy these objects"
+        } else {
+            "perform these actions"
+        };
+        out.push_str(&format!("claw will {what} (stack {}):\n\n", plan.stack));
+        for c in &plan.changes {
+            out.push_str(&change_block(c, &p));
+            out.push('\n');
+        }
+        out.push_str(&summary_line(&plan.summary));
         out.push('\n');
     }
-    out.push_str(&summary_line(&plan.summary));
-    out.push('\n');
+    if !plan.outputs.is_empty() {
+        out.push_str("\nOutputs:\n");
+        for l in outputs::plan_lines(&plan.outputs) {
+            out.push_str("  ");
+            out.push_str(&l);
+            out.push('\n');
+        }
+    }
+    out.push_str(&checks_line(plan));
     out
+}
+
+/// The checks apply will run (plan never runs them); empty without any.
+fn checks_line(plan: &Plan) -> String {
+    if plan.checks.is_empty() {
+        return String::new();
+    }
+    format!(
+        "\nChecks that apply will run: {} (plan does not run them).\n",
+        plan.checks.join(", ")
+    )
 }
 
 fn header(c: &Change) -> (String, String) {
@@ -269,12 +299,35 @@ const MARKDOWN_NOTE_ROOM: usize = 400;
 /// so that the whole stays under [`MARKDOWN_LIMIT`] characters.
 pub fn markdown(plan: &Plan) -> String {
     let mut head = format!("### claw plan — stack `{}`\n\n", plan.stack);
+    let mut tail = String::new();
+    if !plan.outputs.is_empty() {
+        tail.push_str("#### Outputs\n\n```diff\n");
+        for l in outputs::plan_lines(&plan.outputs) {
+            tail.push_str(&l.replace("```", "ˋˋˋ"));
+            tail.push('\n');
+        }
+        tail.push_str("```\n\n");
+    }
+    if !plan.checks.is_empty() {
+        let names: Vec<String> = plan.checks.iter().map(|c| format!("`{c}`")).collect();
+        tail.push_str(&format!(
+            "Checks that apply will run: {} (plan does not run them).\n",
+            names.join(", ")
+        ));
+    }
     if !plan.has_changes() {
         head.push_str(&format!(
             "**No changes.** The live fleet matches the configuration ({} unchanged).\n",
             plan.summary.unchanged
         ));
-        return head;
+        return head + &tail;
+    }
+    if plan.changes.is_empty() {
+        head.push_str(&format!(
+            "**No changes to objects** ({} unchanged); only outputs change.\n\n",
+            plan.summary.unchanged
+        ));
+        return head + &tail;
     }
     head.push_str(&format!("**{}**\n\n", summary_line(&plan.summary)));
     head.push_str("| | address | action | reason |\n|---|---|---|---|\n");
@@ -300,7 +353,7 @@ pub fn markdown(plan: &Plan) -> String {
     let mut body = String::new();
     for (shown, c) in plan.changes.iter().enumerate() {
         let sec = markdown_section(c);
-        if head.len() + body.len() + sec.len() + MARKDOWN_NOTE_ROOM > MARKDOWN_LIMIT {
+        if head.len() + body.len() + sec.len() + tail.len() + MARKDOWN_NOTE_ROOM > MARKDOWN_LIMIT {
             let rest = plan.changes.len() - shown;
             body.push_str(&format!(
                 "\n> **Truncated:** {rest} more change(s) not shown to stay under {MARKDOWN_LIMIT} characters. Run `claw plan` or `claw show PLANFILE` for the full plan.\n"
@@ -309,7 +362,7 @@ pub fn markdown(plan: &Plan) -> String {
         }
         body.push_str(&sec);
     }
-    head + &body
+    head + &body + &tail
 }
 
 fn markdown_section(c: &Change) -> String {
@@ -386,6 +439,8 @@ mod tests {
             targets: vec![],
             replace: vec![],
             changes,
+            outputs: vec![],
+            checks: vec![],
             summary,
         }
     }

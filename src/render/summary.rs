@@ -3,13 +3,26 @@
 
 use crate::engine::apply::Outcome;
 
+/// Whether an operation's address is a check's (`check.NAME`; no resource
+/// type is called `check`).
+fn is_check(address: &str) -> bool {
+    address.starts_with("check.")
+}
+
 pub fn apply(out: &Outcome, destroy: bool) -> String {
-    let counts = format!(
+    let ops = |v: &[(String, String)]| v.iter().filter(|(a, _)| !is_check(a)).count();
+    let failed_ops = out.failed.iter().filter(|(a, _)| !is_check(a)).count();
+    let mut counts = format!(
         "{} done, {} failed, {} skipped",
-        out.done.len(),
-        out.failed.len(),
+        ops(&out.done),
+        failed_ops,
         out.skipped.len()
     );
+    let healthy = out.done.len() - ops(&out.done);
+    let unhealthy = out.failed.len() - failed_ops;
+    if healthy + unhealthy > 0 {
+        counts.push_str(&format!("; checks: {healthy} healthy, {unhealthy} failed"));
+    }
     let mut s = if out.interrupted {
         let mut head = format!(
             "\nInterrupted: {counts}, {} not started",

@@ -55,6 +55,16 @@ impl Entry {
     }
 }
 
+/// An `[output.*]` value as the last apply evaluated it. A sensitive one is
+/// kept as its keyed hash only (`claw output NAME` evaluates it again from
+/// the configuration and checks it against this hash).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredOutput {
+    pub value: claw_provider::Value,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sensitive: bool,
+}
+
 /// An operation that had started but not finished when its run died: the
 /// next plan re-checks the address, the next apply records what it finds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,6 +94,9 @@ pub struct State {
         deserialize_with = "unique_addresses"
     )]
     pub in_flight: BTreeMap<String, InFlight>,
+    /// The outputs recorded by the last apply, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs: BTreeMap<String, StoredOutput>,
 }
 
 /// The marker of a duplicated key, recognised by `State::parse`.
@@ -139,6 +152,7 @@ impl State {
             salt: uuid::Uuid::new_v4().simple().to_string(),
             resources: BTreeMap::new(),
             in_flight: BTreeMap::new(),
+            outputs: BTreeMap::new(),
         }
     }
 

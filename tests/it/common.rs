@@ -121,6 +121,11 @@ pub fn require(what: &str, available: bool, why: &str) -> bool {
     false
 }
 
+/// Asserts that `out` contains `what`, showing `out` when it does not.
+pub fn says(out: &str, what: &str) {
+    assert!(out.contains(what), "{what:?} is not in:\n{out}");
+}
+
 pub fn which(bin: &str) -> bool {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| Path::new(&d).join(bin).is_file()))

@@ -1,6 +1,9 @@
 //! The one integration-test binary: CLI end-to-end tests against real things.
 
+mod checks;
+mod ci;
 mod common;
+mod completions;
 mod config;
 mod contract;
 mod docker;
@@ -11,6 +14,7 @@ mod golden;
 mod host;
 mod kubernetes;
 mod moves;
+mod outputs;
 mod refactor;
 mod schemas;
 mod secrets;

@@ -1,7 +1,7 @@
 //! Refactoring tools end to end: `--replace ADDR` on plan and apply (a new
 //! tmux session, a saved plan that replaces), and `claw state mv`.
 
-use crate::common::{require, which, Ctx};
+use crate::common::{require, says, which, Ctx};
 use crate::host::TmuxGuard;
 use std::process::Command;
 
@@ -31,11 +31,6 @@ content = "note ${each.key}\n"
     );
     let guard = TmuxGuard(t.path("tmux.sock"));
     Some((t, guard))
-}
-
-/// Asserts that `out` contains `what`, showing `out` when it does not.
-fn says(out: &str, what: &str) {
-    assert!(out.contains(what), "{what:?} is not in:\n{out}");
 }
 
 fn pane_pid(t: &Ctx) -> String {

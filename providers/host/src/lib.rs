@@ -381,6 +381,22 @@ impl Provider for HostProvider {
         .into()
     }
 
+    /// A check's command, through the host's runner (local `sh` or SSH).
+    async fn run(&self, req: RunRequest) -> RunResponse {
+        match self.runner.run(&req.command, b"").await {
+            Ok(out) => {
+                let mut output = out.stdout_str();
+                output.push_str(&String::from_utf8_lossy(&out.stderr));
+                RunResponse {
+                    code: out.code,
+                    output,
+                    diagnostics: Vec::new(),
+                }
+            }
+            Err(d) => RunResponse::failed(d),
+        }
+    }
+
     fn identities(&self, req: IdentityRequest) -> IdentityResponse {
         identity::identities(
             &self.alias,

@@ -487,6 +487,22 @@ impl From<Result<StateObject, Diagnostic>> for ImportResponse {
     }
 }
 
+/// A `[check.*]` command to run where the provider runs things (a host).
+pub struct RunRequest {
+    pub ctx: Ctx,
+    /// A POSIX `sh` script; never holds a secret (it is a command line).
+    pub command: String,
+}
+
+#[derive(Debug, Default)]
+pub struct RunResponse {
+    /// The exit code (`-1` when killed by a signal).
+    pub code: i32,
+    /// What it printed, stdout then stderr.
+    pub output: String,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
 /// The diagnostics helpers every response has.
 macro_rules! diagnosed {
     ($($t:ty),*) => {$(
@@ -519,7 +535,8 @@ diagnosed!(
     RefreshResponse,
     DiffResponse,
     ApplyResponse,
-    ImportResponse
+    ImportResponse,
+    RunResponse
 );
 
 /// Registered once per provider kind in the `claw` crate.
@@ -592,6 +609,14 @@ pub trait Provider: Send + Sync {
             "{} does not support import",
             req.rtype
         )))
+    }
+    /// Runs a `[check.*]` command (host providers). A command that ran and
+    /// failed is a response with its non-zero `code`; an error diagnostic
+    /// means it could not be run.
+    async fn run(&self, _req: RunRequest) -> RunResponse {
+        RunResponse::failed(Diagnostic::error(
+            "this provider cannot run commands; a check's `host` names a [host.*]",
+        ))
     }
     /// The live object each instance claims, normalised so that two
     /// addresses claiming one object are found before planning (SPEC §1.1a):
