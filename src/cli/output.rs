@@ -30,7 +30,7 @@ pub async fn run(env: Env, name: Option<String>, json: bool) -> Result<Outcome> 
     } else {
         None
     };
-    let clear = |n: &str| -> Result<claw_provider::Value> {
+    let clear = |n: &str| {
         let o = &st.outputs[n];
         match (&ws, o.sensitive) {
             (Some(ws), true) => ws.reveal(&st, n),
