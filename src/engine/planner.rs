@@ -330,7 +330,7 @@ impl Workspace {
         let id = live.map(|l| l.id.clone()).unwrap_or_default();
         let base = match r {
             Refusal::Unmanaged { other_stack: None } => Diagnostic::error(format!(
-                "{addr}: an object `{id}` already exists and is not managed by this stack (it lacks the claw.dev ownership labels); claw will not touch it"
+                "{addr}: an object `{id}` already exists and is not managed by this stack (it lacks this stack's ownership labels or markers); claw will not touch it"
             ))
             .with_hint(format!("adopt it with `claw import {addr} {id}`, or rename the resource")),
             Refusal::Unmanaged { other_stack: Some(s) } => Diagnostic::error(format!(

@@ -15,6 +15,7 @@ mod host;
 mod kubernetes;
 mod moves;
 mod outputs;
+mod ownership;
 mod refactor;
 mod schemas;
 mod secrets;
