@@ -37,7 +37,14 @@ pub fn apply(out: &Outcome, destroy: bool) -> String {
         head + ".\n"
     } else {
         let what = if destroy { "Destroy" } else { "Apply" };
-        format!("\n{what} complete: {counts}.\n")
+        // "complete" only when nothing failed (Terraform prints no
+        // "Apply complete!" after an error either).
+        let ended = if out.failed.is_empty() {
+            "complete"
+        } else {
+            "finished with errors"
+        };
+        format!("\n{what} {ended}: {counts}.\n")
     };
     for (a, p) in &out.failed {
         s.push_str(&format!("  failed:  {a}: {}\n", p.message));
@@ -86,6 +93,16 @@ mod tests {
         assert_eq!(
             apply(&done, true),
             "\nDestroy complete: 1 done, 0 failed, 0 skipped.\n"
+        );
+        // A failure is never called complete.
+        let failed = Outcome {
+            interrupted: false,
+            ..out
+        };
+        let s = apply(&failed, false);
+        assert!(
+            s.starts_with("\nApply finished with errors: 1 done, 1 failed, 1 skipped.\n"),
+            "{s}"
         );
     }
 }
