@@ -19,6 +19,7 @@
 
 mod apply;
 mod client;
+mod context;
 mod diff;
 mod docker_container;
 mod docker_image;
