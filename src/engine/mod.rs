@@ -86,6 +86,8 @@ pub struct Workspace {
     pub graph: Graph,
     pub events: Arc<dyn Events>,
     pub verbose: bool,
+    /// The context `prepare` calls get (made once, not per address).
+    prepare_ctx: Ctx,
 }
 
 /// The live side of one address after refresh.
@@ -166,9 +168,8 @@ impl Workspace {
             .iter()
             .map(|(k, e)| (k.clone(), e.resolve(lookup, &self.salt)))
             .collect();
-        let ctx = self.ctx();
         self.providers[&n.inst.provider_key]
-            .prepare(instance_request(&n.inst, &attrs, &ctx))
+            .prepare(instance_request(&n.inst, &attrs, &self.prepare_ctx))
             .into_result()
             .map(|r| {
                 let mut inputs = n.inputs.clone();

@@ -136,8 +136,13 @@ impl Workspace {
                     (Some(f), Action::NoOp) => (Action::Move, Reason::Moved { from: f.clone() }),
                     _ => (action, reason),
                 };
-                // The after-value for references: desired, with computed attrs from live when kept.
-                let mut aft = desired.clone();
+                // The after-value for references: desired, with computed attrs from live when kept
+                // (desired itself moved when no change shows it).
+                let shown = in_sel(&addr) && action != Action::NoOp;
+                let mut aft = match shown {
+                    true => desired.clone(),
+                    false => std::mem::take(&mut desired),
+                };
                 match action {
                     Action::NoOp
                     | Action::Update
@@ -210,7 +215,7 @@ impl Workspace {
         }
 
         if !opts.destroy {
-            let dups = self.duplicate_objects(&claimed, state);
+            let dups = self.duplicate_objects(&mut claimed, state);
             if !dups.is_empty() {
                 return Err(Error::many(dups));
             }
