@@ -183,6 +183,8 @@ impl Workspace {
                     inst: inst.clone(),
                     deps: BTreeSet::new(),
                     inputs: expand_inputs.remove(&inst.addr).unwrap_or_default(),
+                    triggers: Vec::new(),
+                    reads: None,
                 },
             );
         }
@@ -241,11 +243,13 @@ impl Workspace {
         }
         let outputs = super::outputs::build(&refs, &mut errs);
         let checks = super::checks::build(&refs, &mut errs);
+        let triggers = super::triggers::resolve(&refs, &mut errs);
         for (addr, deps) in all_deps {
             if let Some(n) = nodes.get_mut(&addr) {
                 n.deps = deps;
             }
         }
+        super::triggers::attach(&mut nodes, triggers);
         // Provider-declared ordering (namespaces before their objects, ...).
         for (key, p) in &providers {
             let items: Vec<DepItem> = nodes
@@ -260,7 +264,9 @@ impl Workspace {
             if items.is_empty() {
                 continue;
             }
-            let edges = p.implicit_deps(ImplicitDepsRequest { items }).edges;
+            let req = ImplicitDepsRequest { items };
+            super::triggers::add_reads(&mut nodes, p.reads(&req), &mut errs);
+            let edges = p.implicit_deps(req).edges;
             for Edge {
                 dependent: from,
                 dependency: to,
@@ -321,9 +327,9 @@ impl Workspace {
 /// outputs and checks alike.
 pub(super) struct Refs<'a> {
     pub cfg: &'a Config,
-    nodes: &'a BTreeMap<String, Node>,
-    by_resource: &'a BTreeMap<String, Vec<String>>,
-    known_attrs: &'a BTreeMap<String, BTreeSet<String>>,
+    pub nodes: &'a BTreeMap<String, Node>,
+    pub by_resource: &'a BTreeMap<String, Vec<String>>,
+    pub known_attrs: &'a BTreeMap<String, BTreeSet<String>>,
     salt: &'a str,
     eval: config::Eval,
 }

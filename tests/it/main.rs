@@ -21,3 +21,4 @@ mod secrets;
 mod signals;
 mod state;
 mod tailscale;
+mod triggers;
