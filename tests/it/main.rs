@@ -13,6 +13,7 @@ mod examples;
 mod golden;
 mod host;
 mod kubernetes;
+mod kubernetes_rollout;
 mod moves;
 mod outputs;
 mod refactor;
