@@ -211,6 +211,13 @@ fn kubernetes_a_changed_config_map_rolls_the_deployment_that_mounts_it() {
         &with_config("{\"port\": 8080}", "\nrollout = false"),
     );
     run(&t, "k", &["apply", "--auto-approve"], 0);
+    let dep = double
+        .get("apps/v1", "Deployment", "rollout", "gw")
+        .unwrap();
+    assert!(
+        dep["spec"]["template"]["metadata"]["annotations"]["claw.dev/inputs"].is_null(),
+        "{dep:#}"
+    );
     t.write(
         "claw.toml",
         &with_config("{\"port\": 9090}", "\nrollout = false"),
