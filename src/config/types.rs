@@ -171,12 +171,6 @@ impl Config {
     pub fn resource(&self, inst: &Instance) -> &Resource {
         &self.resources[inst.res]
     }
-
-    /// A hash of the configuration text (saved in plan files).
-    pub fn text_hash(&self) -> String {
-        use sha2::{Digest, Sha256};
-        hex::encode(Sha256::digest(self.src.as_bytes()))
-    }
 }
 
 #[cfg(test)]
