@@ -189,6 +189,8 @@ impl Workspace {
                     lifecycle: cfg.resource(&inst).lifecycle.clone(),
                     deps: BTreeSet::new(),
                     inputs: expand_inputs.remove(&inst.addr).unwrap_or_default(),
+                    triggers: Vec::new(),
+                    reads: None,
                     inst,
                 },
             );
@@ -238,19 +240,22 @@ impl Workspace {
         }
         let outputs = super::outputs::build(&refs, &mut errs);
         let checks = super::checks::build(&refs, &mut errs);
+        let triggers = super::triggers::resolve(&refs, &mut errs);
         drop(refs);
         for (addr, deps) in all_deps {
             if let Some(n) = nodes.get_mut(&addr) {
                 n.deps = deps;
             }
         }
-        // Provider-declared ordering (namespaces before their objects, ...),
-        // handed the provisional attributes (moved: nothing needs them after).
-        let mut items_of: BTreeMap<&str, Vec<DepItem>> = BTreeMap::new();
+        super::triggers::attach(&mut nodes, triggers);
+        // Provider-declared ordering (namespaces before their objects, ...)
+        // and reads (pod templates of the Secrets they read), handed the
+        // provisional attributes (moved: nothing needs them after).
+        let mut items_of: BTreeMap<String, Vec<DepItem>> = BTreeMap::new();
         for (addr, attrs) in provisional {
             let n = &nodes[&addr];
             items_of
-                .entry(n.inst.provider_key.as_str())
+                .entry(n.inst.provider_key.clone())
                 .or_default()
                 .push(DepItem {
                     rtype: n.inst.rtype.clone(),
@@ -260,10 +265,12 @@ impl Workspace {
         }
         let mut implied = Vec::new();
         for (key, items) in items_of {
-            let Some(p) = providers.get(key) else {
+            let Some(p) = providers.get(&key) else {
                 continue;
             };
-            implied.extend(p.implicit_deps(ImplicitDepsRequest { items }).edges);
+            let req = ImplicitDepsRequest { items };
+            super::triggers::add_reads(&mut nodes, p.reads(&req), &mut errs);
+            implied.extend(p.implicit_deps(req).edges);
         }
         for Edge {
             dependent: from,
@@ -325,8 +332,8 @@ impl Workspace {
 /// outputs and checks alike.
 pub(super) struct Refs<'a> {
     pub cfg: &'a Config,
-    nodes: &'a BTreeMap<String, Node>,
-    by_resource: &'a BTreeMap<String, Vec<String>>,
+    pub nodes: &'a BTreeMap<String, Node>,
+    pub by_resource: &'a BTreeMap<String, Vec<String>>,
     known: Known<'a>,
     salt: &'a str,
     eval: config::Eval,
@@ -370,6 +377,11 @@ impl Known<'_> {
 }
 
 impl Refs<'_> {
+    /// The attribute names `addr` (a node) can be referred to by.
+    pub fn known_attrs(&self, addr: &str) -> Arc<BTreeSet<String>> {
+        self.known.of(&self.nodes[addr])
+    }
+
     /// The instance `r` refers to, or why it cannot (an unknown resource,
     /// instance or attribute), located at the reference.
     pub fn target(&self, r: &template::ResRef) -> std::result::Result<String, Problem> {

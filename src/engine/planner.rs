@@ -122,10 +122,13 @@ impl Workspace {
                     create_before_destroy: n.lifecycle.create_before_destroy,
                     replace_note: note.as_deref(),
                     lifecycle_changed: &lifecycle_changed,
-                    force_replace: replace.contains(&addr).then_some(plan::Reason::Requested),
+                    force_replace: match replace.contains(&addr) {
+                        true => Some(plan::Reason::Requested),
+                        false => self.triggered(n, &after, state, observed),
+                    },
                 });
                 let (action, reason) = match decided {
-                    Ok(x) => x,
+                    Ok((action, reason)) => (action, self.rollout(n, &after, &diff, reason)),
                     Err(r) => {
                         errs.push(self.refusal(&addr, r, live));
                         continue;

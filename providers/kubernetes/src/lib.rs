@@ -23,6 +23,7 @@ pub mod manifest;
 mod provider;
 mod readiness;
 mod refresh;
+pub mod rollout;
 mod ssa;
 pub mod state;
 
@@ -76,6 +77,9 @@ pub struct ManifestConfig {
     pub wait: Option<WaitFor>,
     /// How long to wait: "5m", "90s" (default 5m).
     pub wait_timeout: Option<String>,
+    /// Roll pod templates when the Secrets and ConfigMaps of this stack they
+    /// reference change (the `claw.dev/inputs` annotation; default true).
+    pub rollout: Option<bool>,
 }
 
 /// `state = { backend = "kubernetes", provider = "...", ... }`: the keys
