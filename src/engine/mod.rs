@@ -91,6 +91,8 @@ pub struct Workspace {
     pub graph: Graph,
     pub events: Arc<dyn Events>,
     pub verbose: bool,
+    /// The context `prepare` calls get (made once, not per address).
+    prepare_ctx: Ctx,
 }
 
 /// The live side of one address after refresh.
@@ -171,10 +173,10 @@ impl Workspace {
             .iter()
             .map(|(k, e)| (k.clone(), e.resolve(lookup, &self.salt)))
             .collect();
-        let ctx = self.ctx();
+        let ctx = &self.prepare_ctx;
         let p = &self.providers[&n.inst.provider_key];
         let r = p
-            .prepare(instance_request(&n.inst, &attrs, &ctx))
+            .prepare(instance_request(&n.inst, &attrs, ctx))
             .into_result()?;
         let mut inputs = n.inputs.clone();
         inputs.extend(r.inputs);
@@ -188,7 +190,7 @@ impl Workspace {
                     rtype: &n.inst.rtype,
                     attrs: r.attrs,
                     reads: self.read_values(n, lookup),
-                    ctx: &ctx,
+                    ctx,
                 })
                 .into_result()?
                 .attrs

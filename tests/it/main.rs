@@ -16,6 +16,7 @@ mod kubernetes;
 mod kubernetes_rollout;
 mod moves;
 mod outputs;
+mod ownership;
 mod refactor;
 mod schemas;
 mod secrets;

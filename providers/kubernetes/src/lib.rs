@@ -15,6 +15,7 @@
 
 mod apply;
 pub mod client;
+mod identity;
 mod k8s_manifest;
 mod k8s_secret;
 mod live;

@@ -17,7 +17,6 @@ pub(crate) const FIELD_MANAGER: &str = "claw";
 pub(crate) const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 pub struct KubeProvider {
-    #[allow(dead_code)]
     alias: String,
     pub(crate) cluster: Arc<Cluster>,
     /// What this run's refresh lists showed, by object key: apply then
@@ -192,6 +191,10 @@ impl Provider for KubeProvider {
 
     async fn import(&self, req: ImportRequest) -> ImportResponse {
         self.import_object(req).await.into()
+    }
+
+    fn identities(&self, req: IdentityRequest) -> IdentityResponse {
+        crate::identity::identities(&self.alias, req.items)
     }
 
     fn counters(&self) -> Vec<(String, u64)> {
