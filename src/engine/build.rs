@@ -189,9 +189,9 @@ impl Workspace {
                     lifecycle: cfg.resource(&inst).lifecycle.clone(),
                     deps: BTreeSet::new(),
                     inputs: expand_inputs.remove(&inst.addr).unwrap_or_default(),
+                    inst,
                     triggers: Vec::new(),
                     reads: None,
-                    inst,
                 },
             );
         }
@@ -248,14 +248,13 @@ impl Workspace {
             }
         }
         super::triggers::attach(&mut nodes, triggers);
-        // Provider-declared ordering (namespaces before their objects, ...)
-        // and reads (pod templates of the Secrets they read), handed the
-        // provisional attributes (moved: nothing needs them after).
-        let mut items_of: BTreeMap<String, Vec<DepItem>> = BTreeMap::new();
+        // Provider-declared ordering (namespaces before their objects, ...),
+        // handed the provisional attributes (moved: nothing needs them after).
+        let mut items_of: BTreeMap<&str, Vec<DepItem>> = BTreeMap::new();
         for (addr, attrs) in provisional {
             let n = &nodes[&addr];
             items_of
-                .entry(n.inst.provider_key.clone())
+                .entry(n.inst.provider_key.as_str())
                 .or_default()
                 .push(DepItem {
                     rtype: n.inst.rtype.clone(),
@@ -263,13 +262,13 @@ impl Workspace {
                     attrs,
                 });
         }
-        let mut implied = Vec::new();
+        let (mut implied, mut reads) = (Vec::new(), Vec::new());
         for (key, items) in items_of {
-            let Some(p) = providers.get(&key) else {
+            let Some(p) = providers.get(key) else {
                 continue;
             };
             let req = ImplicitDepsRequest { items };
-            super::triggers::add_reads(&mut nodes, p.reads(&req), &mut errs);
+            reads.push(p.reads(&req));
             implied.extend(p.implicit_deps(req).edges);
         }
         for Edge {
@@ -282,6 +281,9 @@ impl Workspace {
                     n.deps.insert(to);
                 }
             }
+        }
+        for r in reads {
+            super::triggers::add_reads(&mut nodes, r, &mut errs);
         }
         if !errs.is_empty() {
             return Err(Error::many(errs));
@@ -377,9 +379,9 @@ impl Known<'_> {
 }
 
 impl Refs<'_> {
-    /// The attribute names `addr` (a node) can be referred to by.
-    pub fn known_attrs(&self, addr: &str) -> Arc<BTreeSet<String>> {
-        self.known.of(&self.nodes[addr])
+    /// The attribute names of the instance `addr` (see [`Known`]).
+    pub fn attr_names(&self, addr: &str) -> Option<Arc<BTreeSet<String>>> {
+        self.nodes.get(addr).map(|n| self.known.of(n))
     }
 
     /// The instance `r` refers to, or why it cannot (an unknown resource,

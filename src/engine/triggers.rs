@@ -97,7 +97,7 @@ fn trigger(refs: &Refs<'_>, addr: &str, n: &Node, text: &str) -> Result<Trigger,
                 Some(format!("write {target}[\"KEY\"].{a}")),
             ));
         }
-        let known = refs.known_attrs(&addrs[0]);
+        let known = refs.attr_names(&addrs[0]).unwrap_or_default();
         let head = match split_path(a).first() {
             Some(PathSeg::Key(k)) => k.clone(),
             _ => a.clone(),

@@ -30,10 +30,20 @@ fn template_path(doc: &Attrs) -> Option<&'static str> {
     } else {
         "spec.template"
     };
-    let spec = Value::Map(doc.clone());
-    spec.get_path(&format!("{path}.spec.containers"))
+    at(doc, &format!("{path}.spec.containers"))
         .and_then(Value::as_list)
         .map(|_| path)
+}
+
+/// The value at a dotted `path` of a document, without copying it.
+fn at<'a>(doc: &'a Attrs, path: &str) -> Option<&'a Value> {
+    let (head, rest) = path.split_once('.').unwrap_or((path, ""));
+    let v = doc.get(head)?;
+    if rest.is_empty() {
+        Some(v)
+    } else {
+        v.get_path(rest)
+    }
 }
 
 /// The attribute path of the annotation under a template at `path`.
@@ -133,8 +143,7 @@ pub(crate) fn links(items: &[DepItem], default_ns: &str) -> (Vec<Edge>, Vec<Read
         let Some(r) = ident(MANIFEST, &it.attrs) else {
             continue;
         };
-        let doc = Value::Map(it.attrs.clone());
-        let Some(spec) = doc.get_path(&format!("{path}.spec")) else {
+        let Some(spec) = at(&it.attrs, &format!("{path}.spec")) else {
             continue;
         };
         let deps: Vec<String> = referenced(spec)
