@@ -35,6 +35,9 @@ pub struct Lifecycle {
     pub prevent_destroy: bool,
     pub create_before_destroy: bool,
     pub ignore_changes: Vec<String>,
+    /// `replace_triggered_by`: addresses as written (`${each.key}` and
+    /// `${vars.NAME}` substituted per instance when the graph is built).
+    pub replace_triggered_by: Vec<(String, Range<usize>)>,
 }
 
 /// A `[host.*]` or `[provider.*]` block.
@@ -167,12 +170,6 @@ impl Config {
     /// The resource a config instance comes from.
     pub fn resource(&self, inst: &Instance) -> &Resource {
         &self.resources[inst.res]
-    }
-
-    /// A hash of the configuration text (saved in plan files).
-    pub fn text_hash(&self) -> String {
-        use sha2::{Digest, Sha256};
-        hex::encode(Sha256::digest(self.src.as_bytes()))
     }
 }
 

@@ -2,6 +2,7 @@
 //! skipped, not started or abandoned operation.
 
 use crate::engine::apply::Outcome;
+use std::collections::BTreeSet;
 
 /// Whether an operation's address is a check's (`check.NAME`; no resource
 /// type is called `check`).
@@ -10,15 +11,19 @@ fn is_check(address: &str) -> bool {
 }
 
 pub fn apply(out: &Outcome, destroy: bool) -> String {
-    let ops = |v: &[(String, String)]| v.iter().filter(|(a, _)| !is_check(a)).count();
+    // Counted per object: a replace is two operations (delete, create) but
+    // one object done, as the plan's "1 to replace" said.
+    let distinct = |v: &mut dyn Iterator<Item = &String>| v.collect::<BTreeSet<_>>().len();
+    let ops =
+        |v: &[(String, String)]| distinct(&mut v.iter().map(|(a, _)| a).filter(|a| !is_check(a)));
     let failed_ops = out.failed.iter().filter(|(a, _)| !is_check(a)).count();
     let mut counts = format!(
         "{} done, {} failed, {} skipped",
         ops(&out.done),
         failed_ops,
-        out.skipped.len()
+        distinct(&mut out.skipped.iter().map(|(a, _)| a))
     );
-    let healthy = out.done.len() - ops(&out.done);
+    let healthy = out.done.iter().filter(|(a, _)| is_check(a)).count();
     let unhealthy = out.failed.len() - failed_ops;
     if healthy + unhealthy > 0 {
         counts.push_str(&format!("; checks: {healthy} healthy, {unhealthy} failed"));
@@ -37,12 +42,20 @@ pub fn apply(out: &Outcome, destroy: bool) -> String {
         head + ".\n"
     } else {
         let what = if destroy { "Destroy" } else { "Apply" };
-        format!("\n{what} complete: {counts}.\n")
+        // "complete" only when nothing failed (Terraform prints no
+        // "Apply complete!" after an error either).
+        let ended = if out.failed.is_empty() {
+            "complete"
+        } else {
+            "finished with errors"
+        };
+        format!("\n{what} {ended}: {counts}.\n")
     };
     for (a, p) in &out.failed {
         s.push_str(&format!("  failed:  {a}: {}\n", p.message));
     }
-    for (a, why) in &out.skipped {
+    let mut seen = BTreeSet::new();
+    for (a, why) in out.skipped.iter().filter(|(a, _)| seen.insert(a)) {
         s.push_str(&format!("  skipped: {a} ({why})\n"));
     }
     for a in &out.not_started {
@@ -86,6 +99,18 @@ mod tests {
         assert_eq!(
             apply(&done, true),
             "\nDestroy complete: 1 done, 0 failed, 0 skipped.\n"
+        );
+        // A failure is never called complete.
+        let mut failed = Outcome {
+            interrupted: false,
+            ..out
+        };
+        // A replace is one object done.
+        failed.done.push(("file.a".into(), "created".into()));
+        let s = apply(&failed, false);
+        assert!(
+            s.starts_with("\nApply finished with errors: 1 done, 1 failed, 1 skipped.\n"),
+            "{s}"
         );
     }
 }

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// A tiny HTTP/1.1 server on 127.0.0.1 answering every request with
-/// `status` (and counting requests) until stopped.
-struct Server {
-    port: u16,
+/// `status` (and counting requests) until stopped (examples.rs uses it too).
+pub(crate) struct Server {
+    pub(crate) port: u16,
     status: Arc<AtomicU16>,
     hits: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
@@ -19,7 +19,7 @@ struct Server {
 }
 
 impl Server {
-    fn start() -> Server {
+    pub(crate) fn start() -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().unwrap().port();
         let status = Arc::new(AtomicU16::new(200));
@@ -66,7 +66,7 @@ impl Server {
     }
 
     /// Stops listening: connections are refused from now on.
-    fn stop(&mut self) {
+    pub(crate) fn stop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect(("127.0.0.1", self.port));
         if let Some(t) = self.thread.take() {

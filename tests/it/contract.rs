@@ -4,7 +4,7 @@
 //! lifecycle change alone updates the state; plans are byte-identical for
 //! the same inputs, including a stack without state; markdown stays short.
 
-use crate::common::Ctx;
+use crate::common::{require, Ctx};
 use kube_api_double::KubeApiDouble;
 use std::os::unix::fs::PermissionsExt;
 use tailscale_api_double::TailscaleDouble;
@@ -137,6 +137,50 @@ file = "cm.yaml"
         double.get("v1", "ConfigMap", "default", "gw").is_none(),
         "nothing was created"
     );
+}
+
+#[test]
+fn a_docker_build_context_edited_after_the_plan_is_refused_by_name() {
+    let (ok, why) = match std::process::Command::new("docker")
+        .args(["version", "--format", "{{.Server.APIVersion}}"])
+        .output()
+    {
+        Ok(o) => (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        ),
+        Err(e) => (false, e.to_string()),
+    };
+    if !require("a Docker Engine", ok, &why) {
+        return;
+    }
+    let t = Ctx::new();
+    let stack = format!(
+        "contract-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    t.write(
+        "claw.toml",
+        &format!(
+            "[stack]\nname = \"{stack}\"\n\n[docker_image.img]\nname = \"{stack}:latest\"\nbuild = {{ context = \"img\" }}\n"
+        ),
+    );
+    t.write("img/Dockerfile", "FROM scratch\nCOPY greeting /greeting\n");
+    t.write("img/greeting", "v1\n");
+    t.ok(&["plan", "--out", "p.json", "--detailed-exitcode"], 2);
+    t.write("img/greeting", "v2\n");
+    let o = t.ok(&["apply", "p.json"], 1);
+    assert!(
+        o.stderr
+            .contains("docker_image.img: img changed since the plan"),
+        "{}",
+        o.stderr
+    );
+    let inspect = std::process::Command::new("docker")
+        .args(["image", "inspect", &format!("{stack}:latest")])
+        .output()
+        .unwrap();
+    assert!(!inspect.status.success(), "nothing was built");
 }
 
 #[test]
