@@ -73,10 +73,11 @@ pub async fn run(
     parallelism: usize,
     interrupt: &Interrupt,
 ) -> Outcome {
-    let changes: BTreeMap<String, Change> = plan
+    // Shared with the operations' tasks, not copied per operation.
+    let changes: BTreeMap<String, Arc<Change>> = plan
         .changes
         .iter()
-        .map(|c| (c.address.clone(), c.clone()))
+        .map(|c| (c.address.clone(), Arc::new(c.clone())))
         .collect();
     // Build the op graph.
     let mut deps: BTreeMap<OpId, BTreeSet<OpId>> = BTreeMap::new();

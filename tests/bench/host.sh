@@ -11,73 +11,47 @@
 # file over SSH (median of 5 runs, with the round trips), and an apply of
 # 1,000 local files from nothing (median of 3 runs, destroyed in between).
 #
+# The login shell: `--login-shell sh` (default) has sshd run /bin/sh for the
+# login user where this runs as root (see start_sshd in lib.sh: root's
+# ~/.bashrc here costs ~0.3 s per SSH command); `own` keeps the user's.
+#
 # Usage: tests/bench/host.sh [--claw PATH] [--sizes "200 40"] [--files-only]
+#                            [--login-shell sh|own]
 # Needs: openssh-server (/usr/sbin/sshd), ssh-keygen, git, tmux, and a claw
 # binary (default: cargo build --release, into $CARGO_TARGET_DIR or target/).
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 SIZES="200 40"
 CLAW=""
 FILES_ONLY=""
+LOGIN_SHELL=sh
 while [ $# -gt 0 ]; do
   case "$1" in
     --claw) CLAW="$2"; shift 2 ;;
     --sizes) SIZES="$2"; shift 2 ;;
     --files-only) FILES_ONLY=1; shift ;;
+    --login-shell) LOGIN_SHELL="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 1 ;;
   esac
 done
-
-ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
-if [ -z "$CLAW" ]; then
-  (cd "$ROOT" && cargo build --release --bin claw >&2)
-  CLAW="${CARGO_TARGET_DIR:-$ROOT/target}/release/claw"
-fi
+CLAW="$(bench_claw "$CLAW")"
 for t in /usr/sbin/sshd ssh-keygen git tmux; do
   command -v "$t" >/dev/null || { echo "$t is not installed" >&2; exit 1; }
 done
 
 WORK="$(mktemp -d /tmp/claw-bench-host.XXXXXX)"
-SSHD_PID=""
 cleanup() {
   for s in "$WORK"/run*/sock*/bench.sock; do
     [ -S "$s" ] && tmux -S "$s" kill-server 2>/dev/null || true
   done
-  [ -n "$SSHD_PID" ] && kill "$SSHD_PID" 2>/dev/null || true
+  [ -n "${SSHD_PID:-}" ] && kill "$SSHD_PID" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 # --- a private sshd on a loopback port --------------------------------------
-mkdir -p /run/sshd 2>/dev/null || true
-ssh-keygen -q -t ed25519 -N '' -f "$WORK/host_key"
-ssh-keygen -q -t ed25519 -N '' -f "$WORK/id_ed25519"
-cp "$WORK/id_ed25519.pub" "$WORK/authorized_keys"
-PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo $((20000 + RANDOM % 20000)))"
-cat > "$WORK/sshd_config" <<CFG
-Port $PORT
-ListenAddress 127.0.0.1
-HostKey $WORK/host_key
-AuthorizedKeysFile $WORK/authorized_keys
-PidFile $WORK/sshd.pid
-UsePAM no
-StrictModes no
-PermitRootLogin yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-MaxStartups 100
-LogLevel ERROR
-CFG
-/usr/sbin/sshd -D -e -f "$WORK/sshd_config" 2>"$WORK/sshd.log" &
-SSHD_PID=$!
-for _ in $(seq 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-  sleep 0.05
-done
-echo "[127.0.0.1]:$PORT $(cut -d' ' -f1,2 "$WORK/host_key.pub")" > "$WORK/known_hosts"
-USER_NAME="$(id -un)"
-
-now_ms() { date +%s%3N; }
+start_sshd "$WORK" "$LOGIN_SHELL"
 
 keys_json() { # N -> ["a0", "a1", ...]
   local n=$1 prefix=$2 out="" i
@@ -85,16 +59,7 @@ keys_json() { # N -> ["a0", "a1", ...]
   echo "[${out%, }]"
 }
 
-host_block() { # the [host.bench] table of the sshd above
-  cat <<TOML
-[host.bench]
-address = "127.0.0.1:$PORT"
-user = "$USER_NAME"
-identity_file = "$WORK/id_ed25519"
-known_hosts = "$WORK/known_hosts"
-
-TOML
-}
+host_block() { ssh_host_block "$WORK"; }
 
 run_size() {
   local n=$1
@@ -159,31 +124,11 @@ TOML
   echo "$rt" > "$dir/rt"
 }
 
-median() { # numbers on stdin -> the median
-  sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'
-}
-
-# N files on HOST ("bench" over SSH, "local" here) into DIR/claw.toml.
-files_toml() {
-  local n=$1 host=$2 dir=$3
-  {
-    printf '[stack]\nname = "bench-files-%s-%s"\n\n' "$host" "$n"
-    if [ "$host" = bench ]; then host_block; fi
-    cat <<TOML
-[file.f]
-host = "$host"
-for_each = $(keys_json "$n" f)
-path = "$dir/files/\${each.key}.conf"
-content = "setting = \${each.key}\\n"
-TOML
-  } > "$dir/claw.toml"
-}
-
 run_files_ssh() {
   local n=$1
   local dir="$WORK/files-ssh$n" i t0 t1 out rt times=""
   mkdir -p "$dir"
-  files_toml "$n" bench "$dir"
+  files_toml "$n" bench "$dir" "$WORK"
   "$CLAW" -C "$dir" apply --auto-approve -q >"$dir/apply.log" 2>&1 || { cat "$dir/apply.log" >&2; exit 1; }
   for i in 1 2 3 4 5; do
     t0=$(now_ms)
@@ -213,7 +158,7 @@ run_files_local() {
 }
 
 echo "claw: $CLAW"
-echo "ssh host: 127.0.0.1:$PORT (one connection per run)"
+echo "ssh host: 127.0.0.1:$SSHD_PORT, login shell $SSHD_SHELL (one connection per run)"
 if [ -z "$FILES_ONLY" ]; then
   first=""
   for n in $SIZES; do
