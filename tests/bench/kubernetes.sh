@@ -12,29 +12,39 @@
 # discovery request per group version (8 + 4 = 12), not one per object; the
 # script fails above 2 per kind plus discovery.
 #
+# Then, beside kubectl (issue 14): the 301 objects of the issue (one
+# Namespace, 75 each of ConfigMap, Secret, Service, Deployment), applied
+# from nothing by `claw apply` and by `kubectl apply --server-side`
+# alternately (--runs times, medians), with the requests the double counted
+# for each. kubectl runs with --validate=false (the double serves no
+# OpenAPI document) and its discovery cache warm after the first run: both
+# spare kubectl requests. Skipped (said so) when kubectl is not installed.
+#
 # Usage: tests/bench/kubernetes.sh [--claw PATH] [--double PATH] [--objects 300]
+#                                  [--runs 5]
 # Needs: a claw binary (default: cargo build --release, into
-# $CARGO_TARGET_DIR or target/) and python3 (free port, JSON).
+# $CARGO_TARGET_DIR or target/), python3 (free port, JSON), kubectl for
+# the comparison.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 CLAW=""
 DOUBLE=""
 OBJECTS=300
+RUNS=5
 while [ $# -gt 0 ]; do
   case "$1" in
     --claw) CLAW="$2"; shift 2 ;;
     --double) DOUBLE="$2"; shift 2 ;;
     --objects) OBJECTS="$2"; shift 2 ;;
+    --runs) RUNS="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 1 ;;
   esac
 done
 
-ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+ROOT="$BENCH_ROOT"
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
-if [ -z "$CLAW" ]; then
-  (cd "$ROOT" && cargo build --release --bin claw >&2)
-  CLAW="$TARGET/release/claw"
-fi
+CLAW="$(bench_claw "$CLAW")"
 if [ -z "$DOUBLE" ]; then
   (cd "$ROOT" && cargo build --release -p kube-api-double --bin kube-api-double >&2)
   DOUBLE="$TARGET/release/kube-api-double"
@@ -145,3 +155,49 @@ if [ "$DOUBLE_COUNT" -gt $(( 2 * 8 + 4 )) ]; then
 fi
 
 one_per_object destroy
+
+# --- beside kubectl --------------------------------------------------------
+if ! command -v kubectl >/dev/null; then
+  echo "kubectl: not installed, the comparison is SKIPPED (Debian: kubernetes-client)"
+  exit 0
+fi
+mkdir -p "$WORK/peer"
+python3 - > "$WORK/peer/objects.yaml" <<'PY'
+docs = ["apiVersion: v1\nkind: Namespace\nmetadata:\n  name: peer\n"]
+for i in range(75):
+    docs.append(f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\n  namespace: peer\ndata:\n  key: value-{i}\n")
+    docs.append(f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: secret-{i}\n  namespace: peer\nstringData:\n  token: t-{i}\n")
+    docs.append(f"apiVersion: v1\nkind: Service\nmetadata:\n  name: svc-{i}\n  namespace: peer\nspec:\n  selector: {{app: a{i}}}\n  ports: [{{name: http, port: 80}}]\n")
+    docs.append(f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: dep-{i}\n  namespace: peer\nspec:\n  selector: {{matchLabels: {{app: a{i}}}}}\n  template:\n    metadata: {{labels: {{app: a{i}}}}}\n    spec:\n      containers: [{{name: app, image: 'nginx:1.27', ports: [{{containerPort: 80}}]}}]\n")
+print("---\n".join(docs))
+PY
+cat > "$WORK/peer/claw.toml" <<TOML
+[stack]
+name = "peer"
+
+[provider.k8s]
+type = "kubernetes"
+kubeconfig = "$WORK/kubeconfig"
+namespace = "peer"
+
+[k8s_manifest.objects]
+file = "objects.yaml"
+TOML
+export KUBECONFIG="$WORK/kubeconfig"
+ca=() ka=() creq="" kreq=""
+for r in $(seq "$RUNS"); do
+  reset_requests
+  ca+=("$(timed "$WORK/peer/claw.log" "$CLAW" -C "$WORK/peer" apply --auto-approve -q)")
+  creq="$(double_requests)"
+  timed "$WORK/peer/destroy.log" "$CLAW" -C "$WORK/peer" destroy --auto-approve -q >/dev/null
+  reset_requests
+  ka+=("$(timed "$WORK/peer/kubectl.log" kubectl apply --server-side --validate=false -f "$WORK/peer/objects.yaml")")
+  kreq="$(double_requests)"
+  timed "$WORK/peer/kdelete.log" kubectl delete namespace peer >/dev/null
+  echo "run $r: claw apply ${ca[-1]} ms ($creq requests), kubectl apply --server-side ${ka[-1]} ms ($kreq requests)" >&2
+done
+c=$(printf '%s\n' "${ca[@]}" | median); k=$(printf '%s\n' "${ka[@]}" | median)
+echo "kubernetes: apply of 301 objects (1 Namespace, 75 each of ConfigMap, Secret, Service, Deployment), medians of $RUNS interleaved runs:"
+printf '  claw apply %d ms, %s requests; kubectl %s apply --server-side %d ms, %s requests; claw/kubectl %s\n' \
+  "$c" "$creq" "$(kubectl version --client 2>/dev/null | sed -n 's/^Client Version: //p')" "$k" "$kreq" "$(ratio "$c" "$k")"
+awk -v a="$c" -v b="$k" 'BEGIN { exit !(a <= 0.5 * b) }' || { echo "MISS: claw apply is above 0.5x kubectl" >&2; exit 1; }
