@@ -10,7 +10,8 @@
 //!   handful of processes whatever the number of files (POSIX: no `stat -c`).
 //! - **Write**: the content on stdin, into a temporary file in the target's
 //!   folder created exclusively (`set -C`, so O_EXCL) under a umask that gives
-//!   it its final mode, then `chmod` (special bits) and `mv` over the target.
+//!   it its final mode, then `chmod` (only for x and special bits) and `mv`
+//!   over the target: `cat` and `mv`, two processes, for a usual file.
 
 use crate::runner::{local_path, sh_path, Runner};
 use claw_provider::Diagnostic;
@@ -430,12 +431,17 @@ pub async fn write_file(
             .map_err(failed);
     }
     let create = match mode {
-        // A umask that leaves exactly the final permission bits.
+        // A umask that leaves exactly the final permission bits: a file the
+        // shell creates gets 0666 of them, so `chmod` only for x and special bits.
         Some(m) => format!(
             "umask {:03o}\n\
-             cat > \"$t\" || fail \"cannot write to the folder $d\"\n\
-             chmod {m:o} \"$t\" || fail \"cannot set mode {m:04o}\"\n",
-            !m & 0o777
+             cat > \"$t\" || fail \"cannot write to the folder $d\"\n{}",
+            !m & 0o777,
+            if m & 0o7111 != 0 {
+                format!("chmod {m:o} \"$t\" || fail \"cannot set mode {m:04o}\"\n")
+            } else {
+                String::new()
+            }
         ),
         // Keep the mode (and owner) of the file there: copy it into our own
         // private temp with `cp -p`, then overwrite the content.
@@ -452,8 +458,8 @@ pub async fn write_file(
          b=${{p##*/}}\n\
          t=\"$d/.$b.claw-tmp.$$\"\n\
          [ -d \"$p\" ] && fail \"$p is a folder\"\n\
-         mkdir -p \"$d\" || fail \"cannot create the folder $d\"\n\
-         rm -f \"$t\"\n\
+         [ -d \"$d\" ] || mkdir -p \"$d\" || fail \"cannot create the folder $d\"\n\
+         if [ -e \"$t\" ] || [ -h \"$t\" ]; then rm -f \"$t\"; fi\n\
          set -C\n\
          {create}\
          mv -f \"$t\" \"$p\" || fail \"cannot replace $p\"\n",

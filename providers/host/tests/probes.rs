@@ -284,3 +284,31 @@ async fn worktree_and_tmux_probes_start_a_fixed_number_of_processes() {
         "one git per repository, two tmux clients per socket"
     );
 }
+
+#[tokio::test]
+async fn a_file_write_over_a_script_starts_cat_and_mv() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = Counting::new(dir.path());
+    let at = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let write = |p: String, c: &'static [u8], mode: Option<u32>| {
+        let r = &r;
+        async move { claw_host::fileio::write_file(r, &p, c, mode).await.unwrap() }
+    };
+    r.started();
+    // A new folder: one mkdir; then the usual file: cat and mv.
+    write(at("new/a.conf"), b"a", Some(0o644)).await;
+    assert_eq!(r.started(), vec!["cat", "mkdir", "mv"]);
+    write(at("new/b.conf"), b"b", Some(0o600)).await;
+    write(at("new/c.conf"), b"c", None).await;
+    assert_eq!(r.started(), vec!["cat", "cat", "mv", "mv"]);
+    // Execute and special bits need chmod; keeping an existing file's mode, cp -p.
+    write(at("new/run.sh"), b"#!/bin/sh\n", Some(0o4755)).await;
+    write(at("new/b.conf"), b"bb", None).await;
+    assert_eq!(r.started(), vec!["cat", "cat", "chmod", "cp", "mv", "mv"]);
+    let got = read_files(&r, &[at("new/a.conf"), at("new/b.conf"), at("new/run.sh")])
+        .await
+        .unwrap();
+    assert_eq!(got[0], file(b"a", 0o644));
+    assert_eq!(got[1], file(b"bb", 0o600));
+    assert_eq!(got[2], file(b"#!/bin/sh\n", 0o4755));
+}
