@@ -190,6 +190,8 @@ impl Workspace {
                     deps: BTreeSet::new(),
                     inputs: expand_inputs.remove(&inst.addr).unwrap_or_default(),
                     inst,
+                    triggers: Vec::new(),
+                    reads: None,
                 },
             );
         }
@@ -238,12 +240,14 @@ impl Workspace {
         }
         let outputs = super::outputs::build(&refs, &mut errs);
         let checks = super::checks::build(&refs, &mut errs);
+        let triggers = super::triggers::resolve(&refs, &mut errs);
         drop(refs);
         for (addr, deps) in all_deps {
             if let Some(n) = nodes.get_mut(&addr) {
                 n.deps = deps;
             }
         }
+        super::triggers::attach(&mut nodes, triggers);
         // Provider-declared ordering (namespaces before their objects, ...),
         // handed the provisional attributes (moved: nothing needs them after).
         let mut items_of: BTreeMap<&str, Vec<DepItem>> = BTreeMap::new();
@@ -258,12 +262,14 @@ impl Workspace {
                     attrs,
                 });
         }
-        let mut implied = Vec::new();
+        let (mut implied, mut reads) = (Vec::new(), Vec::new());
         for (key, items) in items_of {
             let Some(p) = providers.get(key) else {
                 continue;
             };
-            implied.extend(p.implicit_deps(ImplicitDepsRequest { items }).edges);
+            let req = ImplicitDepsRequest { items };
+            reads.push(p.reads(&req));
+            implied.extend(p.implicit_deps(req).edges);
         }
         for Edge {
             dependent: from,
@@ -275,6 +281,9 @@ impl Workspace {
                     n.deps.insert(to);
                 }
             }
+        }
+        for r in reads {
+            super::triggers::add_reads(&mut nodes, r, &mut errs);
         }
         if !errs.is_empty() {
             return Err(Error::many(errs));
@@ -325,8 +334,8 @@ impl Workspace {
 /// outputs and checks alike.
 pub(super) struct Refs<'a> {
     pub cfg: &'a Config,
-    nodes: &'a BTreeMap<String, Node>,
-    by_resource: &'a BTreeMap<String, Vec<String>>,
+    pub nodes: &'a BTreeMap<String, Node>,
+    pub by_resource: &'a BTreeMap<String, Vec<String>>,
     known: Known<'a>,
     salt: &'a str,
     eval: config::Eval,
@@ -370,6 +379,11 @@ impl Known<'_> {
 }
 
 impl Refs<'_> {
+    /// The attribute names of the instance `addr` (see [`Known`]).
+    pub fn attr_names(&self, addr: &str) -> Option<Arc<BTreeSet<String>>> {
+        self.nodes.get(addr).map(|n| self.known.of(n))
+    }
+
     /// The instance `r` refers to, or why it cannot (an unknown resource,
     /// instance or attribute), located at the reference.
     pub fn target(&self, r: &template::ResRef) -> std::result::Result<String, Problem> {

@@ -1,8 +1,10 @@
-//! `docker_image`: build from a context folder (its keyed digest in a label)
-//! or pull; refresh from one image list by reference.
+//! `docker_image`: build from a context folder (its keyed digest in a label;
+//! `.dockerignore` applied, see [`crate::context`]) or pull; refresh from one
+//! image list by reference.
 
 use crate::apply::{labels, need, not_found_hint, refuse_unowned, state, target_id, Imported};
 use crate::client::{api_error, is_not_found, status};
+use crate::context;
 use crate::diff::{address_change, cmp, prior_has, Rule};
 use crate::refresh::{imported, item_name, label_filter, owner_of, Part, ATTR_ADDRESS};
 use crate::util::{self, normalize_ref};
@@ -47,20 +49,25 @@ pub(crate) fn prepare(
         .and_then(Value::as_str)
     {
         let dir = req.ctx.base_dir.join(ctxdir);
-        let hash = util::context_hash(&dir, req.ctx).map_err(|e| {
+        let dockerfile = a
+            .get("build")
+            .and_then(|b| b.get_path("dockerfile"))
+            .and_then(Value::as_str)
+            .unwrap_or("Dockerfile");
+        let hash = context::hash(&dir, dockerfile, req.ctx).map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::InvalidData {
+                "fix the pattern in .dockerignore (Docker's syntax: `*`, `**`, `?`, `[...]`, `!` for an exception)"
+            } else {
+                "`build.context` is a folder relative to claw.toml holding the Dockerfile"
+            };
             Diagnostic::error(format!(
                 "cannot read the build context {}: {e}",
                 dir.display()
             ))
             .with_address(req.address)
             .with_attr("build.context")
-            .with_hint("`build.context` is a folder relative to claw.toml holding the Dockerfile")
+            .with_hint(hint)
         })?;
-        let dockerfile = a
-            .get("build")
-            .and_then(|b| b.get_path("dockerfile"))
-            .and_then(Value::as_str)
-            .unwrap_or("Dockerfile");
         if !dir.join(dockerfile).is_file() {
             return Err(Diagnostic::error(format!(
                 "no Dockerfile `{dockerfile}` in the build context {}",
@@ -272,9 +279,15 @@ pub(crate) async fn build_or_pull(
             .and_then(Value::as_str)
             .unwrap_or(".");
         let dir = req.ctx.base_dir.join(ctxdir);
+        let dockerfile = build
+            .get_path("dockerfile")
+            .and_then(Value::as_str)
+            .unwrap_or("Dockerfile")
+            .to_string();
         let tar = tokio::task::spawn_blocking({
             let dir = dir.clone();
-            move || util::tar_context(&dir)
+            let dockerfile = dockerfile.clone();
+            move || context::tar(&dir, &dockerfile)
         })
         .await
         .map_err(|e| Diagnostic::error(format!("packing the build context failed: {e}")))?
@@ -295,11 +308,7 @@ pub(crate) async fn build_or_pull(
             .into_iter()
             .collect();
         let opts = BuildImageOptions {
-            dockerfile: build
-                .get_path("dockerfile")
-                .and_then(Value::as_str)
-                .unwrap_or("Dockerfile")
-                .to_string(),
+            dockerfile,
             t: Some(name.clone()),
             rm: true,
             forcerm: true,

@@ -104,6 +104,67 @@ pub struct Container {
     /// Seconds between SIGTERM and SIGKILL on stop; when set, delete stops
     /// the container gracefully first (default: delete kills at once, like `docker rm -f`).
     pub stop_timeout: Option<i64>,
+    /// Memory limit in Docker's units (`"512m"`, `"2g"`, or bytes); changed in place.
+    pub memory: Option<Size>,
+    /// Memory plus swap (`"1g"`; `"-1"`: unlimited swap); changed in place.
+    pub memory_swap: Option<Size>,
+    /// CPUs (`"0.5"`, `2`); changed in place.
+    pub cpus: Option<Cpus>,
+    /// The most processes the container may run (`-1`: unlimited); changed in place.
+    pub pids_limit: Option<i64>,
+    /// The size of `/dev/shm` (`"2g"`; Docker's default is 64m).
+    pub shm_size: Option<Size>,
+    /// Capabilities added (`"NET_ADMIN"`, with or without `CAP_`).
+    pub cap_add: Option<Vec<String>>,
+    /// Capabilities dropped (`"ALL"`, `"NET_RAW"`, ...).
+    pub cap_drop: Option<Vec<String>>,
+    pub privileged: Option<bool>,
+    /// Mount the container's root file system read-only.
+    pub read_only: Option<bool>,
+    /// `"no-new-privileges"`, `"seccomp=unconfined"`, `"apparmor=PROFILE"`, ...
+    pub security_opt: Option<Vec<String>>,
+    /// tmpfs mounts: `{ "/tmp" = "rw,size=64m" }` (options may be empty).
+    pub tmpfs: Option<BTreeMap<String, String>>,
+    pub healthcheck: Option<Healthcheck>,
+    /// `"healthy"`: apply returns once Docker reports the container healthy.
+    pub wait: Option<String>,
+    /// How long apply waits for `wait` (default `"5m"`).
+    pub wait_timeout: Option<String>,
+}
+
+/// A size in Docker's units: `"512m"`, `"2g"`, `"1.5g"`, or a number of bytes.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum Size {
+    Text(String),
+    Bytes(i64),
+}
+
+/// A number of CPUs: `"0.5"`, `0.5` or `2`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum Cpus {
+    Text(String),
+    Number(f64),
+}
+
+/// `healthcheck = { test = ["CMD", "true"], interval = "5s", timeout = "3s", retries = 3, start_period = "10s" }`
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct Healthcheck {
+    /// `["CMD", "prog", "arg"]`, `["CMD-SHELL", "curl -f http://localhost/"]` or `["NONE"]`.
+    pub test: Vec<String>,
+    /// Time between checks (`"30s"`, `"1m"`; Docker's default 30s).
+    pub interval: Option<String>,
+    /// How long one check may take (default 30s).
+    pub timeout: Option<String>,
+    /// Consecutive failures before `unhealthy` (default 3).
+    pub retries: Option<i64>,
+    /// Start-up time during which failures do not count (default 0s).
+    pub start_period: Option<String>,
 }
 
 /// `build = { context = "dir", dockerfile = "Dockerfile", args = { K = "v" } }`

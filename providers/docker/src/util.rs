@@ -1,9 +1,8 @@
 //! Pure helpers: Docker's short port syntax, restart policies, names,
-//! attribute access and context hashing. No IO except reading the build context.
+//! attribute access. No IO.
 
 use bollard::models::{PortBinding, RestartPolicy, RestartPolicyNameEnum};
-use claw_provider::{Attrs, Ctx, Value};
-use sha2::{Digest, Sha256};
+use claw_provider::{Attrs, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
@@ -316,73 +315,6 @@ pub fn normalize_ref(r: &str) -> String {
         .unwrap_or(r)
 }
 
-/// The keyed digest ([`Ctx::digest`]) of a build context folder: every
-/// file's relative path, mode (executable bit) and bytes, in path order,
-/// streamed through SHA-256 whose result is then keyed (never stored plain).
-/// Symlinks hash their target.
-pub fn context_hash(dir: &Path, ctx: &Ctx) -> std::io::Result<String> {
-    let mut files = Vec::new();
-    walk(dir, dir, &mut files)?;
-    files.sort();
-    let mut h = Sha256::new();
-    for rel in &files {
-        let p = dir.join(rel);
-        let meta = std::fs::symlink_metadata(&p)?;
-        h.update(rel.as_bytes());
-        h.update([0u8]);
-        if meta.file_type().is_symlink() {
-            h.update(b"link:");
-            h.update(std::fs::read_link(&p)?.to_string_lossy().as_bytes());
-        } else {
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                h.update(format!("{:o}", meta.permissions().mode() & 0o111).as_bytes());
-            }
-            h.update([0u8]);
-            h.update(std::fs::read(&p)?);
-        }
-        h.update([0u8]);
-    }
-    Ok(ctx.digest(&h.finalize()))
-}
-
-/// Relative paths (with `/`) of every file and symlink under `dir`.
-pub fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let p = e.path();
-        let ft = e.file_type()?;
-        if ft.is_dir() {
-            walk(root, &p, out)?;
-        } else {
-            let rel = p
-                .strip_prefix(root)
-                .unwrap_or(&p)
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join("/");
-            out.push(rel);
-        }
-    }
-    Ok(())
-}
-
-/// The build context as a tar archive (in memory).
-pub fn tar_context(dir: &Path) -> std::io::Result<Vec<u8>> {
-    let mut files = Vec::new();
-    walk(dir, dir, &mut files)?;
-    files.sort();
-    let mut b = tar::Builder::new(Vec::new());
-    b.follow_symlinks(false);
-    for rel in &files {
-        b.append_path_with_name(dir.join(rel), rel)?;
-    }
-    b.into_inner()
-}
-
 /// A bind-mount source as Docker needs it: absolute (relative paths resolve
 /// from the folder of claw.toml, itself made absolute), `.` and `..` removed.
 pub fn abs_path(base: &Path, source: &str) -> String {
@@ -474,24 +406,5 @@ mod tests {
         assert_eq!(abs_path(Path::new("/a/b"), "../c/./d"), "/a/c/d");
         assert_eq!(abs_path(Path::new("/a/b"), "/x"), "/x");
         assert!(abs_path(Path::new("."), "w").starts_with('/'));
-    }
-
-    #[test]
-    fn context_hash_follows_content() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("Dockerfile"), "FROM scratch\n").unwrap();
-        let ctx = Ctx::for_tests("t", d.path());
-        let hash = |p: &Path| context_hash(p, &ctx).unwrap();
-        let a = hash(d.path());
-        assert_eq!(a, hash(d.path()));
-        assert!(a.starts_with(claw_provider::digest::KEYED_PREFIX), "{a}");
-        std::fs::create_dir(d.path().join("sub")).unwrap();
-        std::fs::write(d.path().join("sub/x"), "1").unwrap();
-        let b = hash(d.path());
-        assert_ne!(a, b);
-        std::fs::write(d.path().join("sub/x"), "2").unwrap();
-        assert_ne!(b, hash(d.path()));
-        let t = tar_context(d.path()).unwrap();
-        assert!(t.len() >= 1024);
     }
 }

@@ -772,3 +772,82 @@ async fn daemon_errors_are_actionable() {
         eprintln!("daemon_errors_are_actionable: permission-denied case covered by the unit test (running as root)");
     }
 }
+
+#[tokio::test]
+async fn image_builds_honour_dockerignore() {
+    need_docker!("image_builds_honour_dockerignore");
+    let name = stack_name("ignore");
+    let _c = Cleanup(vec![name.clone()]);
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir.path().join("ctx");
+    busybox_context(&ctx, "COPY . /ctx/\n");
+    std::fs::write(
+        ctx.join(".dockerignore"),
+        "secret.env\ncache/\n*.tmp\n!keep.tmp\n",
+    )
+    .unwrap();
+    std::fs::write(ctx.join("secret.env"), "TOKEN=hunter2\n").unwrap();
+    std::fs::create_dir_all(ctx.join("cache/deep")).unwrap();
+    std::fs::write(ctx.join("cache/deep/blob"), "x".repeat(1 << 20)).unwrap();
+    std::fs::write(ctx.join("a.tmp"), "a").unwrap();
+    std::fs::write(ctx.join("keep.tmp"), "k").unwrap();
+    let progress = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut s = stack(&name, dir.path());
+    let pr = progress.clone();
+    s.ctx.progress = Progress(std::sync::Arc::new(move |_, m| {
+        pr.lock().unwrap().push(m.to_string())
+    }));
+    let tag = format!("claw-test/{name}:1");
+    let cfg = vec![
+        res(
+            "docker_image",
+            "app",
+            json!({ "name": tag, "build": { "context": "ctx" } }),
+        ),
+        res(
+            "docker_container",
+            "app",
+            json!({ "image": tag, "init": true }),
+        ),
+    ];
+    s.set(cfg.clone()).converge().await;
+    // Only what .dockerignore leaves in was sent (the 1 MiB blob was not).
+    let sent = progress
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("sending build context (")?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .expect("the context size is reported");
+    let busybox = std::fs::metadata(ctx.join("busybox")).unwrap().len() / 1024;
+    assert!(
+        sent < busybox + 256,
+        "{sent} KiB sent, busybox is {busybox} KiB"
+    );
+    let cname = format!("{name}-app");
+    let listing = docker_ok(&["exec", &cname, "ls", "-a", "/ctx"]);
+    let files: Vec<&str> = listing.split_whitespace().collect();
+    assert!(
+        files.contains(&"keep.tmp") && files.contains(&"Dockerfile"),
+        "{listing}"
+    );
+    for gone in ["secret.env", "cache", "a.tmp"] {
+        assert!(!files.contains(&gone), "{gone} was sent: {listing}");
+    }
+    // An excluded file is not part of the context hash: no rebuild.
+    std::fs::write(ctx.join("cache/deep/blob"), "changed").unwrap();
+    std::fs::write(ctx.join("secret.env"), "TOKEN=rotated\n").unwrap();
+    assert!(s.set(cfg.clone()).plan().await.is_empty());
+    // An included one is.
+    std::fs::write(ctx.join("keep.tmp"), "k2").unwrap();
+    let plan = s.set(cfg.clone()).plan().await;
+    assert_eq!(plan.action("docker_image.app"), Some(Action::Update));
+    s.apply_plan(&plan).await.unwrap();
+    s.destroy().await;
+    docker(&["rmi", &tag]);
+}

@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 mod refresh;
+mod sandbox;
 
 pub(crate) use refresh::{container_from_inspect, mount_value, refresh};
 
@@ -72,6 +73,7 @@ pub(crate) fn validate(a: &Attrs, err: &Rule<'_>, out: &mut Vec<Diagnostic>) {
             out.push(err("image", "`image` must not be empty".into()));
         }
     }
+    sandbox::validate(a, err, out);
 }
 
 /// Defaults: `state = "running"`; env values as strings.
@@ -165,6 +167,7 @@ pub(crate) fn diff(
         .or(Some(Value::str("no")));
     cmp(out, "restart", dr.as_ref(), lr.as_ref(), false, false);
     cmp(out, "state", d.get("state"), l.get("state"), false, false);
+    sandbox::diff(d, l, prior, out);
     // The image behind the tag changed, or this run rebuilds it.
     let image_changed = out.iter().any(|c| c.path == "image");
     if let (false, Some(img)) = (image_changed, d.get("image").and_then(Value::as_str)) {
@@ -305,7 +308,7 @@ pub(crate) async fn create(
         init: d.get("init").and_then(Value::as_bool),
         ..Default::default()
     };
-    let body = ContainerCreateBody {
+    let mut body = ContainerCreateBody {
         image: Some(image.clone()),
         cmd: util::str_list(d.get("command")),
         entrypoint: util::str_list(d.get("entrypoint")),
@@ -326,6 +329,7 @@ pub(crate) async fn create(
         }),
         ..Default::default()
     };
+    sandbox::create(d, &mut body)?;
     p.client.count(1);
     let created = docker
         .create_container(
@@ -357,6 +361,26 @@ pub(crate) async fn create(
             .start_container(&id, None)
             .await
             .map_err(|e| api_error(&format!("start container {name}"), &e))?;
+        if let Some(timeout) = sandbox::wait_for(d) {
+            let waited =
+                sandbox::wait_healthy(p, docker, &id, &name, timeout, &req.ctx, &req.address).await;
+            if let Err(e) = waited {
+                // Not recorded: removed, so that the next apply creates it again.
+                p.client.count(1);
+                let _ = docker
+                    .remove_container(
+                        &id,
+                        Some(RemoveContainerOptions {
+                            force: true,
+                            ..Default::default()
+                        }),
+                    )
+                    .await;
+                return Err(e.with_detail(
+                    "the container was removed again, so that the next apply creates it anew",
+                ));
+            }
+        }
     }
     Ok(state(&id, d, Attrs::new()))
 }
@@ -412,25 +436,27 @@ pub(crate) async fn update(
                 })?;
         }
     }
-    if changed("restart") {
-        let policy = util::parse_restart(util::s(d, "restart").unwrap_or("no"))
-            .map_err(|e| Diagnostic::error(e).with_attr("restart"))?;
+    // Limits and the restart policy: one `docker update`.
+    let limits = sandbox::IN_PLACE_LIMITS.iter().any(|k| changed(k));
+    if limits || changed("restart") {
+        let mut body = if limits {
+            sandbox::limits(d)?
+        } else {
+            ContainerUpdateBody::default()
+        };
+        if changed("restart") {
+            body.restart_policy = Some(
+                util::parse_restart(util::s(d, "restart").unwrap_or("no"))
+                    .map_err(|e| Diagnostic::error(e).with_attr("restart"))?,
+            );
+        }
         p.client.count(1);
-        docker
-            .update_container(
-                &id,
-                ContainerUpdateBody {
-                    restart_policy: Some(policy),
-                    ..Default::default()
-                },
+        docker.update_container(&id, body).await.map_err(|e| {
+            api_error(
+                &format!("update the limits and restart policy of container {name}"),
+                &e,
             )
-            .await
-            .map_err(|e| {
-                api_error(
-                    &format!("update the restart policy of container {name}"),
-                    &e,
-                )
-            })?;
+        })?;
     }
     let want_state = util::s(d, "state").unwrap_or("running");
     let have_state = util::s(&live, "state").unwrap_or("");
@@ -456,6 +482,9 @@ pub(crate) async fn update(
                     &e,
                 ))
             }
+        }
+        if let (Some(timeout), "running") = (sandbox::wait_for(d), want_state) {
+            sandbox::wait_healthy(p, docker, &id, &name, timeout, &req.ctx, &req.address).await?;
         }
     }
     let private = req

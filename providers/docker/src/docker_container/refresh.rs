@@ -215,6 +215,7 @@ pub(crate) fn container_from_inspect(
     if let Some(t) = cfg.stop_timeout {
         a.insert("stop_timeout".into(), Value::Int(t));
     }
+    super::sandbox::from_inspect(&hc, &cfg, &mut a);
     a
 }
 
