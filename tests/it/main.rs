@@ -19,5 +19,6 @@ mod refactor;
 mod schemas;
 mod secrets;
 mod signals;
+mod ssh_key;
 mod state;
 mod tailscale;
