@@ -466,7 +466,7 @@ fn subst(n: &Node, scope: &Scope<'_>, errs: &mut Vec<Problem>) -> Ex {
                             RefKind::Env(name) => segs.push(Seg::Val(scope.env(&name, &n.span))),
                             RefKind::Resource(rr) => {
                                 if scope.refs_allowed {
-                                    segs.push(Seg::Ref(rr));
+                                    segs.push(Seg::Ref(Box::new(rr)));
                                 } else {
                                     errs.push(source.err(&n.span, format!("`${{{text}}}`: resource references are not allowed here")));
                                 }
