@@ -4,6 +4,12 @@
 use clap::Parser;
 use claw::cli::Outcome;
 
+/// mimalloc: a plan of 20,000 resources spent half its time in glibc's
+/// malloc and free (docs/benchmarks.md, "Scale").
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = claw::cli::Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()

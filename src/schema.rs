@@ -28,7 +28,9 @@ fn meta_props(kind: &str) -> Map<String, Value> {
         "lifecycle".into(),
         json!({"type": "object", "additionalProperties": false, "properties": {
         "prevent_destroy": {"type": "boolean"}, "create_before_destroy": {"type": "boolean"},
-        "ignore_changes": {"type": "array", "items": {"type": "string"}}}}),
+        "ignore_changes": {"type": "array", "items": {"type": "string"}},
+        "replace_triggered_by": {"type": "array", "items": {"type": "string"},
+            "description": "Addresses (TYPE.NAME, TYPE.NAME[\"KEY\"], optionally .ATTRIBUTE) whose planned change replaces this resource."}}}),
     );
     m
 }

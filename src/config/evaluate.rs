@@ -476,7 +476,7 @@ fn subst(n: &Node, scope: &Scope<'_>, errs: &mut Vec<Problem>) -> Ex {
                                             .hint("write the instance's key: TYPE.NAME[\"key\"].ATTRIBUTE"),
                                     );
                                 } else if scope.refs_allowed {
-                                    segs.push(Seg::Ref(rr));
+                                    segs.push(Seg::Ref(Box::new(rr)));
                                 } else {
                                     errs.push(source.err(&n.span, format!("`${{{text}}}`: resource references are not allowed here")));
                                 }

@@ -6,6 +6,7 @@
 
 pub mod checks;
 mod evaluate;
+pub mod lifecycle;
 pub mod moved;
 pub mod node;
 pub mod outputs;

@@ -506,52 +506,7 @@ fn parse_resource(
         }
     };
     let depends_on = depends_on(&n, &addr, source, errs);
-    // lifecycle
-    let mut lifecycle = Lifecycle::default();
-    if let Some(l) = n.get("lifecycle") {
-        match l.as_table() {
-            Some(t) => {
-                for e in t {
-                    match (e.key.as_str(), &e.value.kind) {
-                        ("prevent_destroy", Kind::Bool(b)) => lifecycle.prevent_destroy = *b,
-                        ("create_before_destroy", Kind::Bool(b)) => {
-                            lifecycle.create_before_destroy = *b
-                        }
-                        ("ignore_changes", Kind::Array(a)) => {
-                            for it in a {
-                                match it.as_str() {
-                                    Some(s) => lifecycle.ignore_changes.push(s.to_string()),
-                                    None => errs.push(source.err(
-                                        &it.span,
-                                        "ignore_changes items must be attribute paths (strings)",
-                                    )),
-                                }
-                            }
-                        }
-                        ("prevent_destroy" | "create_before_destroy", _) => errs.push(
-                            source.err(&e.value.span, format!("`{}` must be true or false", e.key)),
-                        ),
-                        ("ignore_changes", _) => errs.push(source.err(
-                            &e.value.span,
-                            "`ignore_changes` must be a list of attribute paths",
-                        )),
-                        (k, _) => errs.push(unknown_key(
-                            source,
-                            &e.key_span,
-                            k,
-                            &["prevent_destroy", "create_before_destroy", "ignore_changes"],
-                            "lifecycle",
-                        )),
-                    }
-                }
-            }
-            None => errs.push(
-                source
-                    .err(&l.span, "`lifecycle` must be a table")
-                    .hint("lifecycle = { prevent_destroy = true }"),
-            ),
-        }
-    }
+    let lifecycle = super::lifecycle::parse(&n, source, errs);
     Some(Resource {
         rtype: rtype.to_string(),
         name: name.to_string(),

@@ -222,7 +222,8 @@ pub enum Ex {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Seg {
     Val(Value),
-    Ref(ResRef),
+    /// Boxed: a reference is five strings, and most segments are values.
+    Ref(Box<ResRef>),
 }
 
 impl Ex {
@@ -272,7 +273,7 @@ impl Ex {
             Ex::Str(segs) => {
                 for s in segs {
                     if let Seg::Ref(r) = s {
-                        out.push(r);
+                        out.push(&**r);
                     }
                 }
             }

@@ -35,6 +35,9 @@ pub struct Lifecycle {
     pub prevent_destroy: bool,
     pub create_before_destroy: bool,
     pub ignore_changes: Vec<String>,
+    /// `replace_triggered_by`: addresses as written (`${each.key}` and
+    /// `${vars.NAME}` substituted per instance when the graph is built).
+    pub replace_triggered_by: Vec<(String, Range<usize>)>,
 }
 
 /// A `[host.*]` or `[provider.*]` block.

@@ -311,15 +311,10 @@ async fn run_op(
                         ))
                         .hint("run `claw plan` again"));
                     };
-                    // What the plan showed, over what the object reports.
-                    let mut attrs = l.attrs.clone();
-                    if let Some(Value::Map(after)) = &c.after {
-                        for (k, v) in after {
-                            if !v.contains_unknown() {
-                                attrs.insert(k.clone(), v.clone());
-                            }
-                        }
-                    }
+                    // What the plan showed plus what the provider computes
+                    // (the live id, ...); not every live attribute, which a
+                    // provider reads as "configured last time" (issue 10).
+                    let attrs = adopted_attrs(ws, c, &l);
                     Entry {
                         rtype: c.rtype.clone(),
                         provider: c.provider.clone(),
@@ -539,6 +534,34 @@ async fn run_op(
             .into())
         }
     }
+}
+
+/// What an adopt records: the planned `after` (known values) and, from the
+/// live object, the type's computed attributes and `id`.
+fn adopted_attrs(
+    ws: &Workspace,
+    c: &Change,
+    live: &claw_provider::LiveObject,
+) -> claw_provider::Attrs {
+    let mut attrs: claw_provider::Attrs = match &c.after {
+        Some(Value::Map(after)) => after
+            .iter()
+            .filter(|(_, v)| !v.contains_unknown())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        _ => Default::default(),
+    };
+    let computed = ws
+        .reg
+        .resource_type(&c.rtype)
+        .map(|(_, t)| t.computed)
+        .unwrap_or(&[]);
+    for k in computed.iter().copied().chain(["id"]) {
+        if let Some(v) = live.attrs.get(k) {
+            attrs.entry(k.to_string()).or_insert_with(|| v.clone());
+        }
+    }
+    attrs
 }
 
 /// A reference's value at apply time: what the state now records (dependencies

@@ -97,27 +97,30 @@ impl Workspace {
             return Err(Error::many(errs));
         }
 
-        // Expansion (k8s_manifest documents) and validation.
+        // Expansion (k8s_manifest documents) and validation. Each instance's
+        // provisional attributes (references unknown) are computed once and
+        // kept beside it: validate, expand, the attribute-name check of
+        // references and implicit_deps all read them.
         // Files read by expansions (manifests), per expanded address.
         let mut expand_inputs: BTreeMap<String, Vec<Input>> = BTreeMap::new();
-        let mut expanded = Vec::new();
+        let mut expanded: Vec<(Instance, Attrs)> = Vec::with_capacity(instances.len());
         for inst in instances.drain(..) {
             let p = &providers[&inst.provider_key];
             let provisional = provisional_attrs(&inst, salt);
             let req = instance_request(&inst, &provisional, &ctx);
-            let node_span = cfg.resource(&inst).node.span.clone();
+            let node_span = || cfg.resource(&inst).node.span.clone();
             for d in p.validate(req).diagnostics {
                 let span = d
                     .attr
                     .as_deref()
                     .map(|a| cfg.resource(&inst).node.locate(a))
-                    .unwrap_or(node_span.clone());
+                    .unwrap_or_else(node_span);
                 let d = d.with_address(inst.addr.clone());
                 errs.push(Problem::from_diag(&d, cfg.loc(&span)));
             }
             let req = instance_request(&inst, &provisional, &ctx);
             match p.expand(req).into_result() {
-                Ok(docs) if docs.instances.is_empty() => expanded.push(inst),
+                Ok(docs) if docs.instances.is_empty() => expanded.push((inst, provisional)),
                 Ok(docs) => {
                     for Expanded { key: k, attrs } in docs.instances {
                         let addr_of = |key: &str| {
@@ -135,13 +138,15 @@ impl Workspace {
                             );
                         }
                         expand_inputs.insert(addr_of(&key), docs.inputs.clone());
-                        expanded.push(Instance {
+                        let doc = Instance {
                             addr: addr_of(&key),
                             key: Some(key),
                             body,
                             expanded: true,
                             ..inst.clone()
-                        });
+                        };
+                        let provisional = provisional_attrs(&doc, salt);
+                        expanded.push((doc, provisional));
                     }
                 }
                 Err(d) => {
@@ -149,7 +154,7 @@ impl Workspace {
                         .attr
                         .as_deref()
                         .map(|a| cfg.resource(&inst).node.locate(a))
-                        .unwrap_or(node_span.clone());
+                        .unwrap_or_else(node_span);
                     errs.push(Problem::from_diag(
                         &d.with_address(inst.addr.clone()),
                         cfg.loc(&span),
@@ -163,8 +168,9 @@ impl Workspace {
 
         // Nodes, references, depends_on.
         let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
+        let mut provisional: BTreeMap<String, Attrs> = BTreeMap::new();
         let mut by_resource: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for inst in &expanded {
+        for (inst, prov) in expanded {
             by_resource
                 .entry(format!("{}.{}", inst.rtype, inst.name))
                 .or_default()
@@ -172,41 +178,34 @@ impl Workspace {
             if nodes.contains_key(&inst.addr) {
                 errs.push(
                     Problem::new(format!("duplicate address {}", inst.addr))
-                        .at(cfg.loc(&cfg.resource(inst).node.span))
+                        .at(cfg.loc(&cfg.resource(&inst).node.span))
                         .hint("two documents or for_each keys produce the same address"),
                 );
             }
+            provisional.insert(inst.addr.clone(), prov);
             nodes.insert(
                 inst.addr.clone(),
                 Node {
-                    lifecycle: cfg.resource(inst).lifecycle.clone(),
-                    inst: inst.clone(),
+                    lifecycle: cfg.resource(&inst).lifecycle.clone(),
                     deps: BTreeSet::new(),
                     inputs: expand_inputs.remove(&inst.addr).unwrap_or_default(),
+                    inst,
+                    triggers: Vec::new(),
+                    reads: None,
                 },
             );
-        }
-        // Prepared provisional attrs, for checking referenced attribute names.
-        let mut known_attrs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for (addr, n) in &nodes {
-            let p = &providers[&n.inst.provider_key];
-            let prov = provisional_attrs(&n.inst, salt);
-            let prepared = p
-                .prepare(instance_request(&n.inst, &prov, &ctx))
-                .into_result()
-                .map_or(prov, |r| r.attrs);
-            let mut names: BTreeSet<String> = prepared.keys().cloned().collect();
-            if let Some((_, t)) = reg.resource_type(&n.inst.rtype) {
-                names.extend(t.computed.iter().map(|s| s.to_string()));
-            }
-            names.insert("id".into());
-            known_attrs.insert(addr.clone(), names);
         }
         let refs = Refs {
             cfg: &cfg,
             nodes: &nodes,
             by_resource: &by_resource,
-            known_attrs: &known_attrs,
+            known: Known {
+                reg: &reg,
+                providers: &providers,
+                provisional: &provisional,
+                ctx: &ctx,
+                names: Default::default(),
+            },
             salt,
             eval,
         };
@@ -241,37 +240,50 @@ impl Workspace {
         }
         let outputs = super::outputs::build(&refs, &mut errs);
         let checks = super::checks::build(&refs, &mut errs);
+        let triggers = super::triggers::resolve(&refs, &mut errs);
+        drop(refs);
         for (addr, deps) in all_deps {
             if let Some(n) = nodes.get_mut(&addr) {
                 n.deps = deps;
             }
         }
-        // Provider-declared ordering (namespaces before their objects, ...).
-        for (key, p) in &providers {
-            let items: Vec<DepItem> = nodes
-                .values()
-                .filter(|n| &n.inst.provider_key == key)
-                .map(|n| DepItem {
-                    address: n.inst.addr.clone(),
+        super::triggers::attach(&mut nodes, triggers);
+        // Provider-declared ordering (namespaces before their objects, ...),
+        // handed the provisional attributes (moved: nothing needs them after).
+        let mut items_of: BTreeMap<&str, Vec<DepItem>> = BTreeMap::new();
+        for (addr, attrs) in provisional {
+            let n = &nodes[&addr];
+            items_of
+                .entry(n.inst.provider_key.as_str())
+                .or_default()
+                .push(DepItem {
                     rtype: n.inst.rtype.clone(),
-                    attrs: provisional_attrs(&n.inst, salt),
-                })
-                .collect();
-            if items.is_empty() {
+                    address: addr,
+                    attrs,
+                });
+        }
+        let (mut implied, mut reads) = (Vec::new(), Vec::new());
+        for (key, items) in items_of {
+            let Some(p) = providers.get(key) else {
                 continue;
-            }
-            let edges = p.implicit_deps(ImplicitDepsRequest { items }).edges;
-            for Edge {
-                dependent: from,
-                dependency: to,
-            } in edges
-            {
-                if from != to && nodes.contains_key(&to) {
-                    if let Some(n) = nodes.get_mut(&from) {
-                        n.deps.insert(to);
-                    }
+            };
+            let req = ImplicitDepsRequest { items };
+            reads.push(p.reads(&req));
+            implied.extend(p.implicit_deps(req).edges);
+        }
+        for Edge {
+            dependent: from,
+            dependency: to,
+        } in implied
+        {
+            if from != to && nodes.contains_key(&to) {
+                if let Some(n) = nodes.get_mut(&from) {
+                    n.deps.insert(to);
                 }
             }
+        }
+        for r in reads {
+            super::triggers::add_reads(&mut nodes, r, &mut errs);
         }
         if !errs.is_empty() {
             return Err(Error::many(errs));
@@ -313,6 +325,7 @@ impl Workspace {
             graph,
             events,
             verbose,
+            prepare_ctx: ctx,
         })
     }
 }
@@ -321,14 +334,56 @@ impl Workspace {
 /// outputs and checks alike.
 pub(super) struct Refs<'a> {
     pub cfg: &'a Config,
-    nodes: &'a BTreeMap<String, Node>,
-    by_resource: &'a BTreeMap<String, Vec<String>>,
-    known_attrs: &'a BTreeMap<String, BTreeSet<String>>,
+    pub nodes: &'a BTreeMap<String, Node>,
+    pub by_resource: &'a BTreeMap<String, Vec<String>>,
+    known: Known<'a>,
     salt: &'a str,
     eval: config::Eval,
 }
 
+/// The attribute names each instance has (prepared provisional attributes,
+/// the type's computed ones, `id`), made when a reference first asks.
+struct Known<'a> {
+    reg: &'a Registry,
+    providers: &'a BTreeMap<String, Arc<dyn Provider>>,
+    provisional: &'a BTreeMap<String, Attrs>,
+    ctx: &'a Ctx,
+    names: std::cell::RefCell<BTreeMap<String, Arc<BTreeSet<String>>>>,
+}
+
+impl Known<'_> {
+    fn of(&self, n: &Node) -> Arc<BTreeSet<String>> {
+        if let Some(names) = self.names.borrow().get(&n.inst.addr) {
+            return names.clone();
+        }
+        let empty = Attrs::new();
+        let prov = self.provisional.get(&n.inst.addr).unwrap_or(&empty);
+        let req = instance_request(&n.inst, prov, self.ctx);
+        let mut names: BTreeSet<String> = match self.providers[&n.inst.provider_key]
+            .prepare(req)
+            .into_result()
+        {
+            Ok(r) => r.attrs.into_keys().collect(),
+            Err(_) => prov.keys().cloned().collect(),
+        };
+        if let Some((_, t)) = self.reg.resource_type(&n.inst.rtype) {
+            names.extend(t.computed.iter().map(|s| s.to_string()));
+        }
+        names.insert("id".into());
+        let names = Arc::new(names);
+        self.names
+            .borrow_mut()
+            .insert(n.inst.addr.clone(), names.clone());
+        names
+    }
+}
+
 impl Refs<'_> {
+    /// The attribute names of the instance `addr` (see [`Known`]).
+    pub fn attr_names(&self, addr: &str) -> Option<Arc<BTreeSet<String>>> {
+        self.nodes.get(addr).map(|n| self.known.of(n))
+    }
+
     /// The instance `r` refers to, or why it cannot (an unknown resource,
     /// instance or attribute), located at the reference.
     pub fn target(&self, r: &template::ResRef) -> std::result::Result<String, Problem> {
@@ -365,7 +420,7 @@ impl Refs<'_> {
             Some(claw_provider::value::PathSeg::Key(k)) => k.clone(),
             _ => r.attr.clone(),
         };
-        let known = &self.known_attrs[&target];
+        let known = self.known.of(&self.nodes[&target]);
         if !known.contains(&head) {
             let p = Problem::new(format!(
                 "`${{{}}}`: {target} has no attribute `{head}`",

@@ -8,31 +8,30 @@ use super::Workspace;
 use crate::error::Problem;
 use crate::state::State;
 use claw_provider::{Attrs, IdentityItem, IdentityRequest};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 impl Workspace {
-    /// `desired`: each configured address with its desired attributes; the
-    /// state's other entries are named from their recorded attributes.
+    /// `desired`: each configured address with its desired attributes (taken:
+    /// they are handed to the providers without a copy); the state's other
+    /// entries are named from their recorded attributes.
     pub(crate) fn duplicate_objects(
         &self,
-        desired: &BTreeMap<String, (String, String, Attrs)>,
+        desired: &mut BTreeMap<String, (String, String, Attrs)>,
         state: &State,
     ) -> Vec<Problem> {
-        let mut per: BTreeMap<&str, Vec<IdentityItem>> = BTreeMap::new();
-        for (addr, (provider, rtype, attrs)) in desired {
-            per.entry(provider.as_str())
-                .or_default()
-                .push(IdentityItem {
-                    address: addr.clone(),
-                    rtype: rtype.clone(),
-                    attrs: attrs.clone(),
-                });
+        let mut per: BTreeMap<String, Vec<IdentityItem>> = BTreeMap::new();
+        for (addr, (provider, rtype, attrs)) in desired.iter_mut() {
+            per.entry(provider.clone()).or_default().push(IdentityItem {
+                address: addr.clone(),
+                rtype: rtype.clone(),
+                attrs: std::mem::take(attrs),
+            });
         }
         for (addr, e) in &state.resources {
             if desired.contains_key(addr) {
                 continue;
             }
-            per.entry(e.provider.as_str())
+            per.entry(e.provider.clone())
                 .or_default()
                 .push(IdentityItem {
                     address: addr.clone(),
@@ -41,25 +40,27 @@ impl Workspace {
                 });
         }
         let ctx = self.ctx();
-        let mut claims: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        // (identity, address), sorted: an object claimed twice is a run of two.
+        let mut claims: Vec<(String, String)> = Vec::new();
         for (key, items) in per {
-            let Some(p) = self.providers.get(key) else {
+            let Some(p) = self.providers.get(&key) else {
                 continue;
             };
             let resp = p.identities(IdentityRequest {
                 ctx: ctx.clone(),
                 items,
             });
-            for (addr, id) in resp.identities {
-                claims.entry(id).or_default().insert(addr);
-            }
+            claims.extend(resp.identities.into_iter().map(|(addr, id)| (id, addr)));
         }
+        claims.sort_unstable();
+        claims.dedup();
         let mut out = Vec::new();
-        for (id, addrs) in claims {
-            if addrs.len() < 2 {
+        for run in claims.chunk_by(|a, b| a.0 == b.0) {
+            if run.len() < 2 {
                 continue;
             }
-            let list: Vec<&String> = addrs.iter().collect();
+            let id = &run[0].0;
+            let list: Vec<&String> = run.iter().map(|(_, a)| a).collect();
             let configured: Vec<&String> = list
                 .iter()
                 .copied()
@@ -70,7 +71,7 @@ impl Workspace {
                 .copied()
                 .filter(|a| !desired.contains_key(*a) && state.resources.contains_key(*a))
                 .collect();
-            let what = id.split_once(':').map(|(_, rest)| rest).unwrap_or(&id);
+            let what = id.split_once(':').map(|(_, rest)| rest).unwrap_or(id);
             let p = Problem::new(format!("{} manage one object ({what})", join_and(&list)))
                 .detail("claw refuses to plan a delete and a create of the same object");
             let p = match (configured.as_slice(), old.as_slice()) {

@@ -19,6 +19,7 @@ mod replace;
 pub mod resolve;
 pub mod saved;
 pub mod session;
+pub mod triggers;
 pub mod unlock;
 pub mod walk;
 
@@ -70,6 +71,10 @@ pub struct Node {
     pub deps: BTreeSet<String>,
     /// Files its expansion read (a manifest `file =`).
     pub inputs: Vec<Input>,
+    /// `lifecycle.replace_triggered_by`, resolved (its instances are deps).
+    pub triggers: Vec<triggers::Trigger>,
+    /// What its provider folds into its value of other instances (deps too).
+    pub reads: Option<Read>,
 }
 
 /// A loaded, evaluated configuration with its providers and graph.
@@ -86,6 +91,8 @@ pub struct Workspace {
     pub graph: Graph,
     pub events: Arc<dyn Events>,
     pub verbose: bool,
+    /// The context `prepare` calls get (made once, not per address).
+    prepare_ctx: Ctx,
 }
 
 /// The live side of one address after refresh.
@@ -166,17 +173,30 @@ impl Workspace {
             .iter()
             .map(|(k, e)| (k.clone(), e.resolve(lookup, &self.salt)))
             .collect();
-        let ctx = self.ctx();
-        self.providers[&n.inst.provider_key]
-            .prepare(instance_request(&n.inst, &attrs, &ctx))
-            .into_result()
-            .map(|r| {
-                let mut inputs = n.inputs.clone();
-                inputs.extend(r.inputs);
-                inputs.sort();
-                inputs.dedup();
-                (r.attrs, inputs)
-            })
+        let ctx = &self.prepare_ctx;
+        let p = &self.providers[&n.inst.provider_key];
+        let r = p
+            .prepare(instance_request(&n.inst, &attrs, ctx))
+            .into_result()?;
+        let mut inputs = n.inputs.clone();
+        inputs.extend(r.inputs);
+        inputs.sort();
+        inputs.dedup();
+        let attrs = match n.reads {
+            None => r.attrs,
+            Some(_) => {
+                p.fold_reads(FoldRequest {
+                    address: addr,
+                    rtype: &n.inst.rtype,
+                    attrs: r.attrs,
+                    reads: self.read_values(n, lookup),
+                    ctx,
+                })
+                .into_result()?
+                .attrs
+            }
+        };
+        Ok((attrs, inputs))
     }
 
     /// Turns a provider diagnostic into a problem located at the resource.

@@ -122,10 +122,13 @@ impl Workspace {
                     create_before_destroy: n.lifecycle.create_before_destroy,
                     replace_note: note.as_deref(),
                     lifecycle_changed: &lifecycle_changed,
-                    force_replace: replace.contains(&addr).then_some(plan::Reason::Requested),
+                    force_replace: match replace.contains(&addr) {
+                        true => Some(plan::Reason::Requested),
+                        false => self.triggered(n, &after, state, observed),
+                    },
                 });
                 let (action, reason) = match decided {
-                    Ok(x) => x,
+                    Ok((action, reason)) => (action, self.rollout(n, &after, &diff, reason)),
                     Err(r) => {
                         errs.push(self.refusal(&addr, r, live));
                         continue;
@@ -136,8 +139,13 @@ impl Workspace {
                     (Some(f), Action::NoOp) => (Action::Move, Reason::Moved { from: f.clone() }),
                     _ => (action, reason),
                 };
-                // The after-value for references: desired, with computed attrs from live when kept.
-                let mut aft = desired.clone();
+                // The after-value for references: desired, with computed attrs from live when kept
+                // (desired itself moved when no change shows it).
+                let shown = in_sel(&addr) && action != Action::NoOp;
+                let mut aft = match shown {
+                    true => desired.clone(),
+                    false => std::mem::take(&mut desired),
+                };
                 match action {
                     Action::NoOp
                     | Action::Update
@@ -210,7 +218,7 @@ impl Workspace {
         }
 
         if !opts.destroy {
-            let dups = self.duplicate_objects(&claimed, state);
+            let dups = self.duplicate_objects(&mut claimed, state);
             if !dups.is_empty() {
                 return Err(Error::many(dups));
             }
@@ -330,7 +338,7 @@ impl Workspace {
         let id = live.map(|l| l.id.clone()).unwrap_or_default();
         let base = match r {
             Refusal::Unmanaged { other_stack: None } => Diagnostic::error(format!(
-                "{addr}: an object `{id}` already exists and is not managed by this stack (it lacks the claw.dev ownership labels); claw will not touch it"
+                "{addr}: an object `{id}` already exists and is not managed by this stack (it lacks this stack's ownership labels or markers); claw will not touch it"
             ))
             .with_hint(format!("adopt it with `claw import {addr} {id}`, or rename the resource")),
             Refusal::Unmanaged { other_stack: Some(s) } => Diagnostic::error(format!(

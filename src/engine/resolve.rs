@@ -7,7 +7,8 @@
 //! a keyed hash). Anything else is unknown — "(known after
 //! apply)" in a plan, an error at apply time.
 //!
-//! Lookups never clone attribute maps: a reference costs O(path length).
+//! Lookups never clone attribute maps: a reference costs O(path length)
+//! (but for a whole object, which a provider's read asks for).
 
 use super::Observed;
 use crate::config::template::ResRef;
@@ -28,6 +29,9 @@ pub struct Sources<'a> {
 impl<'a> Sources<'a> {
     pub fn value(&self, r: &ResRef) -> Value {
         let addr = r.instance();
+        if r.attr.is_empty() {
+            return self.object(&addr);
+        }
         if let Some(after) = self.after {
             if let Some((_, attrs)) = after.get(&addr) {
                 // The planned value is authoritative: unknown stays unknown.
@@ -57,8 +61,29 @@ impl<'a> Sources<'a> {
     }
 }
 
+impl Sources<'_> {
+    /// The whole object at `addr` (a provider's [`claw_provider::Read`]),
+    /// from the first source that has it; the one lookup that clones.
+    pub fn object(&self, addr: &str) -> Value {
+        if let Some((_, attrs)) = self.after.and_then(|a| a.get(addr)) {
+            return Value::Map(attrs.clone());
+        }
+        if let Some(e) = self.state.and_then(|s| s.resources.get(addr)) {
+            return Value::Map(e.attrs.clone());
+        }
+        self.observed
+            .and_then(|o| o.get(addr))
+            .and_then(|o| o.live.as_ref())
+            .map_or(Value::Unknown, |l| Value::Map(l.attrs.clone()))
+    }
+}
+
 /// Follows a dotted path into an attribute map without cloning it.
 pub fn get_in<'v>(attrs: &'v Attrs, path: &str) -> Option<&'v Value> {
+    // Most references name a top-level attribute: no path to split.
+    if !path.is_empty() && !path.contains(['.', '[', '"']) {
+        return attrs.get(path);
+    }
     let mut segs = split_path(path).into_iter();
     let mut cur = match segs.next()? {
         PathSeg::Key(k) => attrs.get(&k)?,

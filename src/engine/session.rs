@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 pub async fn read_state(cfg: &Config, reg: &Registry) -> Result<(State, Vec<Problem>)> {
     let store = Store::read(open_storage(cfg, reg).await?, &cfg.stack).await?;
     let notices = notices(&store);
-    Ok((store.snapshot().await, notices))
+    Ok((store.into_state(), notices))
 }
 
 /// A locked state and what the store noticed while locking (a dead

@@ -376,6 +376,11 @@ impl Store {
         self.state.lock().await.clone()
     }
 
+    /// The state, without a copy (a read-only command done with the store).
+    pub fn into_state(self) -> State {
+        self.state.into_inner()
+    }
+
     pub async fn unlock(&self) {
         if let Some(info) = &self.lock {
             let _ = self.storage.unlock(info).await;

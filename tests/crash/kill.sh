@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Crash test (issues 10 and 11): SIGKILL (or SIGTERM) a real `claw apply` of a
-# mixed stack at random moments, then run ONE `claw apply`, check that the
-# stack converged (`plan --detailed-exitcode` exits 0, every worktree setup
-# ran), `claw destroy`, and count what is left: live objects outside the
-# state, duplicates, locks left behind.
+# Crash test (issues 10 and 11): interrupt a real `claw apply` of a mixed
+# stack at a random moment, then run ONE `claw apply`, check that the stack
+# converged (`plan --detailed-exitcode` exits 0, every worktree setup ran to
+# its end), `claw destroy`, and count what is left: live objects outside the
+# state, duplicates, setups missing, locks left behind.
+#
+# Signals (`--signal`): KILL (claw alone dies; the scripts it runs go on, as
+# with the OOM killer), KILLGROUP (claw and every script it runs die, as when
+# the machine or the terminal does: a setup dies midway), TERM (claw stops
+# starting work, waits for what runs, exits 130), TERM2 (a second TERM soon
+# after: it abandons what runs), or MIX (default: one of the four per run).
 #
 # The stack: 20 files, 10 tmux sessions (private socket), 10 git worktrees of
 # one repository with a `setup`, 10 Docker containers (an image built FROM
@@ -11,13 +17,13 @@
 # answers). Each setup writes a marker outside its worktree (a marker inside
 # would make the worktree dirty, and destroy rightly refuses a dirty worktree).
 #
-# Usage: tests/crash/kill.sh [--runs 20] [--signal KILL|TERM] [--claw PATH]
+# Usage: tests/crash/kill.sh [--runs 20] [--signal MIX|KILL|KILLGROUP|TERM|TERM2] [--claw PATH]
 # Prints one line per run and a closing line with the totals; exits 1 when
 # anything was left behind, duplicated, or a setup never ran.
 set -euo pipefail
 
 RUNS=20
-SIG=KILL
+SIG=MIX
 CLAW=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -92,14 +98,36 @@ dup_containers() {
   else echo 0; fi
 }
 
+# How long one uninterrupted apply of the stack takes: the kills land in it.
+t0=$(date +%s.%N)
+"$CLAW" apply --auto-approve -q >"$WORK/full.log" 2>&1 || { echo "the reference apply failed:"; tail -15 "$WORK/full.log"; exit 1; }
+full=$(python3 -c "import sys; print(round($(date +%s.%N) - $t0, 2))")
+"$CLAW" destroy --auto-approve -q >"$WORK/full.log" 2>&1 || { echo "the reference destroy failed:"; tail -15 "$WORK/full.log"; exit 1; }
+rm -rf "$WORK/.claw" "$WORK/setups"
+git -C "$WORK/repo" for-each-ref --format='%(refname:short)' refs/heads/agent-* | xargs -r git -C "$WORK/repo" branch -q -D
+echo "one uninterrupted apply of $total_objects objects: ${full}s"
+
 sum_left=0 sum_dup=0 sum_setup=0 sum_locks=0 sum_unconverged=0 takeovers=0
+declare -A per_signal=()
 for run in $(seq 1 "$RUNS"); do
-  # A random moment in the first ~3 s of the apply.
-  delay=$(python3 -c "import random; print(round(random.uniform(0.05, 3.0), 2))")
-  "$CLAW" apply --auto-approve -q >"$WORK/crashed.log" 2>&1 &
+  sig="$SIG"
+  if [ "$sig" = MIX ]; then
+    sig=$(python3 -c "import random; print(random.choice(['KILL', 'KILLGROUP', 'TERM', 'TERM2']))")
+  fi
+  per_signal[$sig]=$(( ${per_signal[$sig]:-0} + 1 ))
+  # A random moment of the apply.
+  delay=$(python3 -c "import random; print(round(random.uniform(0.05, max(0.2, $full * 0.95)), 2))")
+  # A session of its own (setsid execs in place: $! is claw), so that
+  # KILLGROUP reaches the scripts it runs.
+  setsid "$CLAW" apply --auto-approve -q >"$WORK/crashed.log" 2>&1 &
   pid=$!
   sleep "$delay"
-  kill -s "$SIG" "$pid" 2>/dev/null || true
+  case "$sig" in
+    KILL) kill -s KILL "$pid" 2>/dev/null || true ;;
+    KILLGROUP) kill -s KILL -- "-$pid" 2>/dev/null || true ;;
+    TERM) kill -s TERM "$pid" 2>/dev/null || true ;;
+    TERM2) kill -s TERM "$pid" 2>/dev/null || true; sleep 0.2; kill -s TERM "$pid" 2>/dev/null || true ;;
+  esac
   wait "$pid" 2>/dev/null || true
   live_at_kill=$(( $(left_files) + $(left_sessions) + $(left_worktrees) + $(left_containers) ))
 
@@ -121,12 +149,15 @@ for run in $(seq 1 "$RUNS"); do
   for i in $(seq -w 1 10); do
     [ -f "$WORK/setups/w$i" ] || missing_setups=$((missing_setups + 1))
   done
-  dups=$(dup_containers)
+  # More live objects than configured is a duplicate too (a second
+  # container, session or worktree made for one address).
+  over() { [ "$1" -gt "$2" ] && echo $(( $1 - $2 )) || echo 0; }
+  dups=$(( $(dup_containers) + $(over "$(left_sessions)" 10) + $(over "$(left_worktrees)" 10) + $(over "$(left_files)" 20) ))
 
   "$CLAW" destroy --auto-approve >"$WORK/destroy.log" 2>&1 || { echo "run $run: destroy failed:"; tail -15 "$WORK/destroy.log"; }
   left=$(( $(left_files) + $(left_sessions) + $(left_worktrees) + $(left_containers) ))
   locks=$(find "$WORK/.claw" -name '*.lock' 2>/dev/null | wc -l)
-  echo "run $run: killed (SIG$SIG) after ${delay}s with $live_at_kill/$total_objects live; left after destroy: $left; duplicates: $dups; setups missing: $missing_setups; locks left: $locks"
+  echo "run $run: $sig after ${delay}s with $live_at_kill/$total_objects live; left after destroy: $left; duplicates: $dups; setups missing: $missing_setups; locks left: $locks"
   sum_left=$((sum_left + left)) sum_dup=$((sum_dup + dups)) sum_setup=$((sum_setup + missing_setups)) sum_locks=$((sum_locks + locks))
   # Start the next run from nothing, whatever happened.
   tmux -S "$SOCK" kill-server 2>/dev/null || true
@@ -135,5 +166,7 @@ for run in $(seq 1 "$RUNS"); do
   git -C "$WORK/repo" for-each-ref --format='%(refname:short)' refs/heads/agent-* | xargs -r git -C "$WORK/repo" branch -q -D
   if [ "$DOCKER" = 1 ]; then docker ps -aq --filter "label=claw.dev/stack=$STACK" | xargs -r docker rm -f >/dev/null 2>&1 || true; fi
 done
-echo "crash test: $RUNS runs (SIG$SIG, $total_objects objects, docker: $DOCKER): left behind $sum_left, duplicates $sum_dup, setups missing $sum_setup, locks left $sum_locks, not converged $sum_unconverged, lock takeovers $takeovers"
+mix=""
+for k in "${!per_signal[@]}"; do mix="$mix $k×${per_signal[$k]}"; done
+echo "crash test: $RUNS runs (signals:$mix; $total_objects objects, a full apply ${full}s, docker: $DOCKER): left behind $sum_left, duplicates $sum_dup, setups missing $sum_setup, locks left $sum_locks, not converged $sum_unconverged, lock takeovers $takeovers"
 [ "$sum_left" = 0 ] && [ "$sum_dup" = 0 ] && [ "$sum_setup" = 0 ] && [ "$sum_locks" = 0 ] && [ "$sum_unconverged" = 0 ]

@@ -261,6 +261,37 @@ fn the_whole_fleet_applies_with_its_checks_gating_the_e2e_job() {
     says(&o.stdout, "replacement requested with --replace");
     assert_ne!(job().expect("the Job again")["metadata"]["uid"], uid);
 
+    // replace_triggered_by (issue 15): a new gateway image runs the E2E
+    // Job again; a changed clawdbot.json restarts the gateway session.
+    let t = t.env("CLAW_VAR_gateway_image", "ghcr.io/anthropics/clawdbot:2");
+    let o = t.ok(&["plan", "--detailed-exitcode"], 2);
+    says(
+        &o.stdout,
+        r#"replace (replace_triggered_by: k8s_manifest.gateway["apps/v1/Deployment/clawdbot/clawdbot-gateway"].spec.template.spec.containers[0].image changes)"#,
+    );
+    let uid = job().unwrap()["metadata"]["uid"].clone();
+    t.ok(&["apply", "--auto-approve"], 0);
+    assert_ne!(job().expect("the Job again")["metadata"]["uid"], uid);
+    let pane = || {
+        let o = Command::new("tmux")
+            .arg("-S")
+            .arg(&sock)
+            .args(["list-panes", "-t", "=gateway:", "-F", "#{pane_pid}"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let before = pane();
+    let t = t.env("CLAW_VAR_agent_model", "anthropic/claude-opus-4");
+    let o = t.ok(&["plan", "--detailed-exitcode"], 2);
+    says(
+        &o.stdout,
+        "replace (replace_triggered_by: file.clawdbot_config changes)",
+    );
+    t.ok(&["apply", "--auto-approve"], 0);
+    assert_ne!(pane(), before, "the gateway session was restarted");
+    t.ok(&["plan", "--detailed-exitcode"], 0);
+
     // A gateway that stops answering: `claw check` exits 1 naming it.
     k3s.stop();
     let o = t.ok(&["check"], 1);

@@ -25,6 +25,7 @@ mod docker_container;
 mod docker_image;
 mod docker_network;
 mod docker_volume;
+mod identity;
 mod refresh;
 mod shapes;
 mod util;
@@ -32,9 +33,9 @@ mod util;
 use async_trait::async_trait;
 use claw_provider::{
     ApplyRequest, ApplyResponse, ConfigureRequest, Diagnostic, DiffRequest, DiffResponse,
-    ImplicitDepsRequest, ImplicitDepsResponse, ImportRequest, ImportResponse, PrepareRequest,
-    PrepareResponse, Provider, ProviderFactory, RefreshRequest, RefreshResponse, ResourceType,
-    Shape, ValidateRequest, ValidateResponse, Value,
+    IdentityRequest, IdentityResponse, ImplicitDepsRequest, ImplicitDepsResponse, ImportRequest,
+    ImportResponse, PrepareRequest, PrepareResponse, Provider, ProviderFactory, RefreshRequest,
+    RefreshResponse, ResourceType, Shape, ValidateRequest, ValidateResponse, Value,
 };
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -192,6 +193,10 @@ impl Provider for DockerProvider {
             .await
             .map_err(|d| with_address(d, address))
             .into()
+    }
+
+    fn identities(&self, req: IdentityRequest) -> IdentityResponse {
+        identity::identities(&self.client.endpoint().0, req.items)
     }
 
     fn counters(&self) -> Vec<(String, u64)> {

@@ -3,7 +3,7 @@
 //! `a/sub/../x` and a path through a symlinked parent are one object.
 
 use crate::runner::{host_path, local_path, Runner};
-use claw_provider::{IdentityItem, IdentityResponse, Value};
+use claw_provider::{Ctx, Diagnostic, IdentityItem, IdentityResponse, Owner, RefreshItem, Value};
 use std::path::{Component, Path, PathBuf};
 
 /// `a/./b/../c` → `a/c`, without touching the file system.
@@ -106,6 +106,46 @@ pub fn identities(
         }
     }
     out
+}
+
+/// The state's note (in `private`) that claw marked the object it records.
+pub const MARKED: &str = "marked";
+
+/// Whose tmux session or worktree this is, by the stack its markers name
+/// (`None`: no markers). Without markers: an object an in-flight record
+/// names was being made by claw (the moment before its markers); one the
+/// state records as marked was replaced outside claw (not ours); one the
+/// state records unmarked was made by an older claw: the state's ownership
+/// wins. Anything else is not claw's.
+pub(crate) fn marker_owner(ctx: &Ctx, stack: Option<&str>, item: &RefreshItem) -> Owner {
+    let marked = |p: &claw_provider::StateObject| p.private.get(MARKED) == Some(&Value::Bool(true));
+    match stack {
+        Some(s) if s == ctx.stack => Owner::Stack,
+        Some(other) => Owner::OtherStack(other.to_string()),
+        None if item.recheck => Owner::NotApplicable,
+        None => match &item.prior {
+            Some(p) if !marked(p) => Owner::NotApplicable,
+            _ => Owner::Unmanaged,
+        },
+    }
+}
+
+/// `private` of a state entry whose object claw has marked.
+pub(crate) fn marked() -> claw_provider::Attrs {
+    let mut a = claw_provider::Attrs::new();
+    a.insert(MARKED.into(), Value::Bool(true));
+    a
+}
+
+/// `claw import` of an object that carries another stack's markers.
+pub(crate) fn other_stack(address: &str, id: &str, stack: &str) -> Diagnostic {
+    Diagnostic::error(format!(
+        "{id} belongs to the claw stack `{stack}`; claw never takes another stack's objects"
+    ))
+    .with_address(address)
+    .with_hint(format!(
+        "`claw destroy` it from stack `{stack}`, or `claw state rm` it there first"
+    ))
 }
 
 #[cfg(test)]

@@ -5,8 +5,19 @@
 //! session's user options `@claw-cwd` / `@claw-command`, so drift is judged
 //! on exactly what was configured; sessions made by hand are compared on
 //! tmux's own `session_path` / `pane_start_command`.
+//!
+//! **Ownership** (SPEC §1.2): a session claw creates carries its stack and
+//! address in the user options `@claw-stack` / `@claw-address`, set by the
+//! same tmux command list that creates it (no moment where it exists
+//! unmarked). Refresh reads them into [`LiveObject::owner`]: this stack's →
+//! `Stack` (adopted when missing from the state), another stack's →
+//! `OtherStack`, none → `Unmanaged` (refused with the `claw import` hint) —
+//! except for a session the state (or an in-flight record) already holds,
+//! made by an older claw without markers: the state's ownership wins, and
+//! the next update or `claw import` adds the markers.
 
 use crate::file::SecretString;
+use crate::identity::{marked, marker_owner};
 use crate::runner::{host_path, sh_path, sh_quote, Runner, Secrets};
 use claw_provider::digest::{has_legacy_digest, only_rehash, rehash_change};
 use claw_provider::*;
@@ -190,6 +201,8 @@ fn unquote_start_command(s: &str) -> String {
 
 #[derive(Debug, Default)]
 struct Pane {
+    claw_stack: String,
+    claw_address: String,
     session: String,
     session_id: String,
     created: String,
@@ -239,6 +252,8 @@ pub async fn refresh_socket(
         "#{session_path}",
         "#{@claw-cwd}",
         "#{@claw-command}",
+        "#{@claw-stack}",
+        "#{@claw-address}",
         "#{pane_start_command}",
     ]
     .join(SEP);
@@ -315,8 +330,8 @@ pub async fn refresh_socket(
         if l == "END" {
             break;
         }
-        let f: Vec<&str> = l.splitn(10, SEP).collect();
-        if f.len() < 10 {
+        let f: Vec<&str> = l.splitn(12, SEP).collect();
+        if f.len() < 12 {
             continue;
         }
         panes.push(Pane {
@@ -329,7 +344,9 @@ pub async fn refresh_socket(
             path: f[6].into(),
             claw_cwd: f[7].into(),
             claw_command: f[8].into(),
-            start_command: f[9].into(),
+            claw_stack: f[9].into(),
+            claw_address: f[10].into(),
+            start_command: f[11].into(),
         });
     }
     let mut envs: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
@@ -425,18 +442,72 @@ pub async fn refresh_socket(
                 .collect();
             attrs.insert("env".into(), Value::Map(env_map));
             let facts = format!(
-                "{}\0{}\0{}\0{}\0{}\0{}",
-                p.session_id, p.created, p.window, p.path, p.claw_cwd, p.claw_command
+                "{}\0{}\0{}\0{}\0{}\0{}\0{}\0{}",
+                p.session_id,
+                p.created,
+                p.window,
+                p.path,
+                p.claw_cwd,
+                p.claw_command,
+                p.claw_stack,
+                p.claw_address
             );
             LiveObject {
                 id: format!("{socket}#{sess}"),
                 attrs,
                 fingerprint: ctx.digest(facts.as_bytes()),
-                owner: Owner::NotApplicable,
+                owner: marker_owner(
+                    ctx,
+                    Some(p.claw_stack.as_str()).filter(|s| !s.is_empty()),
+                    item,
+                ),
             }
         });
         resp.live.insert(item.address.clone(), live);
     }
+}
+
+/// One tmux command: its arguments.
+type TmuxCommand = Vec<String>;
+
+/// The tmux commands that mark the session `tg` (an exact target,
+/// `=name:`) as `address` of this stack (option values are never expanded).
+fn marker_commands(ctx: &Ctx, tg: &str, address: &str) -> Vec<TmuxCommand> {
+    [
+        ("@claw-stack", ctx.stack.as_str()),
+        ("@claw-address", address),
+    ]
+    .into_iter()
+    .map(|(k, v)| ["set-option", "-t", tg, k, v].map(str::to_string).to_vec())
+    .collect()
+}
+
+/// `cmds` as one tmux command list (for `source-file`).
+fn tmux_list(cmds: &[TmuxCommand]) -> String {
+    let one = |c: &TmuxCommand| {
+        c.iter()
+            .map(|a| tmux_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    cmds.iter().map(one).collect::<Vec<_>>().join(" ; ")
+}
+
+/// Runs `cmds` with one tmux client (`t`: the tmux command), as arguments
+/// separated by `\;`. Never for secrets: this is a command line.
+async fn run_commands(
+    runner: &dyn Runner,
+    t: &str,
+    cmds: &[TmuxCommand],
+) -> Result<crate::runner::Output, Diagnostic> {
+    let one = |c: &TmuxCommand| c.iter().map(|a| sh_quote(a)).collect::<Vec<_>>().join(" ");
+    let list: Vec<String> = cmds.iter().map(one).collect();
+    runner
+        .run(
+            &format!("LC_ALL=C; export LC_ALL\n{t} {}\n", list.join(" \\; ")),
+            b"",
+        )
+        .await
 }
 
 fn env_equal(a: &Value, b: &Value) -> bool {
@@ -541,16 +612,22 @@ pub async fn apply(runner: &dyn Runner, req: &ApplyRequest) -> Result<ApplyRespo
             let desired = req.desired.clone().unwrap_or_default();
             let sess = s(&desired, "session").unwrap_or_default();
             let t = tmux_cmd(runner, &req.ctx, s(&desired, "socket").unwrap_or(""));
+            // A session made by an older claw gets its markers now.
+            let mut cmds = marker_commands(&req.ctx, &format!("={sess}:"), &req.address);
             if let Some(w) = s(&desired, "window").filter(|_| !only_rehash(&req.changes)) {
-                let script = format!(
-                    "{t} rename-window -t {} {}\n",
-                    sh_quote(&format!("={sess}:^")),
-                    sh_quote(&fmt_literal(w))
-                );
-                let out = runner.run(&script, b"").await?;
+                let rename = [
+                    "rename-window",
+                    "-t",
+                    &format!("={sess}:^"),
+                    &fmt_literal(w),
+                ];
+                cmds.insert(0, rename.map(str::to_string).to_vec());
+            }
+            {
+                let out = run_commands(runner, &t, &cmds).await?;
                 if !out.ok() {
                     return Err(script_error(
-                        &format!("renaming the window of {sess}"),
+                        &format!("updating the session {sess}"),
                         &out,
                         &target,
                         &req.address,
@@ -698,9 +775,10 @@ fn create_script(
     }
     let tg = tmux_quote(&format!("={sess}:"));
     cmds.push_str(&format!(
-        " ; set-option -t {tg} @claw-cwd {} ; set-option -t {tg} @claw-command {}",
+        " ; set-option -t {tg} @claw-cwd {} ; set-option -t {tg} @claw-command {} ; {}",
         tmux_quote(cwd.unwrap_or("")),
-        tmux_quote(command.unwrap_or(""))
+        tmux_quote(command.unwrap_or("")),
+        tmux_list(&marker_commands(ctx, &format!("={sess}:"), address))
     ));
     Ok((script, cmds))
 }
@@ -713,47 +791,69 @@ fn state_of(desired: &Attrs) -> StateObject {
             s(desired, "session").unwrap_or("")
         ),
         attrs: desired.clone(),
-        private: Attrs::new(),
+        private: marked(),
     }
 }
 
 pub async fn import(runner: &dyn Runner, req: &ImportRequest) -> Result<StateObject, Diagnostic> {
     let mut desired = req.desired.clone().unwrap_or_default();
-    // The id is the session name (the socket comes from the configuration).
-    desired.insert("session".into(), Value::from(req.id.as_str()));
-    let item = crate::import_item(req, &desired);
     let socket = s(&desired, "socket").unwrap_or("").to_string();
+    // The id is the session name (the socket comes from the configuration);
+    // the plan's `SOCKET#SESSION` form is accepted too.
+    let sess = req
+        .id
+        .strip_prefix(&format!("{socket}#"))
+        .unwrap_or(&req.id)
+        .to_string();
+    desired.insert("session".into(), Value::from(sess.as_str()));
+    let item = crate::import_item(req, &desired);
     let mut resp = RefreshResponse::default();
     refresh_socket(
         runner,
         &req.ctx,
         &socket,
-        &[(&item, req.id.clone())],
+        &[(&item, sess.clone())],
         &mut resp,
     )
     .await;
-    match crate::imported_live(resp, req)? {
-        Some(live) => {
-            let mut attrs = desired;
-            for k in ["window", "cwd", "command"] {
-                if let Some(v) = live.attrs.get(k) {
-                    attrs.insert(k.into(), v.clone());
-                }
-            }
-            Ok(StateObject {
-                id: live.id,
-                attrs,
-                private: Attrs::new(),
-            })
-        }
-        None => Err(Diagnostic::error(format!(
-            "no tmux session {} on {}",
-            req.id,
+    let Some(live) = crate::imported_live(resp, req)? else {
+        return Err(Diagnostic::error(format!(
+            "no tmux session {sess} on {}",
             runner.target()
         ))
         .with_address(&req.address)
-        .with_hint("the import id of a tmux_session is the session name; the socket comes from the configuration")),
+        .with_hint("the import id of a tmux_session is the session name; the socket comes from the configuration"));
+    };
+    if let Owner::OtherStack(other) = &live.owner {
+        return Err(crate::identity::other_stack(&req.address, &sess, other));
     }
+    // Marked as ours from now on (an in-flight recovery marks it again).
+    let t = tmux_cmd(runner, &req.ctx, &socket);
+    let out = run_commands(
+        runner,
+        &t,
+        &marker_commands(&req.ctx, &format!("={sess}:"), &req.address),
+    )
+    .await?;
+    if !out.ok() {
+        return Err(script_error(
+            &format!("marking the session {sess}"),
+            &out,
+            &runner.target(),
+            &req.address,
+        ));
+    }
+    let mut attrs = desired;
+    for k in ["window", "cwd", "command"] {
+        if let Some(v) = live.attrs.get(k) {
+            attrs.insert(k.into(), v.clone());
+        }
+    }
+    Ok(StateObject {
+        id: live.id,
+        attrs,
+        private: marked(),
+    })
 }
 
 #[cfg(test)]

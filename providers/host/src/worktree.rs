@@ -1,7 +1,21 @@
 //! The `git_worktree` resource: `git worktree add` on a new or existing
 //! branch, `setup` run once after creation, `git worktree remove` guarded
 //! against losing uncommitted or unpushed work.
+//!
+//! **Ownership** (SPEC §1.2): a worktree claw adds carries the marker file
+//! `claw-owner` in its git administrative folder (`<git-common-dir>/
+//! worktrees/<name>/`, never in the work tree; git removes it with the
+//! worktree): `stack`, `address` and `setup pending|done`. It is written by
+//! the script that runs `git worktree add`, right after it, as `pending`
+//! when a `setup` is configured; the setup's own script rewrites it as
+//! `done` once the setup succeeded. Refresh reads it into
+//! [`LiveObject::owner`] (this stack's → adopted when missing from the state;
+//! none → refused with the `claw import` hint, unless the state or an
+//! in-flight record holds the worktree: made by an older claw, the state's
+//! ownership wins), and a `pending` setup is planned as an update that runs
+//! it (`setup_run`), so an apply killed during a setup never records it done.
 
+use crate::identity::{marked, marker_owner};
 use crate::runner::{host_path, sh_path, sh_quote, Runner, Secrets};
 use claw_provider::digest::{has_legacy_digest, rehash_change};
 use claw_provider::*;
@@ -104,9 +118,19 @@ fn item_keys(item: &RefreshItem) -> Option<(String, String)> {
         .or_else(|| item.desired.as_ref().and_then(from))
 }
 
+/// The marker file in a worktree's git administrative folder.
+const MARKER: &str = "claw-owner";
+/// The pseudo attribute of a setup that has still to run.
+pub const SETUP_RUN: &str = "setup_run";
+/// The live attribute of a worktree whose setup did not finish.
+const SETUP_PENDING: &str = "setup_pending";
+
 /// One `git worktree list --porcelain` entry.
 #[derive(Debug, Default, Clone)]
 struct Entry {
+    /// From the marker file: the stack, and whether the setup is pending.
+    claw_stack: Option<String>,
+    setup_pending: bool,
     path: String,
     physical: String,
     head: String,
@@ -134,6 +158,10 @@ fn parse_entries(lines: &[&str]) -> Vec<Entry> {
                 e.prunable = true;
             } else if l.starts_with("locked") {
                 e.locked = true;
+            } else if let Some(st) = l.strip_prefix("claw-stack ") {
+                e.claw_stack = Some(st.to_string());
+            } else if let Some(st) = l.strip_prefix("claw-setup ") {
+                e.setup_pending = st == "pending";
             }
         }
     }
@@ -197,7 +225,9 @@ pub async fn refresh_repo(
          echo OK\n\
          git worktree list --porcelain | while IFS= read -r l; do\n\
          \x20 case \"$l\" in\n\
-         \x20   'worktree '*) printf '%s\\n' \"$l\"; w=${{l#worktree }}; if cd -P \"$w\" 2>/dev/null; then printf 'physical %s\\n' \"$PWD\"; else printf 'physical \\n'; fi ;;\n\
+         \x20   'worktree '*) printf '%s\\n' \"$l\"; w=${{l#worktree }}; if cd -P \"$w\" 2>/dev/null; then printf 'physical %s\\n' \"$PWD\"; else printf 'physical \\n'; fi\n\
+         \x20     g=; if [ -f \"$w/.git\" ]; then IFS= read -r g < \"$w/.git\"; g=${{g#gitdir: }}; case \"$g\" in /*|'') ;; *) g=\"$w/$g\" ;; esac; fi\n\
+         \x20     if [ -n \"$g\" ] && [ -f \"$g/{MARKER}\" ]; then while IFS= read -r m || [ -n \"$m\" ]; do printf 'claw-%s\\n' \"$m\"; done < \"$g/{MARKER}\"; fi ;;\n\
          \x20   *) printf '%s\\n' \"$l\" ;;\n\
          \x20 esac\n\
          done\n",
@@ -269,12 +299,19 @@ pub async fn refresh_repo(
                     "branch".into(),
                     e.branch.clone().map(Value::String).unwrap_or(Value::Null),
                 );
-                let facts = format!("{}\0{}\0{:?}\0{}", e.path, e.head, e.branch, e.locked);
+                if e.setup_pending {
+                    attrs.insert(SETUP_PENDING.into(), Value::Bool(true));
+                }
+                let facts = format!(
+                    "{}\0{}\0{:?}\0{}\0{:?}\0{}",
+                    e.path, e.head, e.branch, e.locked, e.claw_stack, e.setup_pending
+                );
+                let owner = marker_owner(ctx, e.claw_stack.as_deref(), item);
                 Some(LiveObject {
                     id: path.clone(),
                     attrs,
                     fingerprint: ctx.digest(facts.as_bytes()),
-                    owner: Owner::NotApplicable,
+                    owner,
                 })
             }
             _ => None,
@@ -315,6 +352,16 @@ pub fn diff(req: &DiffRequest) -> DiffResponse {
             }
         }
     }
+    // A setup that did not finish (the run died during it) runs now.
+    let configured_setup = s(&req.desired, "setup").is_some_and(|c| !c.trim().is_empty())
+        || matches!(req.desired.get("setup"), Some(Value::Secret(_)));
+    if !replacing && configured_setup && live.get(SETUP_PENDING) == Some(&Value::Bool(true)) {
+        changes.push(AttrChange::new(
+            SETUP_RUN,
+            Some(Value::str("interrupted before it finished")),
+            Some(Value::str("runs again in the worktree")),
+        ));
+    }
     if !replacing && req.prior.as_ref().is_some_and(has_legacy_digest) {
         changes.push(rehash_change());
     }
@@ -354,6 +401,55 @@ fn repo_prelude(repo: &str) -> String {
          cd \"$r\" 2>/dev/null || {{ echo \"the repository folder $r does not exist\" >&2; exit 3; }}\n\
          git rev-parse --git-dir >/dev/null 2>&1 || {{ echo \"$r is not a git repository\" >&2; exit 4; }}\n"
     )
+}
+
+/// sh that writes the marker file of the worktree at `$p` (in its git
+/// administrative folder, atomically): this stack, `address`, and whether
+/// its setup is `pending` or `done`.
+fn mark(ctx: &Ctx, address: &str, setup: &str) -> String {
+    let line = |v: &str| sh_quote(&v.replace(['\n', '\r'], " "));
+    format!(
+        "g=$(git -C \"$p\" rev-parse --absolute-git-dir) && printf 'stack %s\\naddress %s\\nsetup %s\\n' {} {} {setup} > \"$g/{MARKER}.tmp\" && mv -f \"$g/{MARKER}.tmp\" \"$g/{MARKER}\"",
+        line(&ctx.stack),
+        line(address)
+    )
+}
+
+/// Runs the setup in the worktree at `path` (sh-quoted) and marks it done;
+/// `Ok(Err(output))` when it failed.
+async fn run_setup(
+    runner: &dyn Runner,
+    req: &ApplyRequest,
+    path: &str,
+    secrets: &Secrets<'_>,
+) -> Result<Result<(), crate::runner::Output>, Diagnostic> {
+    req.ctx.progress.report(&req.address, "running setup");
+    let script = format!(
+        "{PREAMBLE}p={path}; case \"$p\" in /*) ;; *) p=\"$start/$p\" ;; esac\ncd \"$p\" || exit 1\n( eval \"$CLAW_SETUP\" ) 2>&1 || exit $?\n{} >&2 || exit 1\n",
+        mark(&req.ctx, &req.address, "done")
+    );
+    let out = runner.run_with_secrets(&script, secrets, b"").await?;
+    Ok(if out.ok() { Ok(()) } else { Err(out) })
+}
+
+/// The error of a failed setup: the last 20 lines it printed.
+fn setup_failed(
+    out: &crate::runner::Output,
+    path: &str,
+    target: &str,
+    address: &str,
+    then: &str,
+) -> Diagnostic {
+    let all = out.stdout_str();
+    let tail: Vec<&str> = all.lines().rev().take(20).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    Diagnostic::error(format!(
+        "the setup command of {path} on {target} failed (exit {}); {then}",
+        out.code
+    ))
+    .with_address(address)
+    .with_detail(tail.join("\n"))
+    .with_hint("fix `setup` (it runs with sh in the new worktree) and apply again")
 }
 
 /// Applies one worktree. `guard` holds the repository's git lock (`lock`):
@@ -428,19 +524,48 @@ pub async fn apply(
                 return Err(Diagnostic::error("repo, path and branch must be known")
                     .with_address(&req.address));
             };
+            // A setup may interpolate secrets: it reaches the shell on
+            // stdin (`eval` of a variable: never a command line), and its
+            // output comes back redacted of them.
+            let pending = req.changes.iter().any(|c| c.path == SETUP_RUN);
+            let setup = desired
+                .get("setup")
+                .filter(|v| !matches!(v, Value::Null))
+                .filter(|_| req.op == Op::Create || pending);
+            let setup_text = match setup {
+                Some(v) => Some(v.expose_str().ok_or_else(|| {
+                    Diagnostic::error("the setup command is sensitive and its value is not known")
+                        .with_address(&req.address)
+                        .with_hint("a sensitive value read from a saved plan cannot be run; run `claw apply` without a plan file")
+                })?),
+                None => None,
+            }
+            .filter(|c| !c.trim().is_empty());
+            let secrets = Secrets {
+                vars: vec![("CLAW_SETUP", setup_text.unwrap_or(""))],
+                redact: setup.map(Value::secret_parts).unwrap_or_default(),
+            };
+            let mut guard = Some(guard);
             if req.op == Op::Create {
                 let base = s(&desired, "base").unwrap_or("HEAD");
+                let state = if setup_text.is_some() {
+                    "pending"
+                } else {
+                    "done"
+                };
                 let script = format!(
                     "{PREAMBLE}p={path}; case \"$p\" in /*) ;; *) p=\"$start/$p\" ;; esac\n{prelude}\
                      git worktree prune\n\
                      mkdir -p \"$(dirname -- \"$p\")\" || exit 1\n\
                      b={branch}\n\
                      if git show-ref --verify --quiet \"refs/heads/$b\"; then git worktree add \"$p\" \"$b\" || exit 1\n\
-                     else git worktree add -b \"$b\" \"$p\" {base} || exit 1; fi\n",
+                     else git worktree add -b \"$b\" \"$p\" {base} || exit 1; fi\n\
+                     {mark} || {{ git worktree remove --force --force \"$p\"; exit 1; }}\n",
                     path = hp(path),
                     prelude = repo_prelude(&hp(repo)),
                     branch = sh_quote(branch),
                     base = sh_quote(base),
+                    mark = mark(&req.ctx, &req.address, state),
                 );
                 let out = runner.run(&script, b"").await?;
                 if !out.ok() {
@@ -456,33 +581,11 @@ pub async fn apply(
                         d.with_hint("check that the branch is not checked out in another worktree and that the folder is empty or absent")
                     });
                 }
-                // A setup may interpolate secrets: it reaches the shell on
-                // stdin (`eval` of a variable: never a command line), and its
-                // output comes back redacted of them.
-                let setup = desired.get("setup").filter(|v| !matches!(v, Value::Null));
-                let setup_text = match setup {
-                    Some(v) => Some(v.expose_str().ok_or_else(|| {
-                        Diagnostic::error("the setup command is sensitive and its value is not known")
-                            .with_address(&req.address)
-                            .with_hint("a sensitive value read from a saved plan cannot be run; run `claw apply` without a plan file")
-                    })?),
-                    None => None,
-                };
                 // The git work is done: other worktrees of this repository
                 // may be added while this setup runs.
-                drop(guard);
-                if let Some(setup_text) = setup_text.filter(|c| !c.trim().is_empty()) {
-                    req.ctx.progress.report(&req.address, "running setup");
-                    let script = format!(
-                        "{PREAMBLE}p={path}; case \"$p\" in /*) ;; *) p=\"$start/$p\" ;; esac\ncd \"$p\" || exit 1\n( eval \"$CLAW_SETUP\" ) 2>&1\n",
-                        path = hp(path),
-                    );
-                    let secrets = Secrets {
-                        vars: vec![("CLAW_SETUP", setup_text)],
-                        redact: setup.map(Value::secret_parts).unwrap_or_default(),
-                    };
-                    let out = runner.run_with_secrets(&script, &secrets, b"").await?;
-                    if !out.ok() {
+                drop(guard.take());
+                if setup_text.is_some() {
+                    if let Err(out) = run_setup(runner, req, &hp(path), &secrets).await? {
                         // Roll back so a rerun starts from scratch (the branch is kept).
                         let rollback = format!(
                             "{PREAMBLE}p={path}; case \"$p\" in /*) ;; *) p=\"$start/$p\" ;; esac\n{prelude}git worktree remove --force --force \"$p\"\n",
@@ -491,18 +594,27 @@ pub async fn apply(
                         );
                         let _g = lock.lock().await;
                         let _ = runner.run(&rollback, b"").await;
-                        let all = out.stdout_str();
-                        let tail: Vec<&str> = all.lines().rev().take(20).collect();
-                        let tail: Vec<&str> = tail.into_iter().rev().collect();
-                        return Err(Diagnostic::error(format!(
-                            "the setup command of {path} on {target} failed (exit {}); the worktree was removed again",
-                            out.code
-                        ))
-                        .with_address(&req.address)
-                        .with_detail(tail.join("\n"))
-                        .with_hint("fix `setup` (it runs with sh in the new worktree) and apply again"));
+                        return Err(setup_failed(
+                            &out,
+                            path,
+                            &target,
+                            &req.address,
+                            "the worktree was removed again",
+                        ));
                     }
                 }
+            } else if req
+                .live
+                .as_ref()
+                .is_some_and(|l| l.owner == Owner::NotApplicable)
+            {
+                // Made by an older claw: marked now.
+                let script = format!(
+                        "{PREAMBLE}p={path}; case \"$p\" in /*) ;; *) p=\"$start/$p\" ;; esac\n{mark}\n",
+                        path = hp(path),
+                        mark = mark(&req.ctx, &req.address, "done"),
+                    );
+                let _ = runner.run(&script, b"").await?;
             }
             let branch_drift = req.changes.iter().any(|c| c.path == "branch")
                 || req
@@ -553,7 +665,21 @@ pub async fn apply(
                     }
                 }
             }
-            let mut private = BTreeMap::new();
+            // The setup of an interrupted run, in the worktree as it is
+            // (other git work of the repository goes on meanwhile).
+            drop(guard.take());
+            if req.op == Op::Update && pending && setup_text.is_some() {
+                if let Err(out) = run_setup(runner, req, &hp(path), &secrets).await? {
+                    return Err(setup_failed(
+                        &out,
+                        path,
+                        &target,
+                        &req.address,
+                        "it runs again on the next apply",
+                    ));
+                }
+            }
+            let mut private = marked();
             private.insert("created_by".into(), Value::from("claw"));
             Ok(ApplyResponse {
                 state: Some(StateObject {
@@ -585,6 +711,30 @@ pub async fn import(runner: &dyn Runner, req: &ImportRequest) -> Result<StateObj
     .await;
     match crate::imported_live(resp, req)? {
         Some(live) => {
+            if let Owner::OtherStack(other) = &live.owner {
+                return Err(crate::identity::other_stack(&req.address, &req.id, other));
+            }
+            // Marked as ours from now on; a setup an interrupted run left
+            // pending stays pending (the plan runs it), else it counts as
+            // done: an import runs nothing.
+            let state = match live.attrs.get(SETUP_PENDING) {
+                Some(Value::Bool(true)) => "pending",
+                _ => "done",
+            };
+            let script = format!(
+                "{PREAMBLE}p={}; case \"$p\" in /*) ;; *) p=\"$start/$p\" ;; esac\n{}\n",
+                sh_path(&host_path(runner, &req.ctx.base_dir, &req.id)),
+                mark(&req.ctx, &req.address, state)
+            );
+            let out = runner.run(&script, b"").await?;
+            if !out.ok() {
+                return Err(script_error(
+                    &format!("marking the worktree {}", req.id),
+                    &out,
+                    &runner.target(),
+                    &req.address,
+                ));
+            }
             let mut attrs = desired;
             attrs.insert("path".into(), Value::from(req.id.as_str()));
             if let Some(b) = live.attrs.get("branch") {
@@ -593,7 +743,7 @@ pub async fn import(runner: &dyn Runner, req: &ImportRequest) -> Result<StateObj
             Ok(StateObject {
                 id: req.id.clone(),
                 attrs,
-                private: Attrs::new(),
+                private: marked(),
             })
         }
         None => Err(Diagnostic::error(format!(

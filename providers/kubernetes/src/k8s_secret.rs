@@ -38,14 +38,7 @@ pub(crate) fn validate(req: &InstanceRequest<'_>) -> Vec<Diagnostic> {
 pub(crate) fn prepare(req: &InstanceRequest<'_>, default_ns: &str) -> Attrs {
     let mut a = req.attrs.clone();
     if !a.contains_key("name") {
-        let n = match req.key {
-            Some(k) => format!("{}-{}", req.name, k),
-            None => req.name.to_string(),
-        };
-        a.insert(
-            "name".into(),
-            Value::str(n.to_lowercase().replace('_', "-")),
-        );
+        a.insert("name".into(), Value::str(default_name(req.name, req.key)));
     }
     a.entry("namespace".into())
         .or_insert_with(|| Value::str(default_ns));
@@ -59,6 +52,17 @@ pub(crate) fn prepare(req: &InstanceRequest<'_>, default_ns: &str) -> Attrs {
         }
     }
     a
+}
+
+/// The Secret's name when the resource sets none: the resource name
+/// (`<name>-<key>` with for_each), lower-cased, `_` as `-`.
+pub(crate) fn default_name(name: &str, key: Option<&str>) -> String {
+    match key {
+        Some(k) => format!("{name}-{k}"),
+        None => name.to_string(),
+    }
+    .to_lowercase()
+    .replace('_', "-")
 }
 
 pub(crate) fn diff(req: &DiffRequest) -> DiffResponse {

@@ -15,6 +15,7 @@
 
 mod apply;
 pub mod client;
+mod identity;
 mod k8s_manifest;
 mod k8s_secret;
 mod live;
@@ -22,6 +23,7 @@ pub mod manifest;
 mod provider;
 mod readiness;
 mod refresh;
+pub mod rollout;
 mod ssa;
 pub mod state;
 
@@ -75,6 +77,9 @@ pub struct ManifestConfig {
     pub wait: Option<WaitFor>,
     /// How long to wait: "5m", "90s" (default 5m).
     pub wait_timeout: Option<String>,
+    /// Roll pod templates when the Secrets and ConfigMaps of this stack they
+    /// reference change (the `claw.dev/inputs` annotation; default true).
+    pub rollout: Option<bool>,
 }
 
 /// `state = { backend = "kubernetes", provider = "...", ... }`: the keys

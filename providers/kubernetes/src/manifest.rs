@@ -6,7 +6,7 @@ use claw_provider::{AttrChange, Diagnostic, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Attributes of a `k8s_manifest` instance that are claw's, not the document's.
-pub const OPTION_KEYS: &[&str] = &["force_conflicts", "wait", "wait_timeout"];
+pub const OPTION_KEYS: &[&str] = &["force_conflicts", "wait", "wait_timeout", "rollout"];
 
 /// Built-in kinds that are cluster-scoped (custom resources are namespaced
 /// unless a CRD in the same file or configuration says `scope: Cluster`).

@@ -5,7 +5,7 @@
 
 use crate::client::{ApiError, Cluster, Settings};
 use crate::manifest::{ObjRef, OPTION_KEYS};
-use crate::{k8s_manifest, k8s_secret};
+use crate::{k8s_manifest, k8s_secret, rollout};
 use claw_provider::*;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,7 +17,6 @@ pub(crate) const FIELD_MANAGER: &str = "claw";
 pub(crate) const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 pub struct KubeProvider {
-    #[allow(dead_code)]
     alias: String,
     pub(crate) cluster: Arc<Cluster>,
     /// What this run's refresh lists showed, by object key: apply then
@@ -152,9 +151,26 @@ impl Provider for KubeProvider {
     }
 
     fn implicit_deps(&self, req: ImplicitDepsRequest) -> ImplicitDepsResponse {
+        let ns = self.default_ns();
+        let mut edges = k8s_manifest::implicit_edges(&req.items, &ns);
+        edges.extend(rollout::links(&req.items, &ns).0);
         ImplicitDepsResponse {
-            edges: k8s_manifest::implicit_edges(&req.items, &self.default_ns()),
+            edges,
             diagnostics: Vec::new(),
+        }
+    }
+
+    fn reads(&self, req: &ImplicitDepsRequest) -> ReadsResponse {
+        ReadsResponse {
+            reads: rollout::links(&req.items, &self.default_ns()).1,
+            diagnostics: Vec::new(),
+        }
+    }
+
+    fn fold_reads(&self, req: FoldRequest<'_>) -> PrepareResponse {
+        match req.rtype {
+            MANIFEST => rollout::fold(req),
+            _ => PrepareResponse::attrs(req.attrs),
         }
     }
 
@@ -175,6 +191,10 @@ impl Provider for KubeProvider {
 
     async fn import(&self, req: ImportRequest) -> ImportResponse {
         self.import_object(req).await.into()
+    }
+
+    fn identities(&self, req: IdentityRequest) -> IdentityResponse {
+        crate::identity::identities(&self.alias, req.items)
     }
 
     fn counters(&self) -> Vec<(String, u64)> {

@@ -102,6 +102,13 @@ pub enum Reason {
     Requested,
     /// Replace because a `replace_triggered_by` object changes.
     Triggered { by: Vec<String> },
+    /// Update: objects the pod template reads (Secrets, ConfigMaps) change,
+    /// so its pods roll; `attrs`: other attributes that change too.
+    Rollout {
+        by: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attrs: Vec<String>,
+    },
     /// Delete: in the state, no longer configured.
     NotInConfig,
     /// Delete: `claw destroy`.
@@ -164,6 +171,12 @@ impl fmt::Display for Reason {
                 names(by),
                 if by.len() == 1 { "changes" } else { "change" }
             ),
+            Reason::Rollout { by, attrs } => {
+                if !attrs.is_empty() {
+                    write!(f, "{} changed; ", names(attrs))?;
+                }
+                write!(f, "rolls pods: {} changed", names(by))
+            }
             Reason::NotInConfig => f.write_str("not in configuration"),
             Reason::Destroy => f.write_str("destroy"),
             Reason::Orphan => {
@@ -669,6 +682,26 @@ mod tests {
         let kept = apply_ignore(c, &["env".into(), "labels".into()]);
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].path, "envx");
+    }
+
+    #[test]
+    fn a_rollout_says_what_it_reads() {
+        let r = Reason::Rollout {
+            by: vec!["k8s_secret.keys".into()],
+            attrs: vec![],
+        };
+        assert_eq!(r.to_string(), "rolls pods: k8s_secret.keys changed");
+        let r = Reason::Rollout {
+            by: vec![
+                "k8s_secret.keys".into(),
+                "k8s_manifest.cm[\"v1/ConfigMap/ns/c\"]".into(),
+            ],
+            attrs: vec!["spec".into()],
+        };
+        assert_eq!(
+            r.to_string(),
+            "spec changed; rolls pods: k8s_secret.keys, k8s_manifest.cm[\"v1/ConfigMap/ns/c\"] changed"
+        );
     }
 
     #[test]

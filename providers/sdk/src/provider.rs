@@ -353,6 +353,40 @@ pub struct ImplicitDepsResponse {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+/// `dependent`'s desired value is made with what it reads of other
+/// instances of the same provider block (a pod template with the Secrets
+/// and ConfigMaps it references): each of `dependencies` is applied first,
+/// and the engine hands their attributes to [`Provider::fold_reads`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Read {
+    pub dependent: String,
+    pub dependencies: Vec<String>,
+    /// The attribute path of `dependent` that holds what was made of them
+    /// (`spec.template.metadata.annotations["claw.dev/inputs"]`), so that the
+    /// plan can say why that path changes.
+    pub path: String,
+}
+
+#[derive(Debug, Default)]
+pub struct ReadsResponse {
+    pub reads: Vec<Read>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// The request of [`Provider::fold_reads`]: one instance that reads others.
+pub struct FoldRequest<'a> {
+    pub address: &'a str,
+    pub rtype: &'a str,
+    /// Its prepared attributes.
+    pub attrs: Attrs,
+    /// Each read instance's whole attributes, by address, from the one
+    /// resolver (its planned value while planning, what the state records
+    /// at apply time); [`Value::Unknown`] when not known yet. Secrets are
+    /// [`Value::Secret`]: hash them by their keyed hash, never in clear.
+    pub reads: BTreeMap<String, Value>,
+    pub ctx: &'a Ctx,
+}
+
 #[derive(Debug, Clone)]
 pub struct RefreshItem {
     pub address: String,
@@ -532,6 +566,7 @@ diagnosed!(
     PrepareResponse,
     ExpandResponse,
     ImplicitDepsResponse,
+    ReadsResponse,
     RefreshResponse,
     DiffResponse,
     ApplyResponse,
@@ -590,6 +625,17 @@ pub trait Provider: Send + Sync {
     /// (Namespace before the objects in it).
     fn implicit_deps(&self, _req: ImplicitDepsRequest) -> ImplicitDepsResponse {
         ImplicitDepsResponse::default()
+    }
+    /// Instances whose desired value is made with what they read of other
+    /// instances of this provider block ([`Read`]). The default: none.
+    fn reads(&self, _req: &ImplicitDepsRequest) -> ReadsResponse {
+        ReadsResponse::default()
+    }
+    /// Folds what an instance reads ([`Provider::reads`]) into its prepared
+    /// attributes (a keyed digest, with [`Ctx::digest`]). No IO. The
+    /// default returns the attributes unchanged.
+    fn fold_reads(&self, req: FoldRequest<'_>) -> PrepareResponse {
+        PrepareResponse::attrs(req.attrs)
     }
     /// Reads live state for many instances at once (one list per kind).
     async fn refresh(&self, req: RefreshRequest) -> RefreshResponse;

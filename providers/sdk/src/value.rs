@@ -32,8 +32,13 @@ pub enum Value {
 /// The hash is made here and only here, from the clear text and the stack's
 /// salt ([`crate::digest::keyed_digest`]): no provider can make a `Secret`
 /// that stores a plain digest of its value.
+///
+/// One pointer wide (its parts shared), so that a [`Value`] stays small and
+/// cloning a secret costs a reference count.
 #[derive(Clone)]
-pub struct Secret {
+pub struct Secret(Arc<SecretParts>);
+
+struct SecretParts {
     hash: String,
     plain: Option<Arc<str>>,
     /// The secret values `plain` was built from (a string interpolating a
@@ -68,49 +73,50 @@ impl Secret {
         // Longest first, so that a part containing another is redacted whole.
         parts.sort_by_key(|p| std::cmp::Reverse(p.len()));
         parts.dedup();
-        Secret {
+        Secret(Arc::new(SecretParts {
             hash: crate::digest::keyed_digest(salt, plain.as_bytes()),
             legacy: Some(legacy_hash(&plain, salt)),
             plain: Some(plain),
             parts: parts.into(),
-        }
+        }))
     }
     /// A secret known only by its hash, made from its clear text, which is not
     /// kept (a live value a provider must never write back).
     pub fn hash_only(plain: &str, salt: &str) -> Secret {
         let s = Secret::new(plain, salt);
-        Secret {
+        Secret(Arc::new(SecretParts {
+            hash: s.0.hash.clone(),
+            legacy: s.0.legacy.clone(),
             plain: None,
             parts: Arc::from(Vec::new()),
-            ..s
-        }
+        }))
     }
     /// A secret known only by its hash (read back from state or a plan file).
     pub fn from_hash(hash: impl Into<String>) -> Secret {
-        Secret {
+        Secret(Arc::new(SecretParts {
             hash: hash.into(),
             plain: None,
             parts: Arc::from(Vec::new()),
             legacy: None,
-        }
+        }))
     }
     /// The keyed hash (safe to store and print).
     pub fn hash(&self) -> &str {
-        &self.hash
+        &self.0.hash
     }
     /// True when the hash is in the form older versions of claw stored
     /// (not keyed): the object should be recorded again.
     pub fn is_legacy(&self) -> bool {
-        !self.hash.starts_with(crate::digest::KEYED_PREFIX)
+        !self.0.hash.starts_with(crate::digest::KEYED_PREFIX)
     }
     /// The clear text, when known. Providers call this only to write the value
     /// to its destination; never log or return it.
     pub fn expose(&self) -> Option<&str> {
-        self.plain.as_deref()
+        self.0.plain.as_deref()
     }
     /// The secret values this secret is made of (non-empty, longest first).
     pub fn parts(&self) -> impl Iterator<Item = &str> {
-        self.parts.iter().map(|p| &**p)
+        self.0.parts.iter().map(|p| &**p)
     }
     /// `text` with every secret value of this secret replaced by `(sensitive)`
     /// (for command output shown in an error).
@@ -134,9 +140,10 @@ pub fn redact_all<'a>(text: &str, parts: impl IntoIterator<Item = &'a str>) -> S
 
 impl PartialEq for Secret {
     fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash
-            || self.legacy.as_deref() == Some(other.hash.as_str())
-            || other.legacy.as_deref() == Some(self.hash.as_str())
+        let (a, b) = (&*self.0, &*other.0);
+        a.hash == b.hash
+            || a.legacy.as_deref() == Some(b.hash.as_str())
+            || b.legacy.as_deref() == Some(a.hash.as_str())
     }
 }
 
@@ -283,7 +290,7 @@ impl Value {
             Value::Map(m) => J::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
             Value::Secret(s) => {
                 let mut o = serde_json::Map::new();
-                o.insert("$sensitive".into(), J::String(s.hash.clone()));
+                o.insert("$sensitive".into(), J::String(s.0.hash.clone()));
                 J::Object(o)
             }
             Value::Unknown => {
@@ -491,6 +498,17 @@ pub fn join_key(base: &str, key: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_value_is_four_words() {
+        // Attribute maps are B-trees of 11 slots per node: every byte of a
+        // Value is paid 11 times per small map (issue 11, memory at scale).
+        assert!(
+            std::mem::size_of::<super::Value>() <= 32,
+            "{}",
+            std::mem::size_of::<super::Value>()
+        );
+    }
+
     use super::*;
 
     #[test]

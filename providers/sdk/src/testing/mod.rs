@@ -3,7 +3,8 @@
 //! the providers' own tests.
 //!
 //! A plan is: validate → expand → prepare each instance (collecting the files
-//! read as [`Input`]s) → implicit dependencies → **one** refresh call for every
+//! read as [`Input`]s) → implicit dependencies and reads (folded into the
+//! readers' values) → **one** refresh call for every
 //! configured and recorded address (orphans included) → diff of each object
 //! this stack may touch → `ignore_changes` → the real [`decide`] (the function
 //! the engine uses) → [`Plan`]. Applying walks the plan in dependency order,
@@ -188,8 +189,12 @@ impl Harness {
                 attrs: i.provisional.clone(),
             })
             .collect();
-        let deps = self.provider.implicit_deps(ImplicitDepsRequest { items });
+        let req = ImplicitDepsRequest { items };
+        let reads = self.provider.reads(&req);
+        let deps = self.provider.implicit_deps(req);
         plan.diagnostics.extend(deps.diagnostics);
+        plan.diagnostics.extend(reads.diagnostics);
+        self.fold_reads(&mut out, reads.reads, plan);
         for e in &deps.edges {
             if let Some(i) = out.iter_mut().find(|i| i.address == e.dependent) {
                 if e.dependency != e.dependent {
@@ -199,6 +204,37 @@ impl Harness {
         }
         plan.edges = deps.edges;
         out
+    }
+
+    /// Folds what each instance reads ([`Provider::reads`]) into its
+    /// desired value, as the engine does; attributes being literal here, a
+    /// read object's value is its own desired value.
+    fn fold_reads(&self, out: &mut [Instance], reads: Vec<Read>, plan: &mut Plan) {
+        for r in reads {
+            let values: BTreeMap<String, Value> = r
+                .dependencies
+                .iter()
+                .filter_map(|d| {
+                    let i = out.iter().find(|i| &i.address == d)?;
+                    Some((d.clone(), Value::Map(i.desired.clone())))
+                })
+                .collect();
+            let Some(i) = out.iter_mut().find(|i| i.address == r.dependent) else {
+                continue;
+            };
+            i.deps.extend(r.dependencies.iter().cloned());
+            let resp = self.provider.fold_reads(FoldRequest {
+                address: &i.address,
+                rtype: &i.rtype,
+                attrs: i.desired.clone(),
+                reads: values,
+                ctx: &self.ctx,
+            });
+            match resp.into_result() {
+                Ok(p) => i.desired = p.attrs,
+                Err(d) => plan.diagnostics.push(named(d, &r.dependent)),
+            }
+        }
     }
 
     /// validate, expand and prepare of the configuration (no network IO):
