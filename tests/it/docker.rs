@@ -166,6 +166,14 @@ fn clawker_example_applies_plans_clean_and_heals_a_stop() {
         );
         assert_eq!(f.next(), Some(r#"["no-new-privileges"]"#), "{c}: {cell}");
     }
+    // The optional ANTHROPIC_AUTH_TOKEN is unset here: the entry is absent.
+    let (_, env) = docker(&["inspect", "-f", "{{json .Config.Env}}", &dev]);
+    assert!(
+        env.contains(&format!("\"ANTHROPIC_API_KEY={key}\""))
+            && !env.contains("ANTHROPIC_AUTH_TOKEN"),
+        "{}",
+        env.replace(&key, "***")
+    );
     let (_, labels) = docker(&["inspect", "-f", "{{json .Config.Labels}}", &dev]);
     assert!(
         labels.contains("\"claw.dev/managed-by\":\"claw\"")
