@@ -3,7 +3,9 @@
 //! dependents of a failure while independent work goes on.
 //!
 //! **Invariant:** every operation is journalled before it starts
-//! (`Store::begin`) and when it completes (`Store::commit`/`end`), O(1) each.
+//! (`Store::begin`) and when it completes (`Store::commit`/`end`), O(1) each;
+//! a commit is durable (journal synced) before the operations that depend on
+//! it start, and every record is when the walk returns.
 
 use super::interrupt::Interrupt;
 use super::walk::Walker;
@@ -185,7 +187,28 @@ pub async fn run(
     let mut in_flight: BTreeSet<Key> = BTreeSet::new();
     let mut abandoning = false;
     let parallelism = parallelism.max(1);
+    // Done operations whose dependents wait until their commit is durable:
+    // one journal sync lets all of them go, and the operations themselves
+    // freed their slots without waiting for it.
+    let mut unsynced: Vec<Key> = Vec::new();
+    store.defer_syncs();
     loop {
+        if !unsynced.is_empty() {
+            let keys = std::mem::take(&mut unsynced);
+            match store.sync().await {
+                Ok(()) => keys.iter().for_each(|k| walker.done(k)),
+                Err(e) => {
+                    let p = first_problem(e);
+                    for k in keys {
+                        let why = format!(
+                            "depends on {}, whose record could not be made durable: {}",
+                            k.1, p.message
+                        );
+                        skip_downstream(&ws, &mut walker, &k, &why, &mut out);
+                    }
+                }
+            }
+        }
         while running.len() < parallelism && !interrupt.stopped() {
             let Some(key) = walker.take_ready() else {
                 break;
@@ -238,17 +261,18 @@ pub async fn run(
             Ok(what) => {
                 ws.events.op_finished(&addr, &what, Ok(()));
                 out.done.push((addr, what));
-                walker.done(&key);
+                if walker.has_dependents(&key) {
+                    unsynced.push(key);
+                } else {
+                    walker.done(&key);
+                }
             }
             Err(p) => {
                 // A failed operation is no longer in flight.
                 let _ = store.end(&addr).await;
                 ws.events.op_finished(&addr, "failed", Err(&p.message));
-                for s in walker.failed(&key) {
-                    let why = format!("depends on {addr}, which failed");
-                    ws.events.op_skipped(&s.1, &why);
-                    out.skipped.push((s.1, why));
-                }
+                let why = format!("depends on {addr}, which failed");
+                skip_downstream(&ws, &mut walker, &key, &why, &mut out);
                 out.failed.push((addr, p));
             }
         }
@@ -261,9 +285,27 @@ pub async fn run(
         out.not_started.sort();
         out.not_started.dedup();
     }
+    // Everything recorded is durable when the walk returns.
+    if let Err(e) = store.sync().await {
+        out.failed.push(("(state)".into(), first_problem(e)));
+    }
     out.skipped.sort();
     out.skipped.dedup();
     out
+}
+
+/// Skips every operation downstream of `key` (not started yet), saying why.
+fn skip_downstream(
+    ws: &Workspace,
+    walker: &mut Walker<Key>,
+    key: &Key,
+    why: &str,
+    out: &mut Outcome,
+) {
+    for s in walker.failed(key) {
+        ws.events.op_skipped(&s.1, why);
+        out.skipped.push((s.1, why.to_string()));
+    }
 }
 
 async fn run_op(

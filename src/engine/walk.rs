@@ -53,6 +53,11 @@ impl<K: Ord + Clone> Walker<K> {
         Some(k)
     }
 
+    /// Whether any node waits for `k`.
+    pub fn has_dependents(&self, k: &K) -> bool {
+        self.dependents.get(k).is_some_and(|d| !d.is_empty())
+    }
+
     /// Marks a started node done: its dependents may become ready.
     pub fn done(&mut self, k: &K) {
         self.started.remove(k);

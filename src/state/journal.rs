@@ -220,6 +220,7 @@ pub struct Writer {
     pending: std::sync::Mutex<Pending>,
     written: tokio::sync::Mutex<Written>,
     synced: tokio::sync::Mutex<u64>,
+    syncs: std::sync::atomic::AtomicU64,
 }
 
 struct Pending {
@@ -247,6 +248,7 @@ impl Writer {
             }),
             written: tokio::sync::Mutex::new(Written::default()),
             synced: tokio::sync::Mutex::new(0),
+            syncs: Default::default(),
         }
     }
 
@@ -290,14 +292,36 @@ impl Writer {
             }
         };
         if durable {
-            let mut s = self.synced.lock().await;
-            if *s < mine {
-                let upto = self.written.lock().await.seq;
-                storage.journal_sync().await?;
-                *s = upto;
-            }
+            self.sync_through(storage, mine).await?;
         }
         Ok(wrote)
+    }
+
+    /// Syncs every record written so far, unless a sync already covered them.
+    pub async fn sync(&self, storage: &dyn StateStorage) -> std::result::Result<(), Diagnostic> {
+        let upto = self.written.lock().await.seq;
+        self.sync_through(storage, upto).await
+    }
+
+    async fn sync_through(
+        &self,
+        storage: &dyn StateStorage,
+        seq: u64,
+    ) -> std::result::Result<(), Diagnostic> {
+        let mut s = self.synced.lock().await;
+        if *s < seq {
+            let upto = self.written.lock().await.seq;
+            storage.journal_sync().await?;
+            self.syncs
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            *s = upto;
+        }
+        Ok(())
+    }
+
+    /// The syncs made so far (for `CLAW_STATS`).
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Holds off every other write until the guard is dropped (for folding

@@ -47,6 +47,8 @@ pub struct Store {
     begun: std::sync::Mutex<BTreeSet<String>>,
     notices: std::sync::Mutex<Vec<Diagnostic>>,
     stats: Stats,
+    /// Set by [`Store::defer_syncs`]: `commit` and `end` only write.
+    deferred: std::sync::atomic::AtomicBool,
 }
 
 fn diag_err(d: &Diagnostic) -> Error {
@@ -68,6 +70,7 @@ impl Store {
             begun: Default::default(),
             notices: Default::default(),
             stats: Stats::default(),
+            deferred: Default::default(),
         }
     }
 
@@ -285,7 +288,28 @@ impl Store {
     }
 
     async fn append(&self, rec: Record) -> Result<()> {
-        self.append_as(true, rec).await
+        self.append_as(!self.deferred.load(Ordering::Relaxed), rec)
+            .await
+    }
+
+    /// From now on `commit` and `end` only write their record (it survives
+    /// the process dying); [`Store::sync`] makes them durable. The apply
+    /// walker syncs before the operations that depend on a commit start and
+    /// once at its end, so a finished operation frees its slot without
+    /// waiting for the disk.
+    pub fn defer_syncs(&self) {
+        self.deferred.store(true, Ordering::Relaxed);
+    }
+
+    /// Makes every record written so far durable (one sync, shared).
+    pub async fn sync(&self) -> Result<()> {
+        match &self.journal {
+            Some(j) => j
+                .sync(self.storage.as_ref())
+                .await
+                .map_err(|d| diag_err(&d)),
+            None => Ok(()),
+        }
     }
 
     /// Appends a record; `durable`: synced before returning (commits), else
@@ -407,9 +431,10 @@ impl Store {
         if std::env::var_os("CLAW_STATS").is_some() {
             let (j, s) = self.bytes_written();
             eprintln!(
-                "claw-stats: state bytes written: {} (journal {j} in {} records, state {s})",
+                "claw-stats: state bytes written: {} (journal {j} in {} records, state {s}); journal syncs: {}",
                 j + s,
-                self.stats.records.load(Ordering::Relaxed)
+                self.stats.records.load(Ordering::Relaxed),
+                self.journal.as_ref().map_or(0, Writer::syncs)
             );
         }
     }

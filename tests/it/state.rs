@@ -577,6 +577,17 @@ fn a_torn_or_foreign_journal() {
     assert!(!t.exists(".claw/state.json.journal"));
 }
 
+/// Applies `cfg` (with `CLAW_STATS` set in `t`); returns the `claw-stats:` line.
+fn stats_of_apply(t: &Ctx, cfg: &str) -> String {
+    t.write("claw.toml", cfg);
+    let o = t.ok(&["apply", "--auto-approve"], 0);
+    o.stderr
+        .lines()
+        .find(|l| l.starts_with("claw-stats: state bytes written: "))
+        .unwrap_or_else(|| panic!("{}", o.stderr))
+        .to_string()
+}
+
 /// State bytes written per object stay flat as the stack grows.
 #[test]
 fn an_apply_writes_state_bytes_linear_in_objects() {
@@ -588,13 +599,7 @@ fn an_apply_writes_state_bytes_linear_in_objects() {
                 "\n[file.f{i:04}]\npath = \"out/f{i:04}\"\ncontent = \"file {i}\"\n"
             ));
         }
-        t.write("claw.toml", &cfg);
-        let o = t.ok(&["apply", "--auto-approve"], 0);
-        let line = o
-            .stderr
-            .lines()
-            .find(|l| l.starts_with("claw-stats: state bytes written: "))
-            .unwrap_or_else(|| panic!("{}", o.stderr));
+        let line = stats_of_apply(&t, &cfg);
         let n_bytes: f64 = line["claw-stats: state bytes written: ".len()..]
             .split(' ')
             .next()
@@ -687,4 +692,40 @@ fn the_kubernetes_backend_journals_and_folds() {
 fn journal_label(name: &str) -> String {
     use sha2::Digest;
     hex::encode(&sha2::Sha256::digest(name.as_bytes())[..8])
+}
+
+/// A commit is synced before what depends on it starts, and only then: an
+/// apply of independent files syncs the journal once (at its end), a chain
+/// once per link that something waits for.
+#[test]
+fn journal_syncs_only_where_a_dependent_waits() {
+    let syncs = |cfg: &str| {
+        let t = Ctx::new().env("CLAW_STATS", "1");
+        let line = stats_of_apply(&t, cfg);
+        let n: u64 = line
+            .rsplit("journal syncs: ")
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        n
+    };
+    let mut flat = String::from("[stack]\nname = \"flat\"\n");
+    for i in 0..40 {
+        flat.push_str(&format!(
+            "\n[file.f{i}]\npath = \"out/f{i}\"\ncontent = \"{i}\"\n"
+        ));
+    }
+    assert_eq!(syncs(&flat), 1, "independent operations wait for no sync");
+    let mut chain = String::from(
+        "[stack]\nname = \"chain\"\n\n[file.f0]\npath = \"out/f0\"\ncontent = \"0\"\n",
+    );
+    for i in 1..6 {
+        chain.push_str(&format!(
+            "\n[file.f{i}]\npath = \"out/f{i}\"\ncontent = \"after ${{file.f{}.path}}\"\n",
+            i - 1
+        ));
+    }
+    // f0..f4 each have a dependent: five syncs before they start, one at the end.
+    assert_eq!(syncs(&chain), 6);
 }

@@ -198,6 +198,9 @@ type Handle = client::Handle<Verifier>;
 /// Channels open at once on one connection (OpenSSH's `MaxSessions` defaults to 10).
 pub const MAX_CHANNELS: usize = 8;
 
+/// How often a refused channel is asked for again (2, 4, 6 ... ms apart: ~3.5 s in all).
+const OPEN_RETRIES: u64 = 60;
+
 /// Runs scripts on one host over one shared SSH connection.
 pub struct SshRunner {
     cfg: Arc<SshConfig>,
@@ -268,11 +271,10 @@ impl SshRunner {
             inactivity_timeout: None,
             keepalive_interval: Some(Duration::from_secs(30)),
             keepalive_max: 3,
-            nodelay: true,
             ..Default::default()
         });
         let attempt = async {
-            let mut h = match client::connect(config, (c.host.as_str(), c.port), verifier).await {
+            let mut h = match connect_stream(config, &c.host, c.port, verifier).await {
                 Ok(h) => h,
                 Err(e) => {
                     let p = problem.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -522,6 +524,86 @@ impl SshRunner {
     }
 }
 
+/// Opens the TCP connection (no Nagle, ACKs at once) and runs the SSH handshake on it.
+async fn connect_stream(
+    config: Arc<client::Config>,
+    host: &str,
+    port: u16,
+    verifier: Verifier,
+) -> Result<Handle, russh::Error> {
+    let tcp = tokio::net::TcpStream::connect((host, port)).await?;
+    tcp.set_nodelay(true)?;
+    client::connect_stream(config, QuickAck(tcp), verifier).await
+}
+
+/// The TCP stream to the host with delayed ACKs off: on Linux
+/// `TCP_QUICKACK` is set again after every read (the kernel clears it).
+///
+/// Without it, every script paid ~40 ms once per connection: after the
+/// login OpenSSH's sshd sends its `hostkeys-00@openssh.com` notice and then,
+/// held back by Nagle's algorithm (sshd sets `TCP_NODELAY` only for
+/// interactive sessions) until that notice is acknowledged, the channel
+/// confirmation claw waits for before it may send the command, while this
+/// side's kernel delays the ACK by its 40 ms timer.
+struct QuickAck(tokio::net::TcpStream);
+
+impl QuickAck {
+    fn ack_at_once(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let one: libc::c_int = 1;
+            // SAFETY: a valid socket fd and a c_int option of the right size.
+            // A failure only costs the delayed ACK back.
+            unsafe {
+                libc::setsockopt(
+                    self.0.as_raw_fd(),
+                    libc::IPPROTO_TCP,
+                    libc::TCP_QUICKACK,
+                    (&one as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for QuickAck {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.0).poll_read(cx, buf);
+        if r.is_ready() {
+            self.ack_at_once();
+        }
+        r
+    }
+}
+
+impl tokio::io::AsyncWrite for QuickAck {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
 /// Non-interactive SSH sessions get a minimal PATH (on macOS `/usr/bin:/bin:
 /// /usr/sbin:/sbin`), without Homebrew's git, tmux or pnpm: append the usual
 /// Homebrew and /usr/local prefixes (the user's own PATH keeps priority).
@@ -553,12 +635,13 @@ impl Runner for SshRunner {
     }
     async fn run(&self, script: &str, stdin: &[u8]) -> Result<Output, Diagnostic> {
         let mut attempt = 0;
+        let mut refused = 0u64;
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
         loop {
             let h = self.handle().await?;
-            let _permit = self.sessions.acquire().await.map_err(|_| {
+            let permit = self.sessions.acquire().await.map_err(|_| {
                 Diagnostic::error(format!("the connection to {} was closed", self.describe()))
             })?;
-            self.round_trips.fetch_add(1, Ordering::Relaxed);
             let r = tokio::time::timeout(
                 self.cfg.command_timeout,
                 self.run_once(&h, &with_path(script), stdin),
@@ -566,6 +649,26 @@ impl Runner for SshRunner {
             .await;
             match r {
                 Ok(Ok(out)) => return Ok(out),
+                // sshd frees a session only some time after its channel
+                // closed, so a new channel can be refused although fewer
+                // than `MaxSessions` are open: nothing ran yet, try again.
+                Ok(Err(russh::Error::ChannelOpenFailure(_)))
+                    if !h.is_closed() && refused < OPEN_RETRIES =>
+                {
+                    drop(permit);
+                    refused += 1;
+                    tokio::time::sleep(Duration::from_millis(2 * refused)).await;
+                    continue;
+                }
+                Ok(Err(e @ russh::Error::ChannelOpenFailure(_))) if !h.is_closed() => {
+                    return Err(Diagnostic::error(format!(
+                        "{} refused to open a session {OPEN_RETRIES} times: {e}",
+                        self.describe()
+                    ))
+                    .with_hint(format!(
+                        "claw runs up to {MAX_CHANNELS} commands at once on one connection: check `MaxSessions` (at least {MAX_CHANNELS}) and `ForceCommand` in the host's sshd_config"
+                    )));
+                }
                 Ok(Err(e)) => {
                     // The connection dropped (host rebooted, network blip): reconnect once.
                     if attempt == 0 && h.is_closed() {

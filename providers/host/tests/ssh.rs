@@ -308,3 +308,32 @@ async fn large_files_round_trip_over_ssh() {
     }
     assert_eq!(got[1], claw_host::fileio::FileProbe::Missing);
 }
+
+#[tokio::test]
+async fn hundreds_of_concurrent_scripts_share_sshds_sessions() {
+    // sshd's default MaxSessions (10) frees a session some time after its
+    // channel closed: a burst of short scripts must not see a refused channel.
+    let Some(sshd) = Sshd::start_sh_login() else {
+        return;
+    };
+    let r = sshd.runner();
+    let futs: Vec<_> = (0..300)
+        .map(|i| {
+            let r = r.clone();
+            async move {
+                r.run(&format!("echo {i}"), b"")
+                    .await
+                    .map(|o| o.stdout_str())
+            }
+        })
+        .collect();
+    for (i, o) in futures::future::join_all(futs)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(o.unwrap().trim(), i.to_string());
+    }
+    assert_eq!(r.counters()[0], ("ssh round trips".to_string(), 300));
+    assert_eq!(r.counters()[1], ("ssh connections".to_string(), 1));
+}

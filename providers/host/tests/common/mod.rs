@@ -60,6 +60,18 @@ fn free_port() -> u16 {
 impl Sshd {
     /// Starts sshd, or returns None (after printing why) when it is not installed.
     pub fn start() -> Option<Sshd> {
+        Sshd::start_with(false)
+    }
+
+    /// Like [`Sshd::start`], but where this runs as root with `unshare`,
+    /// sshd sees `/bin/sh` as the login shell (a private mount of a copy of
+    /// `/etc/passwd`): sessions that last milliseconds, not the time of the
+    /// login user's `~/.bashrc`. Otherwise the same as `start`.
+    pub fn start_sh_login() -> Option<Sshd> {
+        Sshd::start_with(true)
+    }
+
+    fn start_with(sh_login: bool) -> Option<Sshd> {
         if !require("/usr/sbin/sshd") || !require("ssh-keygen") {
             return None;
         }
@@ -87,9 +99,26 @@ impl Sshd {
                 pid = d.join("sshd.pid").display(),
             );
             std::fs::write(d.join("sshd_config"), config).unwrap();
-            let mut child = Command::new("/usr/sbin/sshd")
-                .args(["-D", "-e", "-f"])
-                .arg(d.join("sshd_config"))
+            let mut cmd = Command::new("/usr/sbin/sshd");
+            cmd.args(["-D", "-e", "-f"]).arg(d.join("sshd_config"));
+            if sh_login && unsafe { libc::getuid() } == 0 && require("unshare") {
+                let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+                let sh: String = passwd
+                    .lines()
+                    .map(|l| match l.rsplit_once(':') {
+                        Some((head, _)) if l.starts_with("root:") => format!("{head}:/bin/sh\n"),
+                        _ => format!("{l}\n"),
+                    })
+                    .collect();
+                std::fs::write(d.join("passwd"), sh).unwrap();
+                cmd = Command::new("unshare");
+                cmd.args(["-m", "sh", "-c"]).arg(format!(
+                    "mount --bind {} /etc/passwd && exec /usr/sbin/sshd -D -e -f {}",
+                    d.join("passwd").display(),
+                    d.join("sshd_config").display()
+                ));
+            }
+            let mut child = cmd
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(d.join("sshd.log")).unwrap())
