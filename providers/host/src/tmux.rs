@@ -224,7 +224,7 @@ pub async fn refresh_socket(
     resp: &mut RefreshResponse,
 ) {
     let t = tmux_cmd(runner, ctx, socket);
-    let mut script = String::from("LC_ALL=C; export LC_ALL; start=$(pwd)\n");
+    let mut script = String::from("LC_ALL=C; export LC_ALL; start=$PWD\n");
     // Resolve each desired cwd on the host (logical and physical forms).
     for (item, _) in items {
         let cwd = item
@@ -260,20 +260,21 @@ pub async fn refresh_socket(
     script.push_str(&format!(
         "command -v tmux >/dev/null 2>&1 || {{ echo 'ERR notmux'; exit 0; }}\n\
          echo OK\n\
-         {t} list-panes -a -F {} 2>/dev/null\n\
+         nl='\n'\n\
+         panes=$({t} list-panes -a -F {} 2>/dev/null)\n\
+         [ -n \"$panes\" ] && printf '%s\\n' \"$panes\"\n\
          echo END\n",
         sh_quote(&fmt)
     ));
-    // The environments of the wanted sessions that exist, with one tmux
-    // client: `display-message -p MARKER \; show-environment -t =S: \; ...`
-    // (a missing session would abort the chain, so only existing ones).
+    // The environments of the wanted sessions that exist (a pane line starts
+    // with its session's name), with one more tmux client: `display-message
+    // -p MARKER \; show-environment -t =S: \; ...` (a missing session would
+    // abort the chain, so only existing ones).
     let wanted: Vec<String> = items.iter().map(|(_, sess)| sh_quote(sess)).collect();
     script.push_str(&format!(
-        "nl='\n'\n\
-         names=$({t} list-sessions -F '#{{session_name}}' 2>/dev/null)\n\
-         set --\n\
+        "set --\n\
          for s in {}; do\n\
-         \x20 case \"$nl$names$nl\" in *\"$nl$s$nl\"*)\n\
+         \x20 case \"$nl$panes\" in *\"$nl$s{SEP}\"*)\n\
          \x20   printf 'Q %s\\n' \"$s\"\n\
          \x20   [ $# -gt 0 ] && set -- \"$@\" ';'\n\
          \x20   set -- \"$@\" display-message -p {ENV_MARK} ';' show-environment -t \"=$s:\" ;;\n\

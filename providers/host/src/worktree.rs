@@ -180,7 +180,7 @@ fn resolve_fragment(qpath: &str) -> String {
     )
 }
 
-const PREAMBLE: &str = "LC_ALL=C; export LC_ALL; start=$(pwd)\n";
+const PREAMBLE: &str = "LC_ALL=C; export LC_ALL; start=$PWD\n";
 
 fn git_missing(target: &str) -> Diagnostic {
     Diagnostic::error(format!("git is not installed on {target}")).with_hint(
@@ -221,16 +221,16 @@ pub async fn refresh_repo(
          r={}\n\
          [ -d \"$r\" ] || {{ echo 'ERR norepo'; exit 0; }}\n\
          cd \"$r\" || {{ echo 'ERR norepo'; exit 0; }}\n\
-         git rev-parse --git-dir >/dev/null 2>&1 || {{ echo 'ERR notgit'; exit 0; }}\n\
+         wl=$(git worktree list --porcelain 2>/dev/null) || {{ echo 'ERR notgit'; exit 0; }}\n\
          echo OK\n\
-         git worktree list --porcelain | while IFS= read -r l; do\n\
+         while IFS= read -r l; do\n\
          \x20 case \"$l\" in\n\
          \x20   'worktree '*) printf '%s\\n' \"$l\"; w=${{l#worktree }}; if cd -P \"$w\" 2>/dev/null; then printf 'physical %s\\n' \"$PWD\"; else printf 'physical \\n'; fi\n\
          \x20     g=; if [ -f \"$w/.git\" ]; then IFS= read -r g < \"$w/.git\"; g=${{g#gitdir: }}; case \"$g\" in /*|'') ;; *) g=\"$w/$g\" ;; esac; fi\n\
          \x20     if [ -n \"$g\" ] && [ -f \"$g/{MARKER}\" ]; then while IFS= read -r m || [ -n \"$m\" ]; do printf 'claw-%s\\n' \"$m\"; done < \"$g/{MARKER}\"; fi ;;\n\
          \x20   *) printf '%s\\n' \"$l\" ;;\n\
          \x20 esac\n\
-         done\n",
+         done <<CLAW_EOF\n$wl\nCLAW_EOF\n",
         sh_path(&host_path(runner, &ctx.base_dir, repo))
     ));
     let out = match runner.run(&script, b"").await {
