@@ -6,6 +6,7 @@ use claw::cli::Outcome;
 
 /// mimalloc: a plan of 20,000 resources spent half its time in glibc's
 /// malloc and free (docs/benchmarks.md, "Scale").
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

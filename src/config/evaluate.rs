@@ -464,9 +464,19 @@ fn subst(n: &Node, scope: &Scope<'_>, errs: &mut Vec<Problem>) -> Ex {
                                 ),
                             },
                             RefKind::Env(name) => segs.push(Seg::Val(scope.env(&name, &n.span))),
-                            RefKind::Resource(rr) => {
-                                if scope.refs_allowed {
-                                    segs.push(Seg::Ref(rr));
+                            RefKind::Resource(mut rr) => {
+                                // `TYPE.NAME[each.key].ATTR`: the instance of this key.
+                                if rr.key.as_deref() == Some(template::EACH_KEY) {
+                                    rr.key = scope.each.as_ref().map(|(k, _)| k.clone());
+                                }
+                                if rr.key.is_none() && rr.text.contains("[each.key]") {
+                                    errs.push(
+                                        source
+                                            .err(&n.span, format!("`${{{text}}}`: `[each.key]` used outside a resource with for_each"))
+                                            .hint("write the instance's key: TYPE.NAME[\"key\"].ATTRIBUTE"),
+                                    );
+                                } else if scope.refs_allowed {
+                                    segs.push(Seg::Ref(Box::new(rr)));
                                 } else {
                                     errs.push(source.err(&n.span, format!("`${{{text}}}`: resource references are not allowed here")));
                                 }

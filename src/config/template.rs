@@ -43,6 +43,10 @@ impl ResRef {
     }
 }
 
+/// The key of a reference written `TYPE.NAME[each.key].ATTR`, until the
+/// expansion of `for_each` puts the instance's key in its place.
+pub const EACH_KEY: &str = "\u{0}each.key";
+
 /// `type.name` or `type.name["key"]`.
 pub fn instance_address(rtype: &str, name: &str, key: Option<&str>) -> String {
     match key {
@@ -162,7 +166,11 @@ fn parse_ref(inner: &str, span: &Range<usize>) -> Result<RefKind, String> {
             }
             let mut r = &r[name_end..];
             let mut key = None;
-            if r.starts_with('[') {
+            if let Some(rest) = r.strip_prefix("[each.key]") {
+                // Resolved to this instance's key when for_each is expanded.
+                key = Some(EACH_KEY.to_string());
+                r = rest;
+            } else if r.starts_with('[') {
                 let close = r
                     .find("\"]")
                     .map(|i| i + 2)
@@ -214,7 +222,8 @@ pub enum Ex {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Seg {
     Val(Value),
-    Ref(ResRef),
+    /// Boxed: a reference is five strings, and most segments are values.
+    Ref(Box<ResRef>),
 }
 
 impl Ex {
@@ -264,7 +273,7 @@ impl Ex {
             Ex::Str(segs) => {
                 for s in segs {
                     if let Seg::Ref(r) = s {
-                        out.push(r);
+                        out.push(&**r);
                     }
                 }
             }
@@ -384,6 +393,14 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(p[7], Piece::Lit("${lit}".into()));
+        // `[each.key]`: resolved when for_each is expanded.
+        match &parse_template("${ssh_key.bot[each.key].public_key}", &(0..1)).unwrap()[0] {
+            Piece::Ref(RefKind::Resource(r), _) => {
+                assert_eq!(r.key.as_deref(), Some(EACH_KEY));
+                assert_eq!(r.attr, "public_key");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

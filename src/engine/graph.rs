@@ -67,6 +67,7 @@ impl Graph {
 
     /// Dependencies first; ties broken by address (the one walker's order).
     pub fn order(&self) -> Vec<String> {
+        // Walked by borrowed addresses: one copy of each, at the end.
         let deps = self
             .g
             .node_indices()
@@ -74,12 +75,16 @@ impl Graph {
                 let ds = self
                     .g
                     .neighbors_directed(i, petgraph::Incoming)
-                    .map(|d| self.g[d].clone())
+                    .map(|d| self.g[d].as_str())
                     .collect();
-                (self.g[i].clone(), ds)
+                (self.g[i].as_str(), ds)
             })
             .collect();
-        super::walk::Walker::new(deps).order()
+        super::walk::Walker::new(deps)
+            .order()
+            .into_iter()
+            .map(str::to_string)
+            .collect()
     }
 
     /// Every address, in order.

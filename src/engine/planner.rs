@@ -401,13 +401,8 @@ impl Workspace {
             s.push('\0');
             s.push_str(a);
             s.push_str(
-                &serde_json::to_string(
-                    &provisional_attrs(&n.inst, &self.salt)
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.to_json()))
-                        .collect::<BTreeMap<_, _>>(),
-                )
-                .unwrap_or_default(),
+                // Value serializes as its to_json() document, without building it.
+                &serde_json::to_string(&provisional_attrs(&n.inst, &self.salt)).unwrap_or_default(),
             );
         }
         self.digest(s.as_bytes())

@@ -3,7 +3,8 @@
 //! A reference takes its value from the first source that has it: the
 //! planned `after` of the referenced object (while planning), the state
 //! (what apply just recorded, or what an earlier run applied), then the
-//! live object seen by refresh. Anything else is unknown — "(known after
+//! live object seen by refresh (also for a secret the state holds only as
+//! a keyed hash). Anything else is unknown — "(known after
 //! apply)" in a plan, an error at apply time.
 //!
 //! Lookups never clone attribute maps: a reference costs O(path length)
@@ -37,22 +38,26 @@ impl<'a> Sources<'a> {
                 return get_in(attrs, &r.attr).cloned().unwrap_or(Value::Unknown);
             }
         }
+        let live = self
+            .observed
+            .and_then(|o| o.get(&addr))
+            .and_then(|o| o.live.as_ref())
+            .and_then(|l| get_in(&l.attrs, &r.attr));
         if let Some(v) = self
             .state
             .and_then(|s| s.resources.get(&addr))
             .and_then(|e| get_in(&e.attrs, &r.attr))
         {
-            return v.clone();
+            // A state file keeps only a secret's keyed hash: a sensitive
+            // computed attribute (an ssh_key's `private_key`) recorded by an
+            // earlier run takes its clear text from the live object.
+            let hash_only = matches!(v, Value::Secret(s) if s.expose().is_none());
+            match live {
+                Some(l @ Value::Secret(_)) if hash_only => return l.clone(),
+                _ => return v.clone(),
+            }
         }
-        if let Some(v) = self
-            .observed
-            .and_then(|o| o.get(&addr))
-            .and_then(|o| o.live.as_ref())
-            .and_then(|l| get_in(&l.attrs, &r.attr))
-        {
-            return v.clone();
-        }
-        Value::Unknown
+        live.cloned().unwrap_or(Value::Unknown)
     }
 }
 
@@ -75,6 +80,10 @@ impl Sources<'_> {
 
 /// Follows a dotted path into an attribute map without cloning it.
 pub fn get_in<'v>(attrs: &'v Attrs, path: &str) -> Option<&'v Value> {
+    // Most references name a top-level attribute: no path to split.
+    if !path.is_empty() && !path.contains(['.', '[', '"']) {
+        return attrs.get(path);
+    }
     let mut segs = split_path(path).into_iter();
     let mut cur = match segs.next()? {
         PathSeg::Key(k) => attrs.get(&k)?,

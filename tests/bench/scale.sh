@@ -15,6 +15,12 @@
 # at 20,000: validate < 1 s, no-change plan < 1.5 s, apply < 30 s, plan peak
 # memory < 150 MB; state bytes written O(N).
 #
+# Where the time and memory go: `perf record --call-graph dwarf claw plan`
+# in a generated folder; for the heap, build without mimalloc (heaptrack sees
+# only the system allocator): `cargo build --release --no-default-features`,
+# then `heaptrack claw plan` and `heaptrack_print --flamegraph-cost-type peak
+# -F stacks.txt` (docs/benchmarks.md, "Scale", has the breakdown).
+#
 # Usage: tests/bench/scale.sh [--claw PATH] [--sizes "2000 8000 20000"]
 #                             [--timeout 300] [--runs 3] [--no-terraform]
 set -euo pipefail

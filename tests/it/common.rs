@@ -65,6 +65,8 @@ impl Ctx {
         c.args(args)
             .current_dir(self.dir.path())
             .env_remove("NO_COLOR")
+            // Optional in examples/clawker: tests see it unset.
+            .env_remove("ANTHROPIC_AUTH_TOKEN")
             .env("HOME", self.dir.path())
             .stdin(Stdio::null());
         for (k, _) in std::env::vars() {

@@ -145,6 +145,35 @@ fn clawker_example_applies_plans_clean_and_heals_a_stop() {
         let (ok, running) = docker(&["inspect", "-f", "{{.State.Running}}", c]);
         assert!(ok && running == "true", "{c}: {running}");
     }
+    // The padded cell: apply returned once Docker reported the agents
+    // healthy; limits and capabilities are what `docker inspect` shows.
+    for c in [&dev, &worker] {
+        let (_, cell) = docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Health.Status}} {{.HostConfig.Memory}} {{.HostConfig.MemorySwap}} {{.HostConfig.PidsLimit}} {{json .HostConfig.CapDrop}} {{json .HostConfig.CapAdd}} {{json .HostConfig.SecurityOpt}}",
+            c,
+        ]);
+        let mut f = cell.split(' ');
+        assert_eq!(f.next(), Some("healthy"), "{c}: {cell}");
+        assert_eq!(f.next(), Some("2147483648"), "{c}: {cell}");
+        assert_eq!(f.next(), Some("2147483648"), "{c}: {cell}");
+        assert_eq!(f.next(), Some("512"), "{c}: {cell}");
+        assert_eq!(f.next(), Some(r#"["ALL"]"#), "{c}: {cell}");
+        assert!(
+            f.next().is_some_and(|a| a.contains("NET_ADMIN")),
+            "{c}: {cell}"
+        );
+        assert_eq!(f.next(), Some(r#"["no-new-privileges"]"#), "{c}: {cell}");
+    }
+    // The optional ANTHROPIC_AUTH_TOKEN is unset here: the entry is absent.
+    let (_, env) = docker(&["inspect", "-f", "{{json .Config.Env}}", &dev]);
+    assert!(
+        env.contains(&format!("\"ANTHROPIC_API_KEY={key}\""))
+            && !env.contains("ANTHROPIC_AUTH_TOKEN"),
+        "{}",
+        env.replace(&key, "***")
+    );
     let (_, labels) = docker(&["inspect", "-f", "{{json .Config.Labels}}", &dev]);
     assert!(
         labels.contains("\"claw.dev/managed-by\":\"claw\"")

@@ -301,3 +301,89 @@ fn the_whole_fleet_applies_with_its_checks_gating_the_e2e_job() {
     assert!(job().is_none());
     assert_eq!(t.ok(&["state", "list"], 0).stdout.trim(), "");
 }
+
+#[test]
+fn claworc_graph_shows_one_ssh_key_per_bot() {
+    let t = Ctx::new();
+    let dir = examples().join("claworc");
+    let o = t.ok(&["-C", dir.to_str().unwrap(), "graph"], 0);
+    let keys: Vec<&str> = o
+        .stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("\"ssh_key.") && l.trim_end().ends_with("\";"))
+        .collect();
+    assert_eq!(keys.len(), 3, "{}", o.stdout);
+    for bot in ["alpha", "bravo", "charlie"] {
+        says(
+            &o.stdout,
+            &format!(r#""k8s_secret.bot_keys[\"{bot}\"]" -> "ssh_key.bot[\"{bot}\"]";"#),
+        );
+    }
+}
+
+/// claworc against the Kubernetes API double: each bot's Secret carries its
+/// own key's public half, the private keys stay in their 0600 files (never
+/// in the state), and the outputs are the NodePort pairs.
+#[test]
+fn claworc_applies_a_key_per_bot_and_prints_the_node_ports() {
+    let src = examples().join("claworc");
+    let t = Ctx::new();
+    for f in ["claw.toml", "bot.yaml", "rbac.yaml"] {
+        t.write(f, &std::fs::read_to_string(src.join(f)).unwrap());
+    }
+    let kube = KubeApiDouble::start().expect("start the Kubernetes API double");
+    t.write("kubeconfig", &kube.kubeconfig("default"));
+    let kc = t.path("kubeconfig").display().to_string();
+    let mut t = t.env("KUBECONFIG", &kc);
+    for s in ["ANTHROPIC_API_KEY", "OPENAI_API_KEY", "BRAVE_API_KEY"] {
+        t = t.env(s, &format!("test-value-of-{s}"));
+    }
+    let o = t.ok(&["apply", "--auto-approve"], 0);
+    says(&o.stdout, "alpha_ports = \"chrome 30100, terminal 30101\"");
+    says(
+        &o.stdout,
+        "charlie_ports = \"chrome 30104, terminal 30105\"",
+    );
+    let o = t.ok(&["output", "bravo_ports"], 0);
+    assert_eq!(o.stdout.trim_end(), "chrome 30102, terminal 30103");
+    let state = t.read(".claw/state.json");
+    let mut publics = Vec::new();
+    for bot in ["alpha", "bravo", "charlie"] {
+        let key = format!("ssh-keys/bot-{bot}");
+        let mode = std::fs::metadata(t.path(&key)).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+            0o600
+        );
+        let public = t.read(&format!("{key}.pub"));
+        assert!(
+            public.ends_with(&format!(" claworc-bot-{bot}\n")),
+            "{public}"
+        );
+        let secret = kube
+            .get("v1", "Secret", "claworc", &format!("bot-{bot}-keys"))
+            .expect("the bot's Secret");
+        let b64 = secret["data"]["SSH_AUTHORIZED_KEYS"].as_str().unwrap();
+        let mut dec = Command::new("base64")
+            .arg("-d")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        dec.stdin.take().unwrap().write_all(b64.as_bytes()).unwrap();
+        let out = dec.wait_with_output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), public.trim_end());
+        // No private key material in the state.
+        let pem = t.read(&key);
+        for l in pem.lines().filter(|l| !l.starts_with("-----")) {
+            assert!(!state.contains(l), "private key of {bot} in the state");
+        }
+        publics.push(public);
+    }
+    publics.dedup();
+    assert_eq!(publics.len(), 3, "one key per bot");
+    t.ok(&["plan", "--detailed-exitcode"], 0);
+    t.ok(&["destroy", "--auto-approve"], 0);
+    assert!(!t.exists("ssh-keys/bot-alpha"));
+}

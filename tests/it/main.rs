@@ -21,6 +21,7 @@ mod refactor;
 mod schemas;
 mod secrets;
 mod signals;
+mod ssh_key;
 mod state;
 mod tailscale;
 mod triggers;

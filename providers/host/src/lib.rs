@@ -1,4 +1,4 @@
-//! claw's host provider: `file`, `git_worktree` and `tmux_session` resources
+//! claw's host provider: `file`, `git_worktree`, `tmux_session` and `ssh_key` resources
 //! on the local machine or on a host reached over SSH.
 //!
 //! Every host operation is a POSIX sh script run through a [`runner::Runner`]:
@@ -21,6 +21,7 @@ pub mod identity;
 pub mod known_hosts;
 pub mod runner;
 pub mod ssh;
+pub mod ssh_key;
 pub mod tmux;
 pub mod worktree;
 
@@ -109,6 +110,7 @@ impl ProviderFactory for HostFactory {
             file::resource_type(),
             worktree::resource_type(),
             tmux::resource_type(),
+            ssh_key::resource_type(),
         ]
     }
     fn config_shape(&self) -> Shape {
@@ -225,6 +227,7 @@ impl Provider for HostProvider {
             "file" => file::validate(&req),
             "git_worktree" => worktree::validate(&req),
             "tmux_session" => tmux::validate(&req),
+            ssh_key::TYPE => ssh_key::validate(&req),
             other => vec![unknown_type(other)],
         };
         ValidateResponse { diagnostics }
@@ -235,6 +238,7 @@ impl Provider for HostProvider {
             "file" => file::prepare(&req).unwrap_or_else(PrepareResponse::failed),
             "git_worktree" => worktree::prepare(&req).into(),
             "tmux_session" => tmux::prepare(&req).into(),
+            ssh_key::TYPE => ssh_key::prepare(&req).into(),
             other => PrepareResponse::failed(unknown_type(other)),
         }
     }
@@ -278,12 +282,13 @@ impl Provider for HostProvider {
         let of =
             |t: &str| -> Vec<&RefreshItem> { req.items.iter().filter(|i| i.rtype == t).collect() };
         let files = of("file");
+        let keys = of(ssh_key::TYPE);
         let by_repo = worktree::group(&of("git_worktree"), &mut resp);
         let by_socket = tmux::group(&of("tmux_session"), &mut resp);
         for item in req.items.iter() {
             if !matches!(
                 item.rtype.as_str(),
-                "file" | "git_worktree" | "tmux_session"
+                "file" | "git_worktree" | "tmux_session" | ssh_key::TYPE
             ) {
                 resp.diagnostics
                     .push(unknown_type(&item.rtype).with_address(&item.address));
@@ -301,6 +306,13 @@ impl Provider for HostProvider {
             probes.push(Box::pin(async move {
                 let mut r = RefreshResponse::default();
                 file::refresh(runner, ctx, &files, &mut r).await;
+                r
+            }));
+        }
+        if !keys.is_empty() {
+            probes.push(Box::pin(async move {
+                let mut r = RefreshResponse::default();
+                ssh_key::refresh(runner, ctx, &keys, &mut r).await;
                 r
             }));
         }
@@ -336,6 +348,7 @@ impl Provider for HostProvider {
             "file" => file::diff(&req),
             "git_worktree" => worktree::diff(&req),
             "tmux_session" => tmux::diff(&req),
+            ssh_key::TYPE => ssh_key::diff(&req),
             _ => DiffResponse {
                 changes: generic_diff(&req.desired, &req.live.attrs, &[]),
                 ..Default::default()
@@ -366,6 +379,7 @@ impl Provider for HostProvider {
                 worktree::apply(self.runner.as_ref(), &req, &lock, g).await
             }
             "tmux_session" => tmux::apply(self.runner.as_ref(), &req).await,
+            ssh_key::TYPE => ssh_key::apply(self.runner.as_ref(), &req).await,
             other => Err(unknown_type(other).with_address(&req.address)),
         }
         .into()
@@ -376,6 +390,7 @@ impl Provider for HostProvider {
             "file" => file::import(self.runner.as_ref(), &req).await,
             "git_worktree" => worktree::import(self.runner.as_ref(), &req).await,
             "tmux_session" => tmux::import(self.runner.as_ref(), &req).await,
+            ssh_key::TYPE => ssh_key::import(self.runner.as_ref(), &req).await,
             other => Err(unknown_type(other).with_address(&req.address)),
         }
         .into()

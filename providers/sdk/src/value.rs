@@ -388,16 +388,97 @@ pub fn render_key(k: &str) -> String {
     }
 }
 
+/// The same document as [`Value::to_json`], written without building it.
 impl Serialize for Value {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.to_json().serialize(s)
+        use serde::ser::SerializeMap;
+        match self {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Int(i) => s.serialize_i64(*i),
+            Value::Float(x) if x.is_finite() => s.serialize_f64(*x),
+            Value::Float(_) => s.serialize_unit(),
+            Value::String(v) => s.serialize_str(v),
+            Value::List(l) => s.collect_seq(l),
+            Value::Map(m) => s.collect_map(m),
+            Value::Secret(x) => {
+                let mut o = s.serialize_map(Some(1))?;
+                o.serialize_entry("$sensitive", &x.0.hash)?;
+                o.end()
+            }
+            Value::Unknown => {
+                let mut o = s.serialize_map(Some(1))?;
+                o.serialize_entry("$unknown", &true)?;
+                o.end()
+            }
+        }
     }
 }
 
+/// What [`Value::from_json`] makes of the same document, read without an
+/// intermediate `serde_json::Value`.
 impl<'de> Deserialize<'de> for Value {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let j = serde_json::Value::deserialize(d)?;
-        Ok(Value::from_json(&j))
+        d.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ValueVisitor {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<E>(self, i: i64) -> Result<Value, E> {
+        Ok(Value::Int(i))
+    }
+    fn visit_u64<E>(self, u: u64) -> Result<Value, E> {
+        Ok(i64::try_from(u).map_or(Value::Float(u as f64), Value::Int))
+    }
+    fn visit_f64<E>(self, x: f64) -> Result<Value, E> {
+        Ok(Value::Float(x))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        Value::deserialize(d)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
+        let mut l = Vec::with_capacity(a.size_hint().unwrap_or(0).min(4096));
+        while let Some(v) = a.next_element()? {
+            l.push(v);
+        }
+        Ok(Value::List(l))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
+        let mut m = BTreeMap::new();
+        while let Some((k, v)) = a.next_entry::<String, Value>()? {
+            m.insert(k, v);
+        }
+        if m.len() == 1 {
+            match m.first_key_value() {
+                Some((k, Value::String(h))) if k == "$sensitive" => {
+                    return Ok(Value::Secret(Secret::from_hash(h.clone())));
+                }
+                Some((k, Value::Bool(true))) if k == "$unknown" => return Ok(Value::Unknown),
+                _ => {}
+            }
+        }
+        Ok(Value::Map(m))
     }
 }
 
@@ -498,6 +579,32 @@ pub fn join_key(base: &str, key: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn serde_matches_to_json_and_from_json() {
+        use super::{Secret, Value};
+        let j = serde_json::json!({
+            "a": [1, -2, 1.5, 18446744073709551615u64, true, null, "s"],
+            "m": {"x": {"$sensitive": "hmac-sha256:00"}, "y": {"$unknown": true}},
+            "not": {"$sensitive": "h", "other": 1},
+            "no": {"$unknown": false}
+        });
+        let direct: Value = serde_json::from_value(j.clone()).unwrap();
+        assert_eq!(direct, Value::from_json(&j));
+        assert!(matches!(
+            direct.as_map().unwrap()["m"].as_map().unwrap()["y"],
+            Value::Unknown
+        ));
+        let mut m = direct.as_map().unwrap().clone();
+        m.insert("s".into(), Value::Secret(Secret::new("hunter2", "salt")));
+        m.insert("nan".into(), Value::Float(f64::NAN));
+        let v = Value::Map(m);
+        assert_eq!(
+            serde_json::to_string(&v).unwrap(),
+            serde_json::to_string(&v.to_json()).unwrap()
+        );
+        assert!(!serde_json::to_string(&v).unwrap().contains("hunter2"));
+    }
+
     #[test]
     fn a_value_is_four_words() {
         // Attribute maps are B-trees of 11 slots per node: every byte of a
