@@ -6,7 +6,7 @@ use super::secrets::{
     optional_not_here, secret_ref, Eval, Missing, Origin, SecretRef, Site, PLACEHOLDER,
 };
 use super::shape::{body_json, shape_problem};
-use super::template::{self, parse_template, Ex, Piece, RefKind, ResRef, Seg};
+use super::template::{self, parse_template, Ex, ExMap, Piece, RefKind, ResRef, Seg};
 use super::types::*;
 use crate::error::{closest, Error, Problem, Result};
 use crate::registry::Registry;
@@ -166,7 +166,7 @@ impl Config {
                     refs_allowed: true,
                     ..scope
                 };
-                let mut body = BTreeMap::new();
+                let mut body = ExMap::new();
                 for e in r.node.as_table().unwrap_or_default() {
                     if META_KEYS.contains(&e.key.as_str()) {
                         continue;
@@ -590,7 +590,7 @@ fn reparse(v: &Value, scope: &Scope<'_>, span: &Range<usize>, errs: &mut Vec<Pro
 }
 
 /// Every resource reference in an instance body.
-pub fn body_refs(body: &BTreeMap<String, Ex>) -> Vec<&ResRef> {
+pub fn body_refs(body: &ExMap) -> Vec<&ResRef> {
     let mut out = Vec::new();
     for e in body.values() {
         e.refs(&mut out);
@@ -632,8 +632,14 @@ mod tests {
         let insts = insts(&c, Eval::Live);
         let addrs: Vec<&str> = insts.iter().map(|i| i.addr.as_str()).collect();
         assert_eq!(addrs, ["file.a[\"x\"]", "file.a[\"y\"]", "file.b"]);
-        assert_eq!(insts[1].body["path"], Ex::Val(Value::str("/r/y")));
-        assert_eq!(insts[1].body["content"], Ex::Val(Value::str("0644")));
+        assert_eq!(
+            (*insts[1].body.get("path").unwrap()),
+            Ex::Val(Value::str("/r/y"))
+        );
+        assert_eq!(
+            (*insts[1].body.get("content").unwrap()),
+            Ex::Val(Value::str("0644"))
+        );
         let refs = body_refs(&insts[2].body);
         assert_eq!(refs.len(), 1);
         assert_eq!(refs[0].instance(), "file.a[\"x\"]");
@@ -695,10 +701,13 @@ mod tests {
         let c = cfg(SECRETS);
         let insts = insts(&c, Eval::Validate);
         let f = insts.iter().find(|i| i.addr == "file.f").unwrap();
-        assert_eq!(f.body["path"], Ex::Val(Value::Unknown));
-        assert!(matches!(&f.body["content"], Ex::Val(Value::Secret(_))));
+        assert_eq!((*f.body.get("path").unwrap()), Ex::Val(Value::Unknown));
+        assert!(matches!(
+            &(*f.body.get("content").unwrap()),
+            Ex::Val(Value::Secret(_))
+        ));
         let t = insts.iter().find(|i| i.addr == "tmux_session.t").unwrap();
-        let env = map(&t.body["env"]);
+        let env = map(&(*t.body.get("env").unwrap()));
         assert!(
             env.contains_key("A"),
             "validate reads no variable: the optional entry stays"
@@ -737,7 +746,7 @@ mod tests {
     fn optional_entries_are_dropped_and_optional_whole_values_refused() {
         let c = cfg("[stack]\nname = \"s\"\n[tmux_session.t]\nenv = { A = { env = \"CLAW_UNIT_UNSET\", optional = true }, B = \"b\" }\n");
         let insts = insts(&c, Eval::Live);
-        let env = map(&insts[0].body["env"]);
+        let env = map(&(*insts[0].body.get("env").unwrap()));
         assert_eq!(env.keys().collect::<Vec<_>>(), ["B"]);
         let c = cfg("[stack]\nname = \"s\"\n[file.f]\npath = \"p\"\ncontent = { env = \"CLAW_UNIT_UNSET\", optional = true }\n");
         for eval in [Eval::Validate, Eval::Live] {

@@ -2,15 +2,14 @@
 //! with the failing attribute located in the source.
 
 use super::node::{Kind, Node};
-use super::template::{self, Ex, Seg};
+use super::template::{self, Ex, ExMap, Seg};
 use super::types::{Config, Source, StateCfg};
 use crate::error::{closest, Problem};
 use claw_provider::Value;
-use std::collections::BTreeMap;
 
 /// Turns a substituted body into JSON for its shape check: secrets appear as
 /// `{ env = "(sensitive)" }`, references and unknowns as their template text.
-pub(super) fn body_json(body: &BTreeMap<String, Ex>) -> serde_json::Value {
+pub(super) fn body_json(body: &ExMap) -> serde_json::Value {
     fn ex(e: &Ex) -> serde_json::Value {
         match e {
             Ex::Val(v) => val(v),
@@ -210,7 +209,7 @@ mod tests {
 
     #[test]
     fn body_json_hides_secrets_and_shows_references() {
-        let mut body = BTreeMap::new();
+        let mut body = ExMap::new();
         body.insert(
             "s".to_string(),
             Ex::Val(Value::Secret(claw_provider::Secret::new("x", "salt"))),

@@ -1,7 +1,7 @@
 //! The configuration's types: what parsing produces and evaluation consumes.
 
 use super::node::Node;
-use super::template::Ex;
+use super::template::ExMap;
 use crate::error::{Loc, Problem};
 use claw_provider::{Attrs, Value};
 use std::collections::BTreeMap;
@@ -74,7 +74,7 @@ pub struct Instance {
     /// Index into `Config::resources`.
     pub res: usize,
     /// Attributes with vars/each/env/secrets substituted; resource references left.
-    pub body: BTreeMap<String, Ex>,
+    pub body: ExMap,
     /// The `for_each` key and value this instance was made from.
     pub each: Option<(String, Value)>,
     /// True when this instance came from a provider's `expand`.

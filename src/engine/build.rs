@@ -130,7 +130,7 @@ impl Workspace {
                             Some(each) => format!("{each}/{k}"),
                             None => k,
                         };
-                        let mut body = BTreeMap::new();
+                        let mut body = config::template::ExMap::new();
                         for (ak, av) in &attrs {
                             body.insert(
                                 ak.clone(),
@@ -167,7 +167,7 @@ impl Workspace {
         }
 
         // Nodes, references, depends_on.
-        let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
+        let mut nodes: BTreeMap<String, Box<Node>> = BTreeMap::new();
         let mut provisional: BTreeMap<String, Attrs> = BTreeMap::new();
         let mut by_resource: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (inst, prov) in expanded {
@@ -185,14 +185,14 @@ impl Workspace {
             provisional.insert(inst.addr.clone(), prov);
             nodes.insert(
                 inst.addr.clone(),
-                Node {
+                Box::new(Node {
                     lifecycle: cfg.resource(&inst).lifecycle.clone(),
                     deps: BTreeSet::new(),
                     inputs: expand_inputs.remove(&inst.addr).unwrap_or_default(),
                     inst,
                     triggers: Vec::new(),
                     reads: None,
-                },
+                }),
             );
         }
         let refs = Refs {
@@ -334,7 +334,7 @@ impl Workspace {
 /// outputs and checks alike.
 pub(super) struct Refs<'a> {
     pub cfg: &'a Config,
-    pub nodes: &'a BTreeMap<String, Node>,
+    pub nodes: &'a BTreeMap<String, Box<Node>>,
     pub by_resource: &'a BTreeMap<String, Vec<String>>,
     known: Known<'a>,
     salt: &'a str,

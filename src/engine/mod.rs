@@ -83,7 +83,9 @@ pub struct Workspace {
     pub reg: Registry,
     pub salt: String,
     pub providers: BTreeMap<String, Arc<dyn Provider>>,
-    pub nodes: BTreeMap<String, Node>,
+    /// Boxed: a `Node` is about 400 bytes, and a B-tree leaf holds eleven
+    /// values inline whether or not they are used.
+    pub nodes: BTreeMap<String, Box<Node>>,
     /// `[output.*]` by name.
     pub outputs: BTreeMap<String, outputs::OutputNode>,
     /// `[check.*]` by address (`check.NAME`); nodes of the graph too.

@@ -120,7 +120,10 @@ fn trigger(refs: &Refs<'_>, addr: &str, n: &Node, text: &str) -> Result<Trigger,
 }
 
 /// Gives each node its triggers, which it depends on.
-pub(super) fn attach(nodes: &mut BTreeMap<String, Node>, triggers: BTreeMap<String, Vec<Trigger>>) {
+pub(super) fn attach(
+    nodes: &mut BTreeMap<String, Box<Node>>,
+    triggers: BTreeMap<String, Vec<Trigger>>,
+) {
     for (addr, ts) in triggers {
         if let Some(n) = nodes.get_mut(&addr) {
             n.deps
@@ -132,7 +135,7 @@ pub(super) fn attach(nodes: &mut BTreeMap<String, Node>, triggers: BTreeMap<Stri
 
 /// Records a provider's [`Read`]s on their nodes, as dependencies too.
 pub(super) fn add_reads(
-    nodes: &mut BTreeMap<String, Node>,
+    nodes: &mut BTreeMap<String, Box<Node>>,
     resp: ReadsResponse,
     errs: &mut Vec<Problem>,
 ) {
