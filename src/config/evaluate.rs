@@ -606,7 +606,7 @@ mod tests {
         c.instances(&Registry::builtin(), "salt", eval).unwrap()
     }
 
-    fn map(e: &Ex) -> &BTreeMap<String, Value> {
+    fn map(e: &Ex) -> &claw_provider::Map {
         match e {
             Ex::Val(Value::Map(m)) => m,
             other => panic!("not a table: {other:?}"),

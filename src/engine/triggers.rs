@@ -167,13 +167,9 @@ fn is_change(action: Action) -> bool {
 impl Workspace {
     /// The read objects' whole attributes for [`Provider::fold_reads`],
     /// through `lookup` (the one resolver).
-    pub(super) fn read_values(
-        &self,
-        n: &Node,
-        lookup: &dyn Fn(&template::ResRef) -> Value,
-    ) -> BTreeMap<String, Value> {
+    pub(super) fn read_values(&self, n: &Node, lookup: &dyn Fn(&template::ResRef) -> Value) -> Map {
         let Some(r) = &n.reads else {
-            return BTreeMap::new();
+            return Map::new();
         };
         r.dependencies
             .iter()

@@ -36,7 +36,7 @@ pub struct Entry {
     pub id: String,
     #[serde(default)]
     pub attrs: Attrs,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "claw_provider::Map::is_empty")]
     pub private: Attrs,
     /// Addresses this object depended on when applied (deletes run in reverse).
     #[serde(default)]

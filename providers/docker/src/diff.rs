@@ -8,7 +8,7 @@ use crate::{docker_container, docker_image, docker_network, docker_volume};
 use crate::{DockerProvider, CONTAINER, IMAGE, NETWORK, VOLUME};
 use claw_provider::value::join_key as join_path;
 use claw_provider::{
-    AttrChange, Attrs, DepItem, Diagnostic, DiffRequest, DiffResponse, Edge, InstanceRequest,
+    AttrChange, Attrs, DepItem, Diagnostic, DiffRequest, DiffResponse, Edge, InstanceRequest, Map,
     PrepareResponse, Value, LABEL_ADDRESS,
 };
 use std::collections::{BTreeMap, BTreeSet};
@@ -194,7 +194,7 @@ pub(crate) fn cmp_map(
     if desired.is_none() && !prior_had {
         return;
     }
-    let none = BTreeMap::new();
+    let none = Map::new();
     let (Some(dm), lm) = (
         desired.map(|d| d.as_map()).unwrap_or(Some(&none)),
         live.and_then(Value::as_map),
@@ -202,7 +202,7 @@ pub(crate) fn cmp_map(
         // Unknown or not a map: compare whole.
         return cmp(out, path, desired, live, prior_had, replace);
     };
-    let empty = BTreeMap::new();
+    let empty = Map::new();
     let lm = lm.unwrap_or(&empty);
     let keys: BTreeSet<&String> = dm.keys().chain(lm.keys()).collect();
     for k in keys {
@@ -427,7 +427,7 @@ mod tests {
     fn secrets_compare_by_hash_and_renamed_addresses_replace() {
         let ctx = Ctx::for_tests("s", "/base");
         let mut d = attrs(serde_json::json!({ "image": "x:1" }));
-        let mut env = std::collections::BTreeMap::new();
+        let mut env = Map::new();
         env.insert("K".to_string(), ctx.secret("v1"));
         d.insert("env".into(), Value::Map(env.clone()));
         let mut l = d.clone();

@@ -6,7 +6,6 @@ use claw_provider::digest::{has_legacy_digest, only_rehash, rehash_change};
 use claw_provider::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
-use std::collections::BTreeMap;
 
 /// A string, or a sensitive value read from the environment or a file.
 #[derive(Deserialize, JsonSchema)]
@@ -451,7 +450,7 @@ pub async fn apply(runner: &dyn Runner, req: &ApplyRequest) -> Result<ApplyRespo
                     attrs.insert("content".into(), s);
                 }
             }
-            let mut private = BTreeMap::new();
+            let mut private = Map::new();
             private.insert(
                 "digest".into(),
                 Value::String(req.ctx.digest(content.as_bytes())),

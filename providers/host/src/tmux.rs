@@ -420,7 +420,7 @@ pub async fn refresh_socket(
             );
             let env = envs.get(sess).cloned().unwrap_or_default();
             let desired_env = desired.and_then(|d| d.get("env")).and_then(Value::as_map);
-            let env_map: BTreeMap<String, Value> = env
+            let env_map: Map = env
                 .into_iter()
                 .map(|(k, v)| {
                     let secret = desired_env

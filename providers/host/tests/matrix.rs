@@ -35,7 +35,7 @@ async fn matrix(runner: Arc<dyn Runner>) {
     };
     let dev = d.prepare(wt_dev, &wt(&dev_path, "sandbox/agent-dev"));
     let test = d.prepare(wt_test, &wt(&test_path, "sandbox/agent-test"));
-    let mut env = std::collections::BTreeMap::new();
+    let mut env = claw_provider::Map::new();
     env.insert(
         "CLAWDBOT_GATEWAY_URL".to_string(),
         Value::from("ws://localhost:8080"),
@@ -395,7 +395,7 @@ async fn tmux_sessions_on_one_socket_are_read_in_one_probe() {
     let runner = local_runner();
     let d = Driver::new(runner.clone(), root.path());
     let mk = |name: &str, url: &str| {
-        let mut env = std::collections::BTreeMap::new();
+        let mut env = claw_provider::Map::new();
         env.insert("URL".to_string(), Value::from(url));
         env.insert("NAME".to_string(), Value::from(name));
         attrs(&[

@@ -10,7 +10,6 @@ use claw_host::runner::Runner;
 use claw_provider::*;
 use common::*;
 use fixtures::*;
-use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -114,7 +113,7 @@ async fn secrets_never_reach_a_command_line(runner: Arc<dyn Runner>) {
     let scanner = Scanner::start(&secret);
 
     // A tmux session with the secret in its environment.
-    let mut env = BTreeMap::new();
+    let mut env = claw_provider::Map::new();
     env.insert("TOKEN".to_string(), d.ctx.secret(&secret));
     env.insert("PLAIN".to_string(), Value::from("it's \"quoted\" $HOME"));
     let tm = "tmux_session.agent";

@@ -9,7 +9,7 @@ use crate::provider::{
 use crate::ssa::prior_fields;
 use base64::Engine;
 use claw_provider::*;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 pub(crate) fn validate(req: &InstanceRequest<'_>) -> Vec<Diagnostic> {
     let mut out = Vec::new();
@@ -77,7 +77,7 @@ fn expand_docs(
     inputs: &mut Vec<Input>,
 ) -> Result<Vec<Expanded>, Diagnostic> {
     let docs = manifest_docs(req, inputs)?;
-    let mut vars: BTreeMap<String, Value> = req
+    let mut vars: Map = req
         .attrs
         .get("vars")
         .and_then(Value::as_map)
@@ -201,11 +201,11 @@ pub(crate) fn prepare(req: &InstanceRequest<'_>) -> Attrs {
     let own = req.ctx.ownership_labels(req.address);
     let md = a
         .entry("metadata".into())
-        .or_insert_with(|| Value::Map(BTreeMap::new()));
+        .or_insert_with(|| Value::Map(Map::new()));
     if let Value::Map(md) = md {
         let labels = md
             .entry("labels".into())
-            .or_insert_with(|| Value::Map(BTreeMap::new()));
+            .or_insert_with(|| Value::Map(Map::new()));
         if let Value::Map(l) = labels {
             for (k, v) in &own {
                 if k != LABEL_ADDRESS {
@@ -215,7 +215,7 @@ pub(crate) fn prepare(req: &InstanceRequest<'_>) -> Attrs {
         }
         let ann = md
             .entry("annotations".into())
-            .or_insert_with(|| Value::Map(BTreeMap::new()));
+            .or_insert_with(|| Value::Map(Map::new()));
         if let Value::Map(an) = ann {
             an.insert(LABEL_ADDRESS.into(), Value::str(req.address));
         }
@@ -226,7 +226,7 @@ pub(crate) fn prepare(req: &InstanceRequest<'_>) -> Attrs {
         if let Some(Value::Map(sd)) = a.remove("stringData") {
             let data = a
                 .entry("data".into())
-                .or_insert_with(|| Value::Map(BTreeMap::new()));
+                .or_insert_with(|| Value::Map(Map::new()));
             if let Value::Map(dm) = data {
                 for (k, v) in sd {
                     match v.expose_str() {

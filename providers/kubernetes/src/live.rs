@@ -7,7 +7,6 @@ use crate::provider::{B64, SECRET};
 use base64::Engine;
 use claw_provider::*;
 use serde_json::json;
-use std::collections::BTreeMap;
 
 pub(crate) fn owner_of(obj: &serde_json::Value, stack: &str) -> Owner {
     let labels = obj.pointer("/metadata/labels");
@@ -84,7 +83,7 @@ pub(crate) fn to_live(rtype: &str, obj: &serde_json::Value, res: &ApiRes, ctx: &
                 "type".into(),
                 Value::str(o.get("type").and_then(|v| v.as_str()).unwrap_or("Opaque")),
             );
-            let mut data = BTreeMap::new();
+            let mut data = Map::new();
             if let Some(d) = o.get("data").and_then(|d| d.as_object()) {
                 for (k, v) in d {
                     let plain = B64

@@ -2,8 +2,8 @@
 //! fields claw sets.
 
 use claw_provider::value::join_key;
-use claw_provider::{AttrChange, Diagnostic, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use claw_provider::{AttrChange, Diagnostic, Map, Value};
+use std::collections::BTreeSet;
 
 /// Attributes of a `k8s_manifest` instance that are claw's, not the document's.
 pub const OPTION_KEYS: &[&str] = &["force_conflicts", "wait", "wait_timeout", "rollout"];
@@ -65,7 +65,7 @@ impl ObjRef {
         }
     }
     /// Reads the identity of a document (attrs in document shape).
-    pub fn of_doc(doc: &BTreeMap<String, Value>) -> Option<ObjRef> {
+    pub fn of_doc(doc: &Map) -> Option<ObjRef> {
         let md = doc.get("metadata")?.as_map()?;
         Some(ObjRef {
             api_version: doc.get("apiVersion")?.as_str()?.to_string(),
@@ -107,7 +107,7 @@ pub fn parse_yaml(text: &str, origin: &str) -> Result<Vec<serde_json::Value>, Di
 
 /// Replaces `${name}` for names in `vars` (and `${each.key}`) inside strings.
 /// A string that is exactly one placeholder takes the variable's value and type.
-pub fn substitute(v: &Value, vars: &BTreeMap<String, Value>) -> Value {
+pub fn substitute(v: &Value, vars: &Map) -> Value {
     match v {
         Value::String(s) if s.contains("${") => {
             for (k, val) in vars {
@@ -170,7 +170,7 @@ fn item_name(v: &Value) -> Option<&str> {
 }
 
 /// The fields a document sets (leaves; items of named lists as markers).
-pub fn field_set(doc: &BTreeMap<String, Value>) -> BTreeSet<FieldPath> {
+pub fn field_set(doc: &Map) -> BTreeSet<FieldPath> {
     let mut out = BTreeSet::new();
     for (k, v) in doc {
         if k == "apiVersion" || k == "kind" || k == "status" || OPTION_KEYS.contains(&k.as_str()) {
@@ -234,10 +234,7 @@ pub fn decode_path(v: &Value) -> Option<FieldPath> {
 
 /// Resolves a field path in a value, also returning its display path
 /// (`spec.template.spec.containers[0].image`).
-pub fn resolve<'a>(
-    root: &'a BTreeMap<String, Value>,
-    p: &FieldPath,
-) -> Option<(String, &'a Value)> {
+pub fn resolve<'a>(root: &'a Map, p: &FieldPath) -> Option<(String, &'a Value)> {
     let (first, rest) = p.split_first()?;
     let Seg::Key(k) = first else { return None };
     let mut cur = root.get(k)?;
@@ -393,11 +390,7 @@ pub fn diff_value(path: &str, desired: &Value, live: Option<&Value>, out: &mut V
 /// Changes between the desired document and the live object: the fields claw
 /// sets, then the fields claw set last time (`prior_fields`) and no longer sets
 /// (planned as removals when they still exist).
-pub fn diff_doc(
-    desired: &BTreeMap<String, Value>,
-    live: &BTreeMap<String, Value>,
-    prior_fields: &BTreeSet<FieldPath>,
-) -> Vec<AttrChange> {
+pub fn diff_doc(desired: &Map, live: &Map, prior_fields: &BTreeSet<FieldPath>) -> Vec<AttrChange> {
     let mut out = Vec::new();
     for (k, d) in desired {
         if OPTION_KEYS.contains(&k.as_str()) || k == "status" {
@@ -419,11 +412,7 @@ pub fn diff_doc(
     out
 }
 
-pub fn removals(
-    desired: &BTreeMap<String, Value>,
-    live: &BTreeMap<String, Value>,
-    prior_fields: &BTreeSet<FieldPath>,
-) -> Vec<AttrChange> {
+pub fn removals(desired: &Map, live: &Map, prior_fields: &BTreeSet<FieldPath>) -> Vec<AttrChange> {
     let now = field_set(desired);
     let mut out: Vec<AttrChange> = Vec::new();
     let mut done: Vec<FieldPath> = Vec::new();
@@ -464,7 +453,7 @@ pub fn json_at<'a>(root: &'a serde_json::Value, p: &FieldPath) -> Option<&'a ser
 mod tests {
     use super::*;
 
-    fn doc(j: serde_json::Value) -> BTreeMap<String, Value> {
+    fn doc(j: serde_json::Value) -> Map {
         match Value::from_json(&j) {
             Value::Map(m) => m,
             _ => panic!(),

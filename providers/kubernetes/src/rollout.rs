@@ -178,7 +178,7 @@ fn data_of(address: &str, v: &Value) -> Option<(String, Value)> {
         MANIFEST
     };
     let key = ident(rtype, attrs).map_or_else(|| address.to_string(), |r| r.key());
-    let data: BTreeMap<String, Value> = ["data", "stringData", "binaryData"]
+    let data: Map = ["data", "stringData", "binaryData"]
         .into_iter()
         .filter_map(|k| Some((k.to_string(), attrs.get(k)?.clone())))
         .collect();
@@ -188,8 +188,8 @@ fn data_of(address: &str, v: &Value) -> Option<(String, Value)> {
 /// The annotation's value: the keyed digest (HMAC with the stack's salt,
 /// [`Ctx::digest`]) of the read objects' data, secrets by their keyed hash;
 /// unknown while any of it is.
-pub(crate) fn digest(reads: &BTreeMap<String, Value>, ctx: &Ctx) -> Value {
-    let mut all = BTreeMap::new();
+pub(crate) fn digest(reads: &Map, ctx: &Ctx) -> Value {
+    let mut all = Map::new();
     for (address, v) in reads {
         match data_of(address, v) {
             Some((key, data)) if !data.contains_unknown() => {
@@ -215,14 +215,14 @@ pub(crate) fn fold(req: FoldRequest<'_>) -> PrepareResponse {
     };
     let mut cur = attrs
         .entry(first.to_string())
-        .or_insert_with(|| Value::Map(BTreeMap::new()));
+        .or_insert_with(|| Value::Map(Map::new()));
     for s in segs {
         let Value::Map(m) = cur else {
             return PrepareResponse::attrs(attrs);
         };
         cur = m
             .entry(s.to_string())
-            .or_insert_with(|| Value::Map(BTreeMap::new()));
+            .or_insert_with(|| Value::Map(Map::new()));
     }
     if let Value::Map(annotations) = cur {
         annotations.insert(INPUTS_ANNOTATION.into(), value);
@@ -362,7 +362,7 @@ mod tests {
                 "data".into(),
                 Value::Map([("K".to_string(), ctx.secret(v))].into()),
             );
-            BTreeMap::from([("k8s_secret.keys".to_string(), Value::Map(m))])
+            Map::from([("k8s_secret.keys".to_string(), Value::Map(m))])
         };
         let a = digest(&secret("one", "x"), &ctx);
         assert_eq!(a, digest(&secret("one", "y"), &ctx), "labels do not count");
@@ -374,7 +374,7 @@ mod tests {
             ..ctx.clone()
         };
         assert_ne!(Value::str(&a), digest(&secret("one", "x"), &other_salt));
-        let unknown = BTreeMap::from([("k8s_secret.keys".to_string(), Value::Unknown)]);
+        let unknown = Map::from([("k8s_secret.keys".to_string(), Value::Unknown)]);
         assert_eq!(digest(&unknown, &ctx), Value::Unknown);
     }
 }

@@ -18,7 +18,7 @@ fn file(dir: &str, f: &str) -> String {
 }
 
 fn secret(env: &Env, name: &str, ns: &str, keys: &[&str]) -> Resource {
-    let data: std::collections::BTreeMap<String, Value> = keys
+    let data: claw_provider::Map = keys
         .iter()
         .map(|k| (k.to_string(), env.ctx.secret(&format!("test-{k}"))))
         .collect();

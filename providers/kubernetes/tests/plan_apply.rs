@@ -157,7 +157,7 @@ async fn secrets_are_sensitive_and_changes_show_only_hashes() {
     std::env::set_var("CLAW_K8S_TEST_TOKEN", "s3cr3t-value");
     let ctx = &env.ctx;
     let mut attrs = Attrs::new();
-    let mut data = std::collections::BTreeMap::new();
+    let mut data = Map::new();
     data.insert("token".to_string(), ctx.secret("s3cr3t-value"));
     data.insert("plain".to_string(), Value::str("literal-value"));
     attrs.insert("data".into(), Value::Map(data.clone()));

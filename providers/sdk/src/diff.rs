@@ -78,7 +78,7 @@ pub fn diff_value(path: &str, desired: &Value, live: Option<&Value>, out: &mut V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
+    use crate::value::Map;
 
     fn attrs(pairs: &[(&str, Value)]) -> Attrs {
         pairs
@@ -89,7 +89,7 @@ mod tests {
 
     #[test]
     fn ignores_live_only_attributes_and_recurses() {
-        let mut dm = BTreeMap::new();
+        let mut dm = Map::new();
         dm.insert("a".to_string(), Value::from("1"));
         let mut lm = dm.clone();
         lm.insert("b".to_string(), Value::from("server default"));

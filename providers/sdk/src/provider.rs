@@ -3,7 +3,7 @@
 use crate::diag::Diagnostic;
 use crate::diff::{generic_diff, AttrChange};
 use crate::storage::StateStorage;
-use crate::value::{Attrs, Value};
+use crate::value::{Attrs, Map, Value};
 use async_trait::async_trait;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::DeserializeOwned;
@@ -177,7 +177,7 @@ pub struct StateObject {
     #[serde(default)]
     pub attrs: Attrs,
     /// Provider-private bookkeeping (e.g. the field set applied last time).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub private: Attrs,
 }
 
@@ -383,7 +383,7 @@ pub struct FoldRequest<'a> {
     /// resolver (its planned value while planning, what the state records
     /// at apply time); [`Value::Unknown`] when not known yet. Secrets are
     /// [`Value::Secret`]: hash them by their keyed hash, never in clear.
-    pub reads: BTreeMap<String, Value>,
+    pub reads: Map,
     pub ctx: &'a Ctx,
 }
 

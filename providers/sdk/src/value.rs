@@ -2,12 +2,13 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-/// Attributes of one resource instance, ordered by key (deterministic output).
-pub type Attrs = BTreeMap<String, Value>;
+pub use crate::map::Map;
+
+/// Attributes of one resource instance.
+pub type Attrs = Map;
 
 /// A configuration or live value.
 #[derive(Clone, PartialEq, Default)]
@@ -19,7 +20,7 @@ pub enum Value {
     Float(f64),
     String(String),
     List(Vec<Value>),
-    Map(BTreeMap<String, Value>),
+    Map(Map),
     /// A sensitive value: shown as `(sensitive)`, stored as a keyed hash.
     Secret(Secret),
     /// A value known only after apply (an id of a resource not yet created).
@@ -197,7 +198,7 @@ impl Value {
             _ => None,
         }
     }
-    pub fn as_map(&self) -> Option<&BTreeMap<String, Value>> {
+    pub fn as_map(&self) -> Option<&Map> {
         match self {
             Value::Map(m) => Some(m),
             _ => None,
@@ -465,12 +466,17 @@ impl<'de> serde::de::Visitor<'de> for ValueVisitor {
         Ok(Value::List(l))
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Value, A::Error> {
-        let mut m = BTreeMap::new();
+        let mut m = Map::with_capacity(a.size_hint().unwrap_or(0).min(4096));
+        let mut unsorted = Vec::new();
         while let Some((k, v)) = a.next_entry::<String, Value>()? {
-            m.insert(k, v);
+            if let Some(kv) = m.try_append(k, v) {
+                unsorted.push(kv);
+            }
         }
+        // Out of order (or repeated: the last one wins, as in a JSON object).
+        m.extend(unsorted);
         if m.len() == 1 {
-            match m.first_key_value() {
+            match m.first() {
                 Some((k, Value::String(h))) if k == "$sensitive" => {
                     return Ok(Value::Secret(Secret::from_hash(h.clone())));
                 }

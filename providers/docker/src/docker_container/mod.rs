@@ -16,7 +16,7 @@ use bollard::query_parameters::*;
 use bollard::Docker;
 use claw_provider::*;
 use futures::StreamExt;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 mod refresh;

@@ -110,7 +110,7 @@ pub(crate) fn container_from_inspect(
         || prior.is_some_and(|p| p.contains_key("env"))
     {
         let desired_env = desired.and_then(|d| d.get("env")).and_then(Value::as_map);
-        let mut env = BTreeMap::new();
+        let mut env = Map::new();
         for kv in cfg.env.iter().flatten() {
             let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
             if !want.contains(k) {
@@ -220,7 +220,7 @@ pub(crate) fn container_from_inspect(
 }
 
 pub(crate) fn mount_value(kind: &str, source: &str, target: &str, read_only: bool) -> Value {
-    let mut m = BTreeMap::new();
+    let mut m = Map::new();
     m.insert("type".to_string(), Value::str(kind));
     m.insert("source".to_string(), Value::str(source));
     m.insert("target".to_string(), Value::str(target));

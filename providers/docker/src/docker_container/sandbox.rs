@@ -12,7 +12,7 @@ use crate::util;
 use bollard::models::*;
 use bollard::Docker;
 use claw_provider::*;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// Limits Docker changes on a running container (`docker update`).
@@ -167,7 +167,7 @@ const DURATIONS: &[&str] = &["interval", "timeout", "start_period"];
 /// (Docker's "use the default") left out.
 fn healthcheck(v: Option<&Value>) -> Option<Value> {
     let m = v?.as_map()?;
-    let mut out = BTreeMap::new();
+    let mut out = Map::new();
     if let Some(t) = m.get("test") {
         out.insert("test".to_string(), t.clone());
     }
@@ -562,7 +562,7 @@ pub(crate) fn from_inspect(hc: &HostConfig, cfg: &ContainerConfig, a: &mut Attrs
         .as_ref()
         .filter(|h| h.test.as_ref().is_some_and(|t| !t.is_empty()))
     {
-        let mut m = BTreeMap::new();
+        let mut m = Map::new();
         m.insert(
             "test".to_string(),
             util::str_list_value(h.test.as_deref().unwrap_or_default()),

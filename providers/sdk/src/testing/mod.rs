@@ -34,7 +34,7 @@ pub use model::{address, Change, Lifecycle, Plan, Recorded, Resource};
 use crate::decide::{apply_ignore, decide, Action, DecideInput, Reason, Refusal};
 use crate::diag::Diagnostic;
 use crate::provider::*;
-use crate::value::{Attrs, Value};
+use crate::value::{Attrs, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -211,7 +211,7 @@ impl Harness {
     /// read object's value is its own desired value.
     fn fold_reads(&self, out: &mut [Instance], reads: Vec<Read>, plan: &mut Plan) {
         for r in reads {
-            let values: BTreeMap<String, Value> = r
+            let values: Map = r
                 .dependencies
                 .iter()
                 .filter_map(|d| {
