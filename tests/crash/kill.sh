@@ -3,7 +3,10 @@
 # stack at a random moment, then run ONE `claw apply`, check that the stack
 # converged (`plan --detailed-exitcode` exits 0, every worktree setup ran to
 # its end), `claw destroy`, and count what is left: live objects outside the
-# state, duplicates, setups missing, locks left behind.
+# state, duplicates, setups missing, locks left behind. Worktrees are counted
+# by their administrative folders in `.git/worktrees/` (one per worktree),
+# which also catches what a `git worktree add` killed midway leaves and
+# `git worktree list` may not show (a locked folder without its `gitdir`).
 #
 # Signals (`--signal`): KILL (claw alone dies; the scripts it runs go on, as
 # with the OOM killer), KILLGROUP (claw and every script it runs die, as when
@@ -88,7 +91,7 @@ cd "$WORK"
 
 left_files() { find "$WORK/out" -type f 2>/dev/null | wc -l; }
 left_sessions() { tmux -S "$SOCK" list-sessions -F '#{session_name}' 2>/dev/null | wc -l; }
-left_worktrees() { git -C "$WORK/repo" worktree list --porcelain | grep -c '^worktree ' | awk '{print $1 - 1}'; }
+left_worktrees() { ls -A "$WORK/repo/.git/worktrees" 2>/dev/null | wc -l; }
 left_containers() {
   if [ "$DOCKER" = 1 ]; then docker ps -aq --filter "label=claw.dev/stack=$STACK" | wc -l; else echo 0; fi
 }
@@ -162,6 +165,8 @@ for run in $(seq 1 "$RUNS"); do
   # Start the next run from nothing, whatever happened.
   tmux -S "$SOCK" kill-server 2>/dev/null || true
   rm -rf "$WORK/out" "$WORK/wt" "$WORK/.claw" "$WORK/setups"
+  # Locked worktrees (a killed add) survive `git worktree prune`.
+  rm -rf "$WORK/repo/.git/worktrees"
   git -C "$WORK/repo" worktree prune
   git -C "$WORK/repo" for-each-ref --format='%(refname:short)' refs/heads/agent-* | xargs -r git -C "$WORK/repo" branch -q -D
   if [ "$DOCKER" = 1 ]; then docker ps -aq --filter "label=claw.dev/stack=$STACK" | xargs -r docker rm -f >/dev/null 2>&1 || true; fi

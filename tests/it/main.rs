@@ -25,3 +25,4 @@ mod ssh_key;
 mod state;
 mod tailscale;
 mod triggers;
+mod worktree_crash;

@@ -11,7 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn sh(script: &str) -> String {
+pub(crate) fn sh(script: &str) -> String {
     let o = Command::new("sh").arg("-c").arg(script).output().unwrap();
     assert!(
         o.status.success(),
@@ -22,14 +22,14 @@ fn sh(script: &str) -> String {
 }
 
 /// `sh` that may fail: (success, stdout and stderr).
-fn try_sh(script: &str) -> (bool, String) {
+pub(crate) fn try_sh(script: &str) -> (bool, String) {
     let o = Command::new("sh").arg("-c").arg(script).output().unwrap();
     let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
     s.push_str(&String::from_utf8_lossy(&o.stderr));
     (o.status.success(), s.trim().to_string())
 }
 
-fn tools() -> bool {
+pub(crate) fn tools() -> bool {
     require("git", which("git"), "git is not installed")
         && require("tmux", which("tmux"), "tmux is not installed")
 }
@@ -220,7 +220,7 @@ fn a_file_outside_the_state_is_adopted_when_identical_and_refused_otherwise() {
 
 /// Starts claw in a process group of its own, so that a kill takes the
 /// scripts it runs too (as when the machine dies).
-fn spawn_group(t: &Ctx, args: &[&str]) -> std::process::Child {
+pub(crate) fn spawn_group(t: &Ctx, args: &[&str]) -> std::process::Child {
     t.command(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

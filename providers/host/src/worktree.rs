@@ -14,6 +14,13 @@
 //! in-flight record holds the worktree: made by an older claw, the state's
 //! ownership wins), and a `pending` setup is planned as an update that runs
 //! it (`setup_run`), so an apply killed during a setup never records it done.
+//!
+//! **Interrupted adds** ([`repair`]): `git worktree add` runs with claw's
+//! lock (`--lock --reason`), removed once the add and the marker are done;
+//! a worktree still locked so is removed and added again by the next apply
+//! (`add_run`), its setup then run once.
+
+mod repair;
 
 use crate::identity::{marked, marker_owner};
 use crate::runner::{host_path, sh_path, sh_quote, Runner, Secrets};
@@ -124,6 +131,14 @@ const MARKER: &str = "claw-owner";
 pub const SETUP_RUN: &str = "setup_run";
 /// The live attribute of a worktree whose setup did not finish.
 const SETUP_PENDING: &str = "setup_pending";
+/// The pseudo attribute of an add that did not finish.
+pub const ADD_RUN: &str = "add_run";
+/// The live attribute of a worktree whose `git worktree add` may not have
+/// finished (claw's lock, or git's `initializing`, and no marker).
+const ADD_INTERRUPTED: &str = "add_interrupted";
+/// The live attribute of a worktree whose add finished (it has the
+/// marker) but still carries claw's lock.
+const ADD_LOCKED: &str = "add_locked";
 
 /// One `git worktree list --porcelain` entry.
 #[derive(Debug, Default, Clone)]
@@ -137,6 +152,9 @@ struct Entry {
     branch: Option<String>,
     prunable: bool,
     locked: bool,
+    /// The first line of its `locked` file (read from the file, else from
+    /// the listing of a git that prints it).
+    lock_reason: Option<String>,
 }
 
 fn parse_entries(lines: &[&str]) -> Vec<Entry> {
@@ -156,8 +174,14 @@ fn parse_entries(lines: &[&str]) -> Vec<Entry> {
                 e.branch = Some(b.strip_prefix("refs/heads/").unwrap_or(b).to_string());
             } else if l.starts_with("prunable") {
                 e.prunable = true;
-            } else if l.starts_with("locked") {
+            } else if let Some(r) = l.strip_prefix("locked") {
                 e.locked = true;
+                let r = r.trim_start();
+                if e.lock_reason.is_none() && !r.is_empty() {
+                    e.lock_reason = Some(r.to_string());
+                }
+            } else if let Some(r) = l.strip_prefix("claw-lock ") {
+                e.lock_reason = Some(r.to_string());
             } else if let Some(st) = l.strip_prefix("claw-stack ") {
                 e.claw_stack = Some(st.to_string());
             } else if let Some(st) = l.strip_prefix("claw-setup ") {
@@ -227,7 +251,8 @@ pub async fn refresh_repo(
          \x20 case \"$l\" in\n\
          \x20   'worktree '*) printf '%s\\n' \"$l\"; w=${{l#worktree }}; if cd -P \"$w\" 2>/dev/null; then printf 'physical %s\\n' \"$PWD\"; else printf 'physical \\n'; fi\n\
          \x20     g=; if [ -f \"$w/.git\" ]; then IFS= read -r g < \"$w/.git\"; g=${{g#gitdir: }}; case \"$g\" in /*|'') ;; *) g=\"$w/$g\" ;; esac; fi\n\
-         \x20     if [ -n \"$g\" ] && [ -f \"$g/{MARKER}\" ]; then while IFS= read -r m || [ -n \"$m\" ]; do printf 'claw-%s\\n' \"$m\"; done < \"$g/{MARKER}\"; fi ;;\n\
+         \x20     if [ -n \"$g\" ] && [ -f \"$g/{MARKER}\" ]; then while IFS= read -r m || [ -n \"$m\" ]; do printf 'claw-%s\\n' \"$m\"; done < \"$g/{MARKER}\"; fi\n\
+         \x20     if [ -n \"$g\" ] && [ -f \"$g/locked\" ]; then k=; IFS= read -r k < \"$g/locked\" || :; printf 'claw-lock %s\\n' \"$k\"; fi ;;\n\
          \x20   *) printf '%s\\n' \"$l\" ;;\n\
          \x20 esac\n\
          done <<CLAW_EOF\n$wl\nCLAW_EOF\n",
@@ -302,11 +327,26 @@ pub async fn refresh_repo(
                 if e.setup_pending {
                     attrs.insert(SETUP_PENDING.into(), Value::Bool(true));
                 }
+                // claw's lock names the stack until the marker does.
+                let reason = e.lock_reason.as_deref();
+                let lock_stack = reason.and_then(repair::lock_stack);
+                match (
+                    &e.claw_stack,
+                    lock_stack.is_some() || reason == Some(repair::GIT_LOCK),
+                ) {
+                    (None, true) => {
+                        attrs.insert(ADD_INTERRUPTED.into(), Value::Bool(true));
+                    }
+                    (Some(_), _) if lock_stack.is_some() => {
+                        attrs.insert(ADD_LOCKED.into(), Value::Bool(true));
+                    }
+                    _ => {}
+                }
                 let facts = format!(
-                    "{}\0{}\0{:?}\0{}\0{:?}\0{}",
-                    e.path, e.head, e.branch, e.locked, e.claw_stack, e.setup_pending
+                    "{}\0{}\0{:?}\0{}\0{:?}\0{}\0{:?}",
+                    e.path, e.head, e.branch, e.locked, e.claw_stack, e.setup_pending, reason
                 );
-                let owner = marker_owner(ctx, e.claw_stack.as_deref(), item);
+                let owner = marker_owner(ctx, e.claw_stack.as_deref().or(lock_stack), item);
                 Some(LiveObject {
                     id: path.clone(),
                     attrs,
@@ -331,13 +371,31 @@ pub fn diff(req: &DiffRequest) -> DiffResponse {
         }
     }
     let replacing = !changes.is_empty();
+    let flag = |k: &str| live.get(k) == Some(&Value::Bool(true));
+    // An add that did not finish: removed and added again (with the
+    // configured branch, and its setup); one that only kept claw's lock
+    // is unlocked.
+    let interrupted = flag(ADD_INTERRUPTED);
+    if !replacing && interrupted {
+        changes.push(AttrChange::new(
+            ADD_RUN,
+            Some(Value::str("interrupted before it finished")),
+            Some(Value::str("removed and added again")),
+        ));
+    } else if !replacing && flag(ADD_LOCKED) {
+        changes.push(AttrChange::new(
+            ADD_RUN,
+            Some(Value::str("finished, still locked")),
+            Some(Value::str("unlocked")),
+        ));
+    }
     // Another branch checked out in the worktree: switched back in place
     // (`git checkout`, refused when the worktree has uncommitted changes).
     let (db, lb) = (
         req.desired.get("branch").cloned().unwrap_or(Value::Null),
         live.get("branch").cloned().unwrap_or(Value::Null),
     );
-    if db != lb {
+    if db != lb && (replacing || !interrupted) {
         changes.push(AttrChange::new("branch", Some(lb), Some(db)));
     }
     // Attributes that only matter to claw (recorded in state, nothing to
@@ -355,7 +413,7 @@ pub fn diff(req: &DiffRequest) -> DiffResponse {
     // A setup that did not finish (the run died during it) runs now.
     let configured_setup = s(&req.desired, "setup").is_some_and(|c| !c.trim().is_empty())
         || matches!(req.desired.get("setup"), Some(Value::Secret(_)));
-    if !replacing && configured_setup && live.get(SETUP_PENDING) == Some(&Value::Bool(true)) {
+    if !replacing && configured_setup && flag(SETUP_PENDING) {
         changes.push(AttrChange::new(
             SETUP_RUN,
             Some(Value::str("interrupted before it finished")),
@@ -409,7 +467,7 @@ fn repo_prelude(repo: &str) -> String {
 fn mark(ctx: &Ctx, address: &str, setup: &str) -> String {
     let line = |v: &str| sh_quote(&v.replace(['\n', '\r'], " "));
     format!(
-        "g=$(git -C \"$p\" rev-parse --absolute-git-dir) && printf 'stack %s\\naddress %s\\nsetup %s\\n' {} {} {setup} > \"$g/{MARKER}.tmp\" && mv -f \"$g/{MARKER}.tmp\" \"$g/{MARKER}\"",
+        "[ -f \"$p/.git\" ] && g=$(git -C \"$p\" rev-parse --absolute-git-dir) && printf 'stack %s\\naddress %s\\nsetup %s\\n' {} {} {setup} > \"$g/{MARKER}.tmp\" && mv -f \"$g/{MARKER}.tmp\" \"$g/{MARKER}\"",
         line(&ctx.stack),
         line(address)
     )
@@ -480,7 +538,7 @@ pub async fn apply(
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
             let script = format!(
-                "{PREAMBLE}p={path}; case \"$p\" in /*) ;; *) p=\"$start/$p\" ;; esac\n{prelude}\
+                "{PREAMBLE}p={path}; case \"$p\" in /*) ;; *) p=\"$start/$p\" ;; esac\n{prelude}{stale}{unfinished}\
                  if [ -d \"$p\" ]; then\n\
                  \x20 if [ {force} = 0 ]; then\n\
                  \x20   d=$(git -C \"$p\" status --porcelain 2>&1) || {{ printf '%s\\n' \"$d\" >&2; exit 1; }}\n\
@@ -494,11 +552,14 @@ pub async fn apply(
                  else git worktree prune; fi\n",
                 path = hp(path),
                 prelude = repo_prelude(&hp(repo)),
+                stale = repair::clear_stale(&req.ctx.stack),
+                unfinished = repair::before_delete(&req.ctx.stack, force),
                 force = if force { 1 } else { 0 },
             );
             let out = runner.run(&script, b"").await?;
             match out.code {
                 0 => Ok(ApplyResponse::default()),
+                22 => Err(repair::refused(&out, path, &target, &req.address, "run `claw apply` (which records it) before destroying")),
                 20 => Err(Diagnostic::error(format!(
                     "refusing to remove the worktree {path} on {target}: it has uncommitted changes"
                 ))
@@ -524,14 +585,17 @@ pub async fn apply(
                 return Err(Diagnostic::error("repo, path and branch must be known")
                     .with_address(&req.address));
             };
+            let has = |k: &str| req.changes.iter().any(|c| c.path == k);
+            let mut pending = has(SETUP_RUN);
+            // An add that did not finish: removed and added again.
+            let readd = req.op == Op::Update && has(ADD_RUN);
             // A setup may interpolate secrets: it reaches the shell on
             // stdin (`eval` of a variable: never a command line), and its
             // output comes back redacted of them.
-            let pending = req.changes.iter().any(|c| c.path == SETUP_RUN);
             let setup = desired
                 .get("setup")
                 .filter(|v| !matches!(v, Value::Null))
-                .filter(|_| req.op == Op::Create || pending);
+                .filter(|_| req.op == Op::Create || pending || readd);
             let setup_text = match setup {
                 Some(v) => Some(v.expose_str().ok_or_else(|| {
                     Diagnostic::error("the setup command is sensitive and its value is not known")
@@ -545,42 +609,24 @@ pub async fn apply(
                 vars: vec![("CLAW_SETUP", setup_text.unwrap_or(""))],
                 redact: setup.map(Value::secret_parts).unwrap_or_default(),
             };
+            let force = desired
+                .get("force")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             let mut guard = Some(guard);
-            if req.op == Op::Create {
-                let base = s(&desired, "base").unwrap_or("HEAD");
-                let state = if setup_text.is_some() {
-                    "pending"
-                } else {
-                    "done"
+            let mut added = false;
+            if req.op == Op::Create || readd {
+                let before = match readd {
+                    true => repair::before_readd(&req.ctx.stack, force),
+                    false => String::new(),
                 };
-                let script = format!(
-                    "{PREAMBLE}p={path}; case \"$p\" in /*) ;; *) p=\"$start/$p\" ;; esac\n{prelude}\
-                     git worktree prune\n\
-                     mkdir -p \"$(dirname -- \"$p\")\" || exit 1\n\
-                     b={branch}\n\
-                     if git show-ref --verify --quiet \"refs/heads/$b\"; then git worktree add \"$p\" \"$b\" || exit 1\n\
-                     else git worktree add -b \"$b\" \"$p\" {base} || exit 1; fi\n\
-                     {mark} || {{ git worktree remove --force --force \"$p\"; exit 1; }}\n",
-                    path = hp(path),
-                    prelude = repo_prelude(&hp(repo)),
-                    branch = sh_quote(branch),
-                    base = sh_quote(base),
-                    mark = mark(&req.ctx, &req.address, state),
-                );
-                let out = runner.run(&script, b"").await?;
-                if !out.ok() {
-                    let d = script_error(
-                        &format!("adding the worktree {path}"),
-                        &out,
-                        &target,
-                        &req.address,
-                    );
-                    return Err(if d.hint.is_some() {
-                        d
-                    } else {
-                        d.with_hint("check that the branch is not checked out in another worktree and that the folder is empty or absent")
-                    });
+                match repair::add(runner, req, &desired, setup_text.is_some(), &before).await? {
+                    None => added = true,
+                    // It finished meanwhile: its setup runs if it is pending.
+                    Some(p) => pending |= p,
                 }
+            }
+            if added {
                 // The git work is done: other worktrees of this repository
                 // may be added while this setup runs.
                 drop(guard.take());
@@ -603,10 +649,11 @@ pub async fn apply(
                         ));
                     }
                 }
-            } else if req
-                .live
-                .as_ref()
-                .is_some_and(|l| l.owner == Owner::NotApplicable)
+            } else if !readd
+                && req
+                    .live
+                    .as_ref()
+                    .is_some_and(|l| l.owner == Owner::NotApplicable)
             {
                 // Made by an older claw: marked now.
                 let script = format!(
@@ -616,16 +663,12 @@ pub async fn apply(
                     );
                 let _ = runner.run(&script, b"").await?;
             }
-            let branch_drift = req.changes.iter().any(|c| c.path == "branch")
+            let branch_drift = has("branch")
                 || req
                     .live
                     .as_ref()
                     .is_some_and(|l| l.attrs.get("branch").and_then(Value::as_str) != Some(branch));
-            if req.op == Op::Update && branch_drift {
-                let force = desired
-                    .get("force")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
+            if req.op == Op::Update && !added && branch_drift {
                 let base = s(&desired, "base").unwrap_or("HEAD");
                 let script = format!(
                     "{PREAMBLE}p={path}; case \"$p\" in /*) ;; *) p=\"$start/$p\" ;; esac\n{prelude}\
@@ -668,7 +711,7 @@ pub async fn apply(
             // The setup of an interrupted run, in the worktree as it is
             // (other git work of the repository goes on meanwhile).
             drop(guard.take());
-            if req.op == Op::Update && pending && setup_text.is_some() {
+            if req.op == Op::Update && !added && pending && setup_text.is_some() {
                 if let Err(out) = run_setup(runner, req, &hp(path), &secrets).await? {
                     return Err(setup_failed(
                         &out,
@@ -721,10 +764,19 @@ pub async fn import(runner: &dyn Runner, req: &ImportRequest) -> Result<StateObj
                 Some(Value::Bool(true)) => "pending",
                 _ => "done",
             };
+            // An add that did not finish gets no marker (the next apply
+            // removes it and adds it again) but keeps, or gets, claw's lock.
+            let claim = match live.attrs.get(ADD_INTERRUPTED) {
+                Some(Value::Bool(true)) => format!(
+                    "{}{}",
+                    repo_prelude(&sh_path(&host_path(runner, &req.ctx.base_dir, &repo))),
+                    repair::claim(&req.ctx.stack)
+                ),
+                _ => mark(&req.ctx, &req.address, state),
+            };
             let script = format!(
-                "{PREAMBLE}p={}; case \"$p\" in /*) ;; *) p=\"$start/$p\" ;; esac\n{}\n",
+                "{PREAMBLE}p={}; case \"$p\" in /*) ;; *) p=\"$start/$p\" ;; esac\n{claim}\n",
                 sh_path(&host_path(runner, &req.ctx.base_dir, &req.id)),
-                mark(&req.ctx, &req.address, state)
             );
             let out = runner.run(&script, b"").await?;
             if !out.ok() {
