@@ -28,10 +28,13 @@ pub async fn run(env: Env, a: PlanArgs) -> Result<Outcome> {
             out.display()
         ));
     }
-    Ok(match a.detailed_exitcode && plan.has_changes() {
+    let outcome = match a.detailed_exitcode && plan.has_changes() {
         true => Outcome::Changes,
         false => Outcome::Ok,
-    })
+    };
+    ws.finish();
+    crate::engine::leave_to_exit((plan, st));
+    Ok(outcome)
 }
 
 /// Refreshes and plans; with `-v`, prints the provider call counters and the time.

@@ -17,5 +17,6 @@ pub fn run(env: Env) -> Result<Outcome> {
             ws.cfg.stack
         );
     }
+    ws.finish();
     Ok(Outcome::Ok)
 }

@@ -109,7 +109,7 @@ pub async fn read_files(
         return Ok(Vec::new());
     }
     if runner.native_fs() {
-        return Ok(paths.iter().map(|p| probe_local(&local_path(p))).collect());
+        return Ok(probe_all_local(paths));
     }
     if let Some(p) = paths.iter().find(|p| p.contains('\n') || p.is_empty()) {
         return Err(
@@ -307,18 +307,65 @@ fn parse_probe_record(buf: &[u8], pos: &mut usize) -> Result<FileProbe, String> 
 
 /// Probes a path on this machine without a shell.
 fn probe_local(path: &Path) -> FileProbe {
-    match std::fs::metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => FileProbe::Unreadable,
-        Err(_) => FileProbe::Missing,
-        Ok(m) if !m.is_file() => FileProbe::NotAFile,
-        Ok(m) => match std::fs::read(path) {
-            Ok(content) => FileProbe::File(FileData {
-                content,
-                mode: m.permissions().mode() & 0o7777,
-            }),
-            Err(_) => FileProbe::Unreadable,
-        },
+    // Open first and stat the open file: two system calls fewer than a
+    // stat by path then a read by path. O_NONBLOCK: opening a FIFO must not
+    // wait for a writer (it is then "not a file", as a folder is).
+    let open = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path);
+    let mut f = match open {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return FileProbe::Missing,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return FileProbe::Unreadable,
+        // A socket, a path through a file, ...: say what stat says.
+        Err(_) => {
+            return match std::fs::metadata(path) {
+                Ok(m) if !m.is_file() => FileProbe::NotAFile,
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => FileProbe::Unreadable,
+                Err(_) => FileProbe::Missing,
+                Ok(_) => FileProbe::Unreadable,
+            }
+        }
+    };
+    let m = match f.metadata() {
+        Ok(m) if !m.is_file() => return FileProbe::NotAFile,
+        Ok(m) => m,
+        Err(_) => return FileProbe::Unreadable,
+    };
+    let mut content = Vec::with_capacity(m.len() as usize);
+    match std::io::Read::read_to_end(&mut f, &mut content) {
+        Ok(_) => FileProbe::File(FileData {
+            content,
+            mode: m.permissions().mode() & 0o7777,
+        }),
+        Err(_) => FileProbe::Unreadable,
     }
+}
+
+/// [`probe_local`] for every path, on every core when there are many: a
+/// refresh of 20,000 files is a system call bound loop (open, stat, read,
+/// close), 14 % of the plan on one thread.
+fn probe_all_local(paths: &[String]) -> Vec<FileProbe> {
+    const PER_THREAD: usize = 1024;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = cores.min(paths.len().div_ceil(PER_THREAD));
+    let probe = |c: &[String]| -> Vec<FileProbe> {
+        c.iter().map(|p| probe_local(&local_path(p))).collect()
+    };
+    if threads <= 1 {
+        return probe(paths);
+    }
+    std::thread::scope(|s| {
+        let parts: Vec<_> = paths
+            .chunks(paths.len().div_ceil(threads))
+            .map(|c| s.spawn(move || probe(c)))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
 }
 
 /// Creates `path` exclusively (O_CREAT | O_EXCL: an existing file or a

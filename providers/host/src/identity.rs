@@ -30,27 +30,59 @@ pub fn lexical(p: &Path) -> PathBuf {
 /// On this machine: the deepest existing ancestor is resolved through its
 /// symlinks, the rest kept lexically. Elsewhere: lexical only (a remote
 /// host's symlinks would cost a round trip; `~` stays as written).
-fn normalise(runner: &dyn Runner, base_dir: &Path, p: &str) -> String {
+///
+/// `dirs` caches resolved parent folders for one call of [`identities`]:
+/// resolving every path whole cost a `realpath` (a readlink per component)
+/// per file, 12 % of a 20,000-file plan; now it is one `lstat` per path
+/// (a path that is itself a symlink is resolved whole) and one `realpath`
+/// per folder.
+fn normalise(runner: &dyn Runner, base_dir: &Path, p: &str, dirs: &mut Dirs) -> String {
     let hp = host_path(runner, base_dir, p);
     if !runner.is_local() {
         return lexical(Path::new(&hp)).to_string_lossy().into_owned();
     }
     let mut abs = local_path(&hp);
     if abs.is_relative() {
-        if let Ok(cwd) = std::env::current_dir() {
+        if let Some(cwd) = dirs.cwd.get_or_insert_with(|| std::env::current_dir().ok()) {
             abs = cwd.join(abs);
         }
     }
     let abs = lexical(&abs);
-    let mut existing = abs.clone();
+    let is_link = std::fs::symlink_metadata(&abs).is_ok_and(|m| m.file_type().is_symlink());
+    let resolved = match (abs.parent(), abs.file_name()) {
+        (Some(parent), Some(name)) if !is_link => {
+            let mut out = dirs
+                .resolved
+                .entry(parent.to_path_buf())
+                .or_insert_with(|| resolve(parent))
+                .clone();
+            out.push(name);
+            out
+        }
+        _ => resolve(&abs),
+    };
+    resolved.to_string_lossy().into_owned()
+}
+
+/// What one call of [`identities`] learnt of this machine's folders.
+#[derive(Default)]
+struct Dirs {
+    /// The working folder (asked once, not per path).
+    cwd: Option<Option<PathBuf>>,
+    /// Resolved parent folders, by their lexical absolute path.
+    resolved: std::collections::HashMap<PathBuf, PathBuf>,
+}
+
+/// `abs` with its deepest existing ancestor resolved through its symlinks.
+fn resolve(abs: &Path) -> PathBuf {
+    let mut existing = abs.to_path_buf();
     let mut rest = Vec::new();
     while !existing.as_os_str().is_empty() {
-        if let Ok(real) = std::fs::canonicalize(&existing) {
-            let mut out = real;
+        if let Ok(mut out) = std::fs::canonicalize(&existing) {
             for r in rest.iter().rev() {
                 out.push(r);
             }
-            return out.to_string_lossy().into_owned();
+            return out;
         }
         match (existing.file_name(), existing.parent()) {
             (Some(name), Some(parent)) => {
@@ -60,7 +92,7 @@ fn normalise(runner: &dyn Runner, base_dir: &Path, p: &str) -> String {
             _ => break,
         }
     }
-    abs.to_string_lossy().into_owned()
+    abs.to_path_buf()
 }
 
 fn text<'a>(attrs: &'a claw_provider::Attrs, key: &str) -> Option<&'a str> {
@@ -70,42 +102,80 @@ fn text<'a>(attrs: &'a claw_provider::Attrs, key: &str) -> Option<&'a str> {
     }
 }
 
-/// The identities of host items on the host `alias`.
+/// The identities of host items on the host `alias`. On this machine, many
+/// items are named on every core (each path costs an `lstat`).
 pub fn identities(
     alias: &str,
     runner: &dyn Runner,
     base_dir: &Path,
     items: Vec<IdentityItem>,
 ) -> IdentityResponse {
-    let mut out = IdentityResponse::default();
-    for it in items {
-        let id = match it.rtype.as_str() {
-            "file" | "ssh_key" => text(&it.attrs, "path")
-                .map(|p| format!("file:{alias}:{}", normalise(runner, base_dir, p))),
-            "git_worktree" => text(&it.attrs, "path")
-                .map(|p| format!("git_worktree:{alias}:{}", normalise(runner, base_dir, p))),
-            "tmux_session" => {
-                // `prepare` fills the default session name.
-                let session = text(&it.attrs, "session").map(str::to_string);
-                let socket = match it.attrs.get("socket") {
-                    Some(Value::String(s)) => Some(normalise(runner, base_dir, s)),
-                    None | Some(Value::Null) => Some("(default server)".to_string()),
-                    _ => None,
-                };
-                match (socket, session) {
-                    (Some(sock), Some(s)) => {
-                        Some(format!("tmux_session:{alias}:socket {sock}, session {s}"))
-                    }
-                    _ => None,
-                }
-            }
-            _ => None,
-        };
-        if let Some(id) = id {
-            out.identities.push((it.address, id));
-        }
+    const PER_THREAD: usize = 2048;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = match runner.is_local() {
+        true => cores.min(items.len().div_ceil(PER_THREAD)),
+        false => 1,
+    };
+    let name = |items: &[IdentityItem]| -> Vec<(String, String)> {
+        let mut dirs = Dirs::default();
+        items
+            .iter()
+            .filter_map(|it| {
+                let id = identity(alias, runner, base_dir, it, &mut dirs)?;
+                Some((it.address.clone(), id))
+            })
+            .collect()
+    };
+    let identities = if threads <= 1 {
+        name(&items)
+    } else {
+        std::thread::scope(|s| {
+            let parts: Vec<_> = items
+                .chunks(items.len().div_ceil(threads))
+                .map(|c| s.spawn(move || name(c)))
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
+    };
+    IdentityResponse {
+        identities,
+        ..Default::default()
     }
-    out
+}
+
+fn identity(
+    alias: &str,
+    runner: &dyn Runner,
+    base_dir: &Path,
+    it: &IdentityItem,
+    dirs: &mut Dirs,
+) -> Option<String> {
+    match it.rtype.as_str() {
+        "file" | "ssh_key" => text(&it.attrs, "path")
+            .map(|p| format!("file:{alias}:{}", normalise(runner, base_dir, p, dirs))),
+        "git_worktree" => text(&it.attrs, "path").map(|p| {
+            format!(
+                "git_worktree:{alias}:{}",
+                normalise(runner, base_dir, p, dirs)
+            )
+        }),
+        "tmux_session" => {
+            // `prepare` fills the default session name.
+            let session = text(&it.attrs, "session")?;
+            let socket = match it.attrs.get("socket") {
+                Some(Value::String(s)) => normalise(runner, base_dir, s, dirs),
+                None | Some(Value::Null) => "(default server)".to_string(),
+                _ => return None,
+            };
+            Some(format!(
+                "tmux_session:{alias}:socket {socket}, session {session}"
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// The state's note (in `private`) that claw marked the object it records.
@@ -157,5 +227,45 @@ mod tests {
         assert_eq!(lexical(Path::new("a/sub/../x")), PathBuf::from("a/x"));
         assert_eq!(lexical(Path::new("./a/./x")), PathBuf::from("a/x"));
         assert_eq!(lexical(Path::new("/a/../../x")), PathBuf::from("/x"));
+    }
+
+    /// Every spelling of one file gets one identity, with the folder cache
+    /// shared across the items of one call: through a symlinked folder, a
+    /// `..`, a symlink to the file itself, and (not yet made) a path under
+    /// a symlinked folder.
+    #[test]
+    fn spellings_of_one_file_share_an_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(root.join("real")).unwrap();
+        std::fs::write(root.join("real/x"), "x").unwrap();
+        std::os::unix::fs::symlink(root.join("real"), root.join("via")).unwrap();
+        std::os::unix::fs::symlink(root.join("real/x"), root.join("real/link")).unwrap();
+        let runner = crate::runner::LocalRunner::new(std::time::Duration::from_secs(5));
+        let item = |addr: &str, path: &str| IdentityItem {
+            address: addr.into(),
+            rtype: "file".into(),
+            attrs: [("path".to_string(), Value::str(path))].into(),
+        };
+        let items = vec![
+            item("file.a", "real/x"),
+            item("file.b", "via/x"),
+            item("file.c", "real/sub/../x"),
+            item("file.d", "real/link"),
+            item("file.e", "via/new/y"),
+            item("file.f", "real/new/y"),
+        ];
+        let ids: std::collections::BTreeMap<String, String> =
+            identities("local", &runner, &root, items)
+                .identities
+                .into_iter()
+                .collect();
+        let real_x = format!("file:local:{}", root.join("real/x").display());
+        for a in ["file.a", "file.b", "file.c", "file.d"] {
+            assert_eq!(ids[a], real_x, "{a}");
+        }
+        let new_y = format!("file:local:{}", root.join("real/new/y").display());
+        assert_eq!(ids["file.e"], new_y);
+        assert_eq!(ids["file.f"], new_y);
     }
 }

@@ -312,3 +312,39 @@ async fn a_file_write_over_a_script_starts_cat_and_mv() {
     assert_eq!(got[1], file(b"bb", 0o600));
     assert_eq!(got[2], file(b"#!/bin/sh\n", 0o4755));
 }
+
+/// The native probe of many files spreads them over the cores and keeps
+/// their order; a FIFO is "not a file" at once (it is opened without
+/// waiting for a writer), and a path through a file is missing.
+#[tokio::test]
+async fn native_probe_of_thousands_of_files_keeps_order_and_never_waits_on_a_fifo() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut paths = Vec::new();
+    let mut want = Vec::new();
+    for i in 0..3000 {
+        let p = d.join(format!("f{i}"));
+        if i % 7 == 0 {
+            want.push(FileProbe::Missing);
+        } else {
+            std::fs::write(&p, format!("file {i}\n")).unwrap();
+            want.push(file(format!("file {i}\n").as_bytes(), 0o644));
+        }
+        paths.push(p.to_string_lossy().into_owned());
+    }
+    let fifo = d.join("fifo");
+    sh(&format!("mkfifo {}", q(&fifo)));
+    paths.insert(1500, fifo.to_string_lossy().into_owned());
+    want.insert(1500, FileProbe::NotAFile);
+    paths.push(d.join("f1/below-a-file").to_string_lossy().into_owned());
+    want.push(FileProbe::Missing);
+    let native = local_runner();
+    let got = tokio::time::timeout(Duration::from_secs(60), read_files(native.as_ref(), &paths))
+        .await
+        .expect("the probe waited (on the FIFO?)")
+        .unwrap();
+    assert_eq!(got.len(), want.len());
+    for ((p, w), g) in paths.iter().zip(&want).zip(&got) {
+        assert_eq!(g, w, "{p}");
+    }
+}
