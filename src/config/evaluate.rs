@@ -633,11 +633,11 @@ mod tests {
         let addrs: Vec<&str> = insts.iter().map(|i| i.addr.as_str()).collect();
         assert_eq!(addrs, ["file.a[\"x\"]", "file.a[\"y\"]", "file.b"]);
         assert_eq!(
-            (*insts[1].body.get("path").unwrap()),
+            *insts[1].body.get("path").unwrap(),
             Ex::Val(Value::str("/r/y"))
         );
         assert_eq!(
-            (*insts[1].body.get("content").unwrap()),
+            *insts[1].body.get("content").unwrap(),
             Ex::Val(Value::str("0644"))
         );
         let refs = body_refs(&insts[2].body);
@@ -701,13 +701,13 @@ mod tests {
         let c = cfg(SECRETS);
         let insts = insts(&c, Eval::Validate);
         let f = insts.iter().find(|i| i.addr == "file.f").unwrap();
-        assert_eq!((*f.body.get("path").unwrap()), Ex::Val(Value::Unknown));
+        assert_eq!(*f.body.get("path").unwrap(), Ex::Val(Value::Unknown));
         assert!(matches!(
-            &(*f.body.get("content").unwrap()),
+            f.body.get("content").unwrap(),
             Ex::Val(Value::Secret(_))
         ));
         let t = insts.iter().find(|i| i.addr == "tmux_session.t").unwrap();
-        let env = map(&(*t.body.get("env").unwrap()));
+        let env = map(t.body.get("env").unwrap());
         assert!(
             env.contains_key("A"),
             "validate reads no variable: the optional entry stays"
@@ -746,7 +746,7 @@ mod tests {
     fn optional_entries_are_dropped_and_optional_whole_values_refused() {
         let c = cfg("[stack]\nname = \"s\"\n[tmux_session.t]\nenv = { A = { env = \"CLAW_UNIT_UNSET\", optional = true }, B = \"b\" }\n");
         let insts = insts(&c, Eval::Live);
-        let env = map(&(*insts[0].body.get("env").unwrap()));
+        let env = map(insts[0].body.get("env").unwrap());
         assert_eq!(env.keys().collect::<Vec<_>>(), ["B"]);
         let c = cfg("[stack]\nname = \"s\"\n[file.f]\npath = \"p\"\ncontent = { env = \"CLAW_UNIT_UNSET\", optional = true }\n");
         for eval in [Eval::Validate, Eval::Live] {
