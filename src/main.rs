@@ -15,16 +15,21 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// - `arena_eager_commit` off: memory is committed as it is used, not an
 ///   arena slice at a time (on, the default on Linux, a 1,000-resource plan
 ///   peaked at 36 MB instead of 23 MB with glibc; off, 19 MB);
-/// - `purge_delay` 50 ms instead of 1 s: freed pages go back to the system
-///   while a long plan runs (20,000 resources: 155 MB → 140 MB peak; at 0,
-///   134 MB but half again as many page faults); a short run never purges.
+/// - `purge_delay` 100 ms instead of 1 s: freed pages go back to the system
+///   while a long plan runs (20,000 resources: 155 MB → 145 MB peak; at 0,
+///   134 MB but 75,000 page faults instead of 51,000, and a fault costs
+///   ~10 µs on a virtual machine); a short run never purges.
+///
+/// Eager commit (huge pages) would make a 20,000-resource plan 40 % cheaper
+/// in CPU (9,000 faults) but peak at 155 MB, and a 1,000-resource one at
+/// 32 MB: memory was chosen (docs/benchmarks.md, "Allocator").
 ///
 /// `MIMALLOC_ARENA_EAGER_COMMIT` / `MIMALLOC_PURGE_DELAY`, when set, win.
 /// Figures: docs/benchmarks.md, "Allocator".
 #[cfg(feature = "mimalloc")]
 const MIMALLOC_OPTIONS: [(libmimalloc_sys::mi_option_t, &str, std::ffi::c_long); 2] = [
     (4, "MIMALLOC_ARENA_EAGER_COMMIT", 0),
-    (15, "MIMALLOC_PURGE_DELAY", 50),
+    (15, "MIMALLOC_PURGE_DELAY", 100),
 ];
 
 #[cfg(feature = "mimalloc")]
