@@ -343,13 +343,16 @@ fn probe_local(path: &Path) -> FileProbe {
     }
 }
 
-/// [`probe_local`] for every path, on every core when there are many: a
-/// refresh of 20,000 files is a system call bound loop (open, stat, read,
-/// close), 14 % of the plan on one thread.
+/// [`probe_local`] for every path, on several threads when there are many:
+/// a refresh of 20,000 files is a loop of system calls (open, stat, read,
+/// close), 14 % of the plan on one thread when the files are cached, and
+/// waits on the disk when they are not — more threads than cores keep
+/// several reads in flight then (20,000 files out of the page cache, 2
+/// cores: 2.1–3.6 s with 2 threads, see docs/benchmarks.md).
 fn probe_all_local(paths: &[String]) -> Vec<FileProbe> {
     const PER_THREAD: usize = 1024;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = cores.min(paths.len().div_ceil(PER_THREAD));
+    const THREADS: usize = 8;
+    let threads = THREADS.min(paths.len().div_ceil(PER_THREAD));
     let probe = |c: &[String]| -> Vec<FileProbe> {
         c.iter().map(|p| probe_local(&local_path(p))).collect()
     };
