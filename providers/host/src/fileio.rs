@@ -350,24 +350,8 @@ fn probe_local(path: &Path) -> FileProbe {
 /// several reads in flight then (20,000 files out of the page cache, 2
 /// cores: 2.1–3.6 s with 2 threads, see docs/benchmarks.md).
 fn probe_all_local(paths: &[String]) -> Vec<FileProbe> {
-    const PER_THREAD: usize = 1024;
-    const THREADS: usize = 8;
-    let threads = THREADS.min(paths.len().div_ceil(PER_THREAD));
-    let probe = |c: &[String]| -> Vec<FileProbe> {
+    crate::par::in_chunks(paths, 8, 1024, |c| {
         c.iter().map(|p| probe_local(&local_path(p))).collect()
-    };
-    if threads <= 1 {
-        return probe(paths);
-    }
-    std::thread::scope(|s| {
-        let parts: Vec<_> = paths
-            .chunks(paths.len().div_ceil(threads))
-            .map(|c| s.spawn(move || probe(c)))
-            .collect();
-        parts
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
     })
 }
 

@@ -110,13 +110,11 @@ pub fn identities(
     base_dir: &Path,
     items: Vec<IdentityItem>,
 ) -> IdentityResponse {
-    const PER_THREAD: usize = 2048;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = match runner.is_local() {
-        true => cores.min(items.len().div_ceil(PER_THREAD)),
+        true => crate::par::cores(),
         false => 1,
     };
-    let name = |items: &[IdentityItem]| -> Vec<(String, String)> {
+    let identities = crate::par::in_chunks(&items, threads, 2048, |items| {
         let mut dirs = Dirs::default();
         items
             .iter()
@@ -125,21 +123,7 @@ pub fn identities(
                 Some((it.address.clone(), id))
             })
             .collect()
-    };
-    let identities = if threads <= 1 {
-        name(&items)
-    } else {
-        std::thread::scope(|s| {
-            let parts: Vec<_> = items
-                .chunks(items.len().div_ceil(threads))
-                .map(|c| s.spawn(move || name(c)))
-                .collect();
-            parts
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        })
-    };
+    });
     IdentityResponse {
         identities,
         ..Default::default()

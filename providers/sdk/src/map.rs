@@ -31,39 +31,19 @@ impl Map {
     pub fn with_capacity(n: usize) -> Map {
         Map(LiteMap::with_capacity(n))
     }
+    // `len`/`is_empty` here, not only through `Deref`, so that
+    // `skip_serializing_if = "Map::is_empty"` resolves.
     pub fn len(&self) -> usize {
         self.0.len()
     }
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-    /// Appends when `key` sorts after every key (the fast path of a sorted
-    /// source); otherwise hands the pair back.
-    pub fn try_append(&mut self, key: String, value: Value) -> Option<(String, Value)> {
-        self.0.try_append(key, value)
-    }
     pub fn values_mut(&mut self) -> impl DoubleEndedIterator<Item = &mut Value> {
         self.0.iter_mut().map(|(_, v)| v)
     }
     pub fn into_keys(self) -> impl DoubleEndedIterator<Item = String> {
         self.into_iter().map(|(k, _)| k)
-    }
-    pub fn into_values(self) -> impl DoubleEndedIterator<Item = Value> {
-        self.into_iter().map(|(_, v)| v)
-    }
-    pub fn first_key_value(&self) -> Option<(&String, &Value)> {
-        self.0.first()
-    }
-    pub fn last_key_value(&self) -> Option<(&String, &Value)> {
-        self.0.last()
-    }
-    pub fn get_key_value(&self, key: &str) -> Option<(&String, &Value)> {
-        let i = self.0.find_index(key).ok()?;
-        self.0.get_indexed(i)
-    }
-    /// Moves every entry of `other` into this map (`other`'s values win).
-    pub fn append(&mut self, other: &mut Map) {
-        self.extend(std::mem::take(other));
     }
 }
 
@@ -162,7 +142,7 @@ mod tests {
         assert_eq!(m["b"], Value::Int(3));
         let mut m2 = m.clone();
         m2.insert("0".into(), Value::Null);
-        assert_eq!(m2.first_key_value().map(|(k, _)| k.as_str()), Some("0"));
+        assert_eq!(m2.first().map(|(k, _)| k.as_str()), Some("0"));
         assert_eq!(format!("{m:?}"), r#"{"a": 2, "b": 3}"#);
     }
 
