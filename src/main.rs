@@ -15,21 +15,23 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// - `arena_eager_commit` off: memory is committed as it is used, not an
 ///   arena slice at a time (on, the default on Linux, a 1,000-resource plan
 ///   peaked at 36 MB instead of 23 MB with glibc; off, 19 MB);
-/// - `purge_delay` 100 ms instead of 1 s: freed pages go back to the system
-///   while a long plan runs (20,000 resources: 155 MB → 145 MB peak; at 0,
-///   134 MB but 75,000 page faults instead of 51,000, and a fault costs
-///   ~10 µs on a virtual machine); a short run never purges.
+/// - `purge_delay` 1 s (mimalloc's default, kept explicit): freed pages go
+///   back to the system only after a second unused. At 100 ms a
+///   20,000-resource plan peaked 8 MB lower (130 MB instead of 138 MB) but
+///   re-faulted what it freed: 49,000 page faults instead of 33,000, at
+///   ~3.5 µs each on this virtual machine (0.2 s of a 1.1 s plan); a short
+///   run never purges.
 ///
-/// Eager commit (huge pages) would make a 20,000-resource plan 40 % cheaper
-/// in CPU (9,000 faults) but peak at 155 MB, and a 1,000-resource one at
-/// 32 MB: memory was chosen (docs/benchmarks.md, "Allocator").
+/// Eager commit (huge pages) would save most of the remaining faults but
+/// peaks at 147–150 MB for 20,000 resources and at 32 MB for 1,000: memory
+/// was chosen (docs/benchmarks.md, "Allocator").
 ///
 /// `MIMALLOC_ARENA_EAGER_COMMIT` / `MIMALLOC_PURGE_DELAY`, when set, win.
 /// Figures: docs/benchmarks.md, "Allocator".
 #[cfg(feature = "mimalloc")]
 const MIMALLOC_OPTIONS: [(libmimalloc_sys::mi_option_t, &str, std::ffi::c_long); 2] = [
     (4, "MIMALLOC_ARENA_EAGER_COMMIT", 0),
-    (15, "MIMALLOC_PURGE_DELAY", 100),
+    (15, "MIMALLOC_PURGE_DELAY", 1000),
 ];
 
 #[cfg(feature = "mimalloc")]
@@ -45,6 +47,7 @@ unsafe fn tune_allocator() {
 }
 
 fn main() {
+    claw::util::timing::start();
     let cli = claw::cli::Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -70,6 +73,7 @@ fn main() {
     }
     // Abandoned operations may still hold runtime threads: do not wait long.
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    claw::util::timing::phase("exit");
     std::process::exit(code);
 }
 

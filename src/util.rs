@@ -53,3 +53,42 @@ mod tests {
         assert_eq!(super::civil_from_days(-1), (1969, 12, 31));
     }
 }
+
+/// Phase timings for benchmarks: with `CLAW_TIMINGS` set, each
+/// [`phase`] call prints the milliseconds since the previous one (and since
+/// the process started) to stderr, e.g. `timing: refresh 212 ms (at 640 ms)`.
+pub mod timing {
+    use std::sync::{Mutex, OnceLock};
+    use std::time::Instant;
+
+    fn clock() -> Option<&'static Mutex<(Instant, Instant)>> {
+        static CLOCK: OnceLock<Option<Mutex<(Instant, Instant)>>> = OnceLock::new();
+        CLOCK
+            .get_or_init(|| {
+                std::env::var_os("CLAW_TIMINGS").map(|_| {
+                    let now = Instant::now();
+                    Mutex::new((now, now))
+                })
+            })
+            .as_ref()
+    }
+
+    /// Starts the clock (call first thing in `main`).
+    pub fn start() {
+        clock();
+    }
+
+    /// Ends the phase `name` (a no-op unless `CLAW_TIMINGS` is set).
+    pub fn phase(name: &str) {
+        if let Some(c) = clock() {
+            let now = Instant::now();
+            let mut g = c.lock().unwrap_or_else(|e| e.into_inner());
+            eprintln!(
+                "timing: {name} {} ms (at {} ms)",
+                (now - g.1).as_millis(),
+                (now - g.0).as_millis()
+            );
+            g.1 = now;
+        }
+    }
+}

@@ -32,6 +32,7 @@ pub async fn run(
     }
     let o = env.options(a.targets, replace, destroy, a.parallelism);
     let saved = planfile.as_deref().map(saved::load).transpose()?;
+    session::read_ahead(&env.file);
     let cfg = env.load()?;
     if let Some(p) = &saved {
         saved::check_stack(p, &cfg)?;

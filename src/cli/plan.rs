@@ -6,6 +6,7 @@ use crate::engine::{saved, Options, Workspace};
 use crate::error::Result;
 use crate::render;
 use crate::state::State;
+use crate::util::timing;
 
 pub async fn run(env: Env, a: PlanArgs) -> Result<Outcome> {
     let o = env.options(
@@ -14,12 +15,17 @@ pub async fn run(env: Env, a: PlanArgs) -> Result<Outcome> {
         a.destroy,
         a.parallelism,
     );
+    session::read_ahead(&env.file);
     let cfg = env.load()?;
+    timing::phase("load");
     let st = super::read_state(&env, &cfg).await?;
+    timing::phase("read state");
     let events = env.events();
     let ws = Workspace::build(cfg, env.reg, &st.salt, Some(&st), events, env.verbose)?;
+    timing::phase("build");
     let plan = refresh_and_plan(&env.ui, &ws, &st, &o).await?.plan;
     print!("{}", render::render(&plan, a.format.into(), env.color));
+    timing::phase("render");
     if let Some(out) = &a.out {
         saved::save(out, &plan)?;
         env.ui.info(&format!(

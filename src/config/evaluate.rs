@@ -114,9 +114,6 @@ impl Config {
     /// Expands every resource into its instances (for_each) and substitutes
     /// vars, each, env and secrets. Resource references remain in the bodies.
     pub fn instances(&self, reg: &Registry, salt: &str, eval: Eval) -> Result<Vec<Instance>> {
-        let mut errs = Vec::new();
-        let mut out = Vec::new();
-        let mut seen = BTreeSet::new();
         let missing = self.missing_vars(eval);
         if eval == Eval::Live {
             // The blocks in use are evaluated later (`block_attrs`), but their
@@ -130,70 +127,106 @@ impl Config {
                 self.block_values(key, salt, eval, &missing, &mut Vec::new());
             }
         }
-        for (ri, r) in self.resources.iter().enumerate() {
-            let label = format!("{}.{}", r.rtype, r.name);
-            let site = Site {
-                label: &label,
-                node: &r.node,
-            };
-            let scope = Scope::new(self, salt, eval, site, &missing);
-            let keys: Vec<(Option<String>, Option<Value>, Range<usize>)> =
-                match r.node.get("for_each") {
-                    None => vec![(None, None, r.node.span.clone())],
-                    Some(fe) => match self.for_each_keys(fe, &scope, &mut errs) {
-                        Some(k) => k
-                            .into_iter()
-                            .map(|(k, v, s)| (Some(k), Some(v), s))
-                            .collect(),
-                        None => continue,
-                    },
-                };
-            for (key, each_val, kspan) in keys {
-                let addr = template::instance_address(&r.rtype, &r.name, key.as_deref());
-                if !seen.insert(addr.clone()) {
-                    errs.push(
-                        self.source()
-                            .err(&kspan, format!("duplicate address {addr}"))
-                            .hint("for_each keys must be unique"),
-                    );
-                    continue;
+        // Resources are independent: long lists are split over the cores,
+        // and the parts joined in order (the same instances and errors as
+        // one pass).
+        let resources: Vec<(usize, &Resource)> = self.resources.iter().enumerate().collect();
+        let parts =
+            claw_provider::par::in_chunks(&resources, claw_provider::par::cores(), 2048, |chunk| {
+                let missing = RefCell::new(Missing::default());
+                let (mut out, mut errs) = (Vec::with_capacity(chunk.len()), Vec::new());
+                for &(ri, r) in chunk {
+                    self.resource_instances(ri, r, reg, salt, eval, &missing, &mut out, &mut errs);
                 }
-                let each = key
-                    .as_ref()
-                    .map(|k| (k.clone(), each_val.clone().unwrap_or(Value::Null)));
-                let scope = Scope {
-                    each: each.clone(),
-                    refs_allowed: true,
-                    ..scope
-                };
-                let mut body = ExMap::new();
-                for e in r.node.as_table().unwrap_or_default() {
-                    if META_KEYS.contains(&e.key.as_str()) {
-                        continue;
-                    }
-                    body.insert(e.key.clone(), subst(&e.value, &scope, &mut errs));
-                }
-                // Shape check on the substituted body.
-                if let Some((_, t)) = reg.resource_type(&r.rtype) {
-                    let json = body_json(&body);
-                    if let Err(ce) = (t.shape.check)(&json) {
-                        errs.push(shape_problem(&ce, &r.node, &self.source(), &addr));
-                    }
-                }
-                out.push(Instance {
-                    addr,
-                    rtype: r.rtype.clone(),
-                    name: r.name.clone(),
-                    key,
-                    provider_key: r.provider_key.clone(),
-                    res: ri,
-                    body,
-                    each,
-                    expanded: false,
-                });
-            }
+                vec![(out, errs, missing.into_inner())]
+            });
+        let mut out = Vec::with_capacity(self.resources.len());
+        let mut errs = Vec::new();
+        for (o, e, m) in parts {
+            out.extend(o);
+            errs.extend(e);
+            missing.borrow_mut().merge(m);
         }
         self.finish(out, errs, missing)
+    }
+
+    /// The instances of resource `ri` (one, or one per for_each key).
+    #[allow(clippy::too_many_arguments)]
+    fn resource_instances(
+        &self,
+        ri: usize,
+        r: &Resource,
+        reg: &Registry,
+        salt: &str,
+        eval: Eval,
+        missing: &RefCell<Missing>,
+        out: &mut Vec<Instance>,
+        errs: &mut Vec<Problem>,
+    ) {
+        let label = format!("{}.{}", r.rtype, r.name);
+        let site = Site {
+            label: &label,
+            node: &r.node,
+        };
+        let scope = Scope::new(self, salt, eval, site, missing);
+        let keys: Vec<(Option<String>, Option<Value>, Range<usize>)> = match r.node.get("for_each")
+        {
+            None => vec![(None, None, r.node.span.clone())],
+            Some(fe) => match self.for_each_keys(fe, &scope, errs) {
+                Some(k) => k
+                    .into_iter()
+                    .map(|(k, v, s)| (Some(k), Some(v), s))
+                    .collect(),
+                None => return,
+            },
+        };
+        // Addresses are unique across resources (`TYPE.NAME` is): only
+        // for_each keys can repeat one.
+        let mut seen = BTreeSet::new();
+        for (key, each_val, kspan) in keys {
+            let addr = template::instance_address(&r.rtype, &r.name, key.as_deref());
+            if !seen.insert(addr.clone()) {
+                errs.push(
+                    self.source()
+                        .err(&kspan, format!("duplicate address {addr}"))
+                        .hint("for_each keys must be unique"),
+                );
+                continue;
+            }
+            let each = key
+                .as_ref()
+                .map(|k| (k.clone(), each_val.clone().unwrap_or(Value::Null)));
+            let scope = Scope {
+                each: each.clone(),
+                refs_allowed: true,
+                ..scope
+            };
+            let mut body = ExMap::new();
+            for e in r.node.as_table().unwrap_or_default() {
+                if META_KEYS.contains(&e.key.as_str()) {
+                    continue;
+                }
+                body.insert(e.key.clone(), subst(&e.value, &scope, errs));
+            }
+            // Shape check on the substituted body.
+            if let Some((_, t)) = reg.resource_type(&r.rtype) {
+                let json = body_json(&body);
+                if let Err(ce) = (t.shape.check)(&json) {
+                    errs.push(shape_problem(&ce, &r.node, &self.source(), &addr));
+                }
+            }
+            out.push(Instance {
+                addr,
+                rtype: r.rtype.clone(),
+                name: r.name.clone(),
+                key,
+                provider_key: r.provider_key.clone(),
+                res: ri,
+                body,
+                each,
+                expanded: false,
+            });
+        }
     }
 
     fn for_each_keys(

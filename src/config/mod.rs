@@ -18,6 +18,7 @@ pub mod template;
 mod types;
 
 pub use evaluate::{body_refs, expand_home, value_to_ex};
+pub use parse::{base_dir_of, default_state_path};
 pub use secrets::Eval;
 pub use settings::valid_stack_name;
 pub use types::*;

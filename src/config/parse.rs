@@ -17,6 +17,20 @@ const TOP_KEYS: &[&str] = &[
     "stack", "vars", "host", "provider", "moved", "output", "check",
 ];
 
+/// The folder of the configuration file `path` (relative paths in it are
+/// relative to this folder).
+pub fn base_dir_of(path: &Path) -> PathBuf {
+    path.parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Where the state lives when `[stack] state` does not say.
+pub fn default_state_path(base_dir: &Path) -> PathBuf {
+    base_dir.join(".claw/state.json")
+}
+
 impl Config {
     /// Reads and checks `path`. `cli_vars` are `--var k=v` pairs (highest precedence),
     /// then `CLAW_VAR_<name>` from the environment, then `[vars]` defaults.
@@ -50,11 +64,7 @@ impl Config {
             )
         })?;
         let mut errs = Vec::new();
-        let base_dir = path
-            .parent()
-            .map(Path::to_path_buf)
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or_else(|| PathBuf::from("."));
+        let base_dir = base_dir_of(path);
 
         // Top-level keys.
         let type_names: Vec<&str> = reg.type_names().collect();
@@ -89,7 +99,7 @@ impl Config {
                 (
                     String::new(),
                     StateCfg::Local {
-                        path: base_dir.join(".claw/state.json"),
+                        path: default_state_path(&base_dir),
                     },
                 )
             }

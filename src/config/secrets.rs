@@ -163,6 +163,20 @@ impl Site<'_> {
 }
 
 impl Missing {
+    /// Adds `other`'s uses after this one's (the parts of a split evaluation, in order).
+    pub fn merge(&mut self, other: Missing) {
+        for (name, uses) in other.env {
+            self.env.entry(name).or_default().extend(uses);
+        }
+        for (path, (error, uses)) in other.files {
+            self.files
+                .entry(path)
+                .or_insert_with(|| (error, Vec::new()))
+                .1
+                .extend(uses);
+        }
+    }
+
     fn push(uses: &mut Vec<Use>, label: String, span: &Range<usize>) {
         uses.push(Use {
             label,

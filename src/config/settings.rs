@@ -19,7 +19,7 @@ pub(super) fn parse_stack(
 ) -> (String, StateCfg) {
     let mut name = String::new();
     let mut state = StateCfg::Local {
-        path: base_dir.join(".claw/state.json"),
+        path: super::default_state_path(base_dir),
     };
     for e in table_of(n, "stack", source, errs) {
         match e.key.as_str() {

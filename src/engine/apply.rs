@@ -361,9 +361,11 @@ async fn run_op(
                     Entry {
                         rtype: c.rtype.clone(),
                         provider: c.provider.clone(),
-                        id: l.id.clone(),
-                        attrs,
-                        private: Default::default(),
+                        object: Arc::new(StateObject {
+                            id: l.id.clone(),
+                            attrs,
+                            private: Default::default(),
+                        }),
                         deps: node.deps.iter().cloned().collect(),
                         prevent_destroy: node.lifecycle.prevent_destroy,
                     }
@@ -391,10 +393,12 @@ async fn run_op(
         Phase::Delete => {
             ws.events.op_started(&c.address, "deleting");
             let from_live = || {
-                live.as_ref().map(|l| StateObject {
-                    id: l.id.clone(),
-                    attrs: l.attrs.clone(),
-                    private: Default::default(),
+                live.as_ref().map(|l| {
+                    Arc::new(StateObject {
+                        id: l.id.clone(),
+                        attrs: l.attrs.clone(),
+                        private: Default::default(),
+                    })
                 })
             };
             // create_before_destroy: the state already holds the new object;
@@ -547,9 +551,7 @@ async fn run_op(
                 let entry = Entry {
                     rtype: c.rtype.clone(),
                     provider: c.provider.clone(),
-                    id: obj.id,
-                    attrs: obj.attrs,
-                    private: obj.private,
+                    object: Arc::new(obj),
                     deps: node.deps.iter().cloned().collect(),
                     prevent_destroy: node.lifecycle.prevent_destroy,
                 };

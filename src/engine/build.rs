@@ -20,6 +20,7 @@ impl Workspace {
             None => config::Eval::Validate,
         };
         let mut instances = cfg.instances(&reg, salt, eval)?;
+        crate::util::timing::phase("build: instances");
 
         // Provider blocks in use (by config or by state).
         let mut keys: BTreeSet<String> = instances.iter().map(|i| i.provider_key.clone()).collect();
@@ -166,6 +167,7 @@ impl Workspace {
             return Err(Error::many(errs));
         }
 
+        crate::util::timing::phase("build: expand");
         // Nodes, references, depends_on.
         let mut nodes: BTreeMap<String, Box<Node>> = BTreeMap::new();
         let mut provisional: BTreeMap<String, Attrs> = BTreeMap::new();
@@ -195,6 +197,7 @@ impl Workspace {
                 }),
             );
         }
+        crate::util::timing::phase("build: nodes");
         let refs = Refs {
             cfg: &cfg,
             nodes: &nodes,
@@ -238,6 +241,7 @@ impl Workspace {
             }
             all_deps.push((addr.clone(), deps));
         }
+        crate::util::timing::phase("build: references");
         let outputs = super::outputs::build(&refs, &mut errs);
         let checks = super::checks::build(&refs, &mut errs);
         let triggers = super::triggers::resolve(&refs, &mut errs);
@@ -248,6 +252,7 @@ impl Workspace {
             }
         }
         super::triggers::attach(&mut nodes, triggers);
+        crate::util::timing::phase("build: outputs, checks, triggers");
         // Provider-declared ordering (namespaces before their objects, ...),
         // handed the provisional attributes (moved: nothing needs them after).
         let mut items_of: BTreeMap<&str, Vec<DepItem>> = BTreeMap::new();
@@ -288,6 +293,7 @@ impl Workspace {
         if !errs.is_empty() {
             return Err(Error::many(errs));
         }
+        crate::util::timing::phase("build: implicit deps");
         let graph = Graph::new(
             nodes
                 .iter()
@@ -299,6 +305,7 @@ impl Workspace {
                 )
                 .collect(),
         );
+        crate::util::timing::phase("build: graph");
         if let Some(cycle) = graph.find_cycle() {
             let span = match (nodes.get(&cycle[0]), checks.get(&cycle[0])) {
                 (Some(first), _) => cfg.resource(&first.inst).node.span.clone(),
@@ -352,6 +359,20 @@ struct Known<'a> {
 }
 
 impl Known<'_> {
+    /// Whether `name` is set in `n`'s configuration, computed by its type,
+    /// or `id`: then it is among [`Known::of`]'s names.
+    fn cheaply_known(&self, n: &Node, name: &str) -> bool {
+        name == "id"
+            || self
+                .provisional
+                .get(&n.inst.addr)
+                .is_some_and(|p| p.contains_key(name))
+            || self
+                .reg
+                .resource_type(&n.inst.rtype)
+                .is_some_and(|(_, t)| t.computed.contains(&name))
+    }
+
     fn of(&self, n: &Node) -> Arc<BTreeSet<String>> {
         if let Some(names) = self.names.borrow().get(&n.inst.addr) {
             return names.clone();
@@ -420,6 +441,11 @@ impl Refs<'_> {
             Some(claw_provider::value::PathSeg::Key(k)) => k.clone(),
             _ => r.attr.clone(),
         };
+        // An attribute the configuration sets, a computed one or `id` is
+        // known without asking the provider (`prepare` only adds names).
+        if self.known.cheaply_known(&self.nodes[&target], &head) {
+            return Ok(target);
+        }
         let known = self.known.of(&self.nodes[&target]);
         if !known.contains(&head) {
             let p = Problem::new(format!(

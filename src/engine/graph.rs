@@ -13,8 +13,10 @@ pub struct Graph {
 
 impl Graph {
     /// `nodes`: (address, dependencies). Edges point from a dependency to its dependent.
-    pub fn new(nodes: Vec<(String, Vec<String>)>) -> Graph {
-        let mut g = DiGraph::new();
+    /// Nodes are added in address order, so a node's index orders like its address.
+    pub fn new(mut nodes: Vec<(String, Vec<String>)>) -> Graph {
+        nodes.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut g = DiGraph::with_capacity(nodes.len(), nodes.len());
         let mut idx = BTreeMap::new();
         for (a, _) in &nodes {
             idx.insert(a.clone(), g.add_node(a.clone()));
@@ -65,26 +67,42 @@ impl Graph {
         Some(path.into_iter().map(|i| self.g[i].clone()).collect())
     }
 
-    /// Dependencies first; ties broken by address (the one walker's order).
-    pub fn order(&self) -> Vec<String> {
-        // Walked by borrowed addresses: one copy of each, at the end.
-        let deps = self
+    /// Dependencies first; ties broken by address (the one walker's order,
+    /// on node indices: they order like the addresses).
+    pub fn order(&self) -> Vec<&str> {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        let mut waiting: Vec<usize> = self
             .g
             .node_indices()
             .map(|i| {
-                let ds = self
-                    .g
+                self.g
                     .neighbors_directed(i, petgraph::Incoming)
-                    .map(|d| self.g[d].as_str())
-                    .collect();
-                (self.g[i].as_str(), ds)
+                    .filter(|d| *d != i)
+                    .count()
             })
             .collect();
-        super::walk::Walker::new(deps)
-            .order()
-            .into_iter()
-            .map(str::to_string)
-            .collect()
+        let mut ready: BinaryHeap<Reverse<NodeIndex>> = self
+            .g
+            .node_indices()
+            .filter(|i| waiting[i.index()] == 0)
+            .map(Reverse)
+            .collect();
+        let mut out = Vec::with_capacity(waiting.len());
+        while let Some(Reverse(i)) = ready.pop() {
+            out.push(self.g[i].as_str());
+            for d in self.g.neighbors_directed(i, petgraph::Outgoing) {
+                if d == i {
+                    continue;
+                }
+                let n = &mut waiting[d.index()];
+                *n -= 1;
+                if *n == 0 {
+                    ready.push(Reverse(d));
+                }
+            }
+        }
+        out
     }
 
     /// Every address, in order.
@@ -127,6 +145,42 @@ mod tests {
                 gr.order(),
                 g(&[("d", &["c", "b"]), ("a", &[]), ("c", &["a"]), ("b", &[])]).order()
             );
+        }
+    }
+
+    /// The index walk gives the walker's order (smallest ready address
+    /// first) on random graphs, whatever order the nodes come in.
+    #[test]
+    fn order_matches_the_walker_on_random_graphs() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..200 {
+            let n = 1 + rand(40) as usize;
+            // Names that sort differently from their creation order.
+            let name = |i: usize| format!("r{}", (i * 7919) % 1000);
+            let mut nodes: Vec<(String, Vec<String>)> = (0..n)
+                .map(|i| {
+                    let mut deps: Vec<String> = (0..i).filter(|_| rand(4) == 0).map(name).collect();
+                    if rand(8) == 0 {
+                        deps.push("missing".to_string());
+                    }
+                    (name(i), deps)
+                })
+                .collect();
+            nodes.reverse();
+            let walker = crate::engine::walk::Walker::new(
+                nodes
+                    .iter()
+                    .map(|(a, d)| (a.clone(), d.iter().cloned().collect()))
+                    .collect(),
+            )
+            .order();
+            assert_eq!(Graph::new(nodes).order(), walker);
         }
     }
 

@@ -6,44 +6,48 @@
 
 use super::Workspace;
 use crate::error::Problem;
+use crate::plan::Action;
 use crate::state::State;
 use claw_provider::{Attrs, IdentityItem, IdentityRequest};
 use std::collections::BTreeMap;
 
 impl Workspace {
-    /// `desired`: each configured address with its desired attributes (taken:
-    /// they are handed to the providers without a copy); the state's other
-    /// entries are named from their recorded attributes.
+    /// `planned`: each configured address with its planned attributes (the
+    /// plan's `after`); the state's other entries are named from their
+    /// recorded attributes.
     pub(crate) fn duplicate_objects(
         &self,
-        desired: &mut BTreeMap<String, (String, String, Attrs)>,
+        planned: &BTreeMap<String, (Action, Attrs)>,
         state: &State,
     ) -> Vec<Problem> {
-        let mut per: BTreeMap<String, Vec<IdentityItem>> = BTreeMap::new();
-        for (addr, (provider, rtype, attrs)) in desired.iter_mut() {
-            per.entry(provider.clone()).or_default().push(IdentityItem {
-                address: addr.clone(),
-                rtype: rtype.clone(),
-                attrs: std::mem::take(attrs),
-            });
-        }
-        for (addr, e) in &state.resources {
-            if desired.contains_key(addr) {
+        let mut per: BTreeMap<&str, Vec<IdentityItem>> = BTreeMap::new();
+        for (addr, (_, attrs)) in planned {
+            let Some(n) = self.nodes.get(addr) else {
                 continue;
-            }
-            per.entry(e.provider.clone())
+            };
+            per.entry(&n.inst.provider_key)
                 .or_default()
                 .push(IdentityItem {
-                    address: addr.clone(),
-                    rtype: e.rtype.clone(),
-                    attrs: e.attrs.clone(),
+                    address: addr,
+                    rtype: &n.inst.rtype,
+                    attrs,
                 });
+        }
+        for (addr, e) in &state.resources {
+            if planned.contains_key(addr) {
+                continue;
+            }
+            per.entry(&e.provider).or_default().push(IdentityItem {
+                address: addr,
+                rtype: &e.rtype,
+                attrs: &e.attrs,
+            });
         }
         let ctx = self.ctx();
         // (identity, address), sorted: an object claimed twice is a run of two.
         let mut claims: Vec<(String, String)> = Vec::new();
         for (key, items) in per {
-            let Some(p) = self.providers.get(&key) else {
+            let Some(p) = self.providers.get(key) else {
                 continue;
             };
             let resp = p.identities(IdentityRequest {
@@ -64,12 +68,12 @@ impl Workspace {
             let configured: Vec<&String> = list
                 .iter()
                 .copied()
-                .filter(|a| desired.contains_key(*a))
+                .filter(|a| planned.contains_key(*a))
                 .collect();
             let old: Vec<&String> = list
                 .iter()
                 .copied()
-                .filter(|a| !desired.contains_key(*a) && state.resources.contains_key(*a))
+                .filter(|a| !planned.contains_key(*a) && state.resources.contains_key(*a))
                 .collect();
             let what = id.split_once(':').map(|(_, rest)| rest).unwrap_or(id);
             let p = Problem::new(format!("{} manage one object ({what})", join_and(&list)))

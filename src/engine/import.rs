@@ -60,9 +60,7 @@ pub async fn import(
         Entry {
             rtype: node.inst.rtype.clone(),
             provider: node.inst.provider_key.clone(),
-            id: obj.id.clone(),
-            attrs: obj.attrs,
-            private: obj.private,
+            object: std::sync::Arc::new(obj.clone()),
             deps: node.deps.iter().cloned().collect(),
             prevent_destroy: node.lifecycle.prevent_destroy,
         },

@@ -100,7 +100,7 @@ pub struct Workspace {
 /// The live side of one address after refresh.
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
-    pub live: Option<LiveObject>,
+    pub live: Option<Arc<LiveObject>>,
     pub orphan_type: Option<String>,
 }
 

@@ -24,17 +24,16 @@ impl Workspace {
         let mut errs = Vec::new();
         // Planned "after" attributes and actions, for resolving references.
         let mut after: BTreeMap<String, (Action, Attrs)> = BTreeMap::new();
-        // What each configured address claims, for the one-object-one-address check.
-        let mut claimed: BTreeMap<String, (String, String, Attrs)> = BTreeMap::new();
         // Every file read while planning, by input name, with its keyed digest.
         let mut files: BTreeMap<String, String> = BTreeMap::new();
 
         if !opts.destroy {
             for addr in self.graph.order() {
                 // Checks are graph nodes too; they are not planned.
-                let Some(n) = self.nodes.get(&addr) else {
+                let Some(n) = self.nodes.get(addr) else {
                     continue;
                 };
+                let addr = addr.to_string();
                 let computed: &[&str] = self
                     .reg
                     .resource_type(&n.inst.rtype)
@@ -56,14 +55,6 @@ impl Workspace {
                 for i in &read {
                     files.insert(format!("file:{}", i.path), i.digest.clone());
                 }
-                claimed.insert(
-                    addr.clone(),
-                    (
-                        n.inst.provider_key.clone(),
-                        n.inst.rtype.clone(),
-                        desired.clone(),
-                    ),
-                );
                 let prior = state.resources.get(&addr);
                 let live = observed.get(&addr).and_then(|o| o.live.as_ref());
                 // ignore_changes: those paths keep their live value, in the
@@ -130,7 +121,7 @@ impl Workspace {
                 let (action, reason) = match decided {
                     Ok((action, reason)) => (action, self.rollout(n, &after, &diff, reason)),
                     Err(r) => {
-                        errs.push(self.refusal(&addr, r, live));
+                        errs.push(self.refusal(&addr, r, live.map(|l| &**l)));
                         continue;
                     }
                 };
@@ -209,7 +200,7 @@ impl Workspace {
                     after: Some(Value::Map(desired)),
                     diff: shown,
                     sensitive_paths: sensitive,
-                    fingerprint: live.map(fingerprint).unwrap_or_default(),
+                    fingerprint: live.map(|l| fingerprint(l)).unwrap_or_default(),
                     moved_from,
                     inputs: read.iter().map(|i| format!("file:{}", i.path)).collect(),
                     after_addresses: n.deps.iter().cloned().collect(),
@@ -217,12 +208,14 @@ impl Workspace {
             }
         }
 
+        crate::util::timing::phase("plan: changes");
         if !opts.destroy {
-            let dups = self.duplicate_objects(&mut claimed, state);
+            let dups = self.duplicate_objects(&after, state);
             if !dups.is_empty() {
                 return Err(Error::many(dups));
             }
         }
+        crate::util::timing::phase("plan: one object, one address");
         // Deletes: state entries not in config (all of them in destroy mode), and orphans.
         let mut gone: BTreeSet<String> = state.resources.keys().cloned().collect();
         gone.extend(
@@ -253,7 +246,7 @@ impl Workspace {
             let (action, reason) = match decided {
                 Ok(x) => x,
                 Err(r) => {
-                    errs.push(self.refusal(&addr, r, obs.live.as_ref()));
+                    errs.push(self.refusal(&addr, r, obs.live.as_deref()));
                     continue;
                 }
             };
@@ -283,7 +276,7 @@ impl Workspace {
                 after: None,
                 diff: vec![],
                 sensitive_paths: vec![],
-                fingerprint: obs.live.as_ref().map(fingerprint).unwrap_or_default(),
+                fingerprint: obs.live.as_deref().map(fingerprint).unwrap_or_default(),
                 moved_from: moved.from.get(&addr).cloned(),
                 inputs: vec![],
                 after_addresses: entry.map(|e| e.deps.clone()).unwrap_or_default(),

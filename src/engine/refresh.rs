@@ -97,11 +97,23 @@ impl Workspace {
         };
         let lookup = |r: &template::ResRef| -> Value { sources.value(r) };
         let mut errs = Vec::new();
-        for (addr, n) in &self.nodes {
-            if only.is_some_and(|o| !o.contains(addr)) {
-                continue;
-            }
-            let desired = match self.desired(addr, &lookup) {
+        // Each configured address's desired attributes (resolved against
+        // the state, prepared by its provider): independent of each other,
+        // so made on every core for a long list.
+        let nodes: Vec<(&String, &Node)> = self
+            .nodes
+            .iter()
+            .filter(|(addr, _)| only.is_none_or(|o| o.contains(*addr)))
+            .map(|(a, n)| (a, &**n))
+            .collect();
+        let desired =
+            claw_provider::par::in_chunks(&nodes, claw_provider::par::cores(), 1024, |c| {
+                c.iter()
+                    .map(|(addr, _)| self.desired(addr, &lookup))
+                    .collect()
+            });
+        for ((addr, n), desired) in nodes.into_iter().zip(desired) {
+            let desired = match desired {
                 Ok(d) => d,
                 Err(d) => {
                     errs.push(self.diag_problem(&d, addr));
@@ -135,6 +147,7 @@ impl Workspace {
         if !errs.is_empty() {
             return Err(Error::many(errs));
         }
+        crate::util::timing::phase("refresh: requests");
         let calls = per.into_iter().filter_map(|(key, items)| {
             let p = self.providers.get(&key)?.clone();
             let ctx = ctx.clone();
@@ -163,7 +176,7 @@ impl Workspace {
                 out.insert(
                     addr,
                     Observed {
-                        live,
+                        live: live.map(Arc::new),
                         orphan_type: None,
                     },
                 );
@@ -173,7 +186,7 @@ impl Workspace {
                     // Matched by address label: adopt as the live object.
                     let entry = out.entry(o.address.clone()).or_default();
                     if entry.live.is_none() {
-                        entry.live = Some(o.live);
+                        entry.live = Some(Arc::new(o.live));
                     }
                     continue;
                 }
@@ -181,7 +194,7 @@ impl Workspace {
                 out.insert(
                     o.address.clone(),
                     Observed {
-                        live: Some(o.live),
+                        live: Some(Arc::new(o.live)),
                         orphan_type: Some(o.rtype),
                     },
                 );

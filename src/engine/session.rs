@@ -13,6 +13,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Starts reading the state at its default place beside the configuration
+/// file `config` while the configuration is parsed (see `state::ahead`).
+pub fn read_ahead(config: &std::path::Path) {
+    crate::state::ahead::start(crate::config::default_state_path(
+        &crate::config::base_dir_of(config),
+    ));
+}
+
 /// The state as stored now (a fresh one when there is none), without
 /// locking, and what the store noticed (e.g. a journal left by a crash).
 pub async fn read_state(cfg: &Config, reg: &Registry) -> Result<(State, Vec<Problem>)> {
@@ -65,7 +73,9 @@ pub async fn refresh_and_plan(ws: &Workspace, st: &State, o: &Options) -> Result
     let started = Instant::now();
     let only = ws.select_targets(&o.targets, st, o.destroy)?;
     let observed = ws.refresh(st, only.as_ref()).await?;
+    crate::util::timing::phase("refresh");
     let plan = ws.plan(st, &observed, o).await?;
+    crate::util::timing::phase("plan");
     let counters = ws
         .providers
         .iter()

@@ -375,9 +375,11 @@ mod tests {
         Entry {
             rtype: "file".into(),
             provider: "host.local".into(),
-            id: format!("out/f{i}.txt"),
-            attrs,
-            private: Default::default(),
+            object: std::sync::Arc::new(claw_provider::StateObject {
+                id: format!("out/f{i}.txt"),
+                attrs,
+                private: Default::default(),
+            }),
             deps: vec![],
             prevent_destroy: false,
         }

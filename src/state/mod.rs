@@ -11,6 +11,7 @@
 //! maximum, unknown resource type) is never overwritten, and its `.backup`
 //! is never touched.
 
+pub mod ahead;
 pub mod journal;
 pub mod local;
 pub mod recover;
@@ -24,34 +25,122 @@ use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 pub const STATE_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One address's record. Its object (id, attributes, private data) sits
+/// behind an `Arc`, shared with the refresh and diff requests that carry it
+/// as their prior; `Deref` reads it as fields (`e.attrs`), and writing a
+/// field copies it first only while a request still holds it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(from = "EntryRepr")]
 pub struct Entry {
-    #[serde(rename = "type")]
     pub rtype: String,
     /// `host.local`, `provider.docker`, ...
     pub provider: String,
-    pub id: String,
-    #[serde(default)]
-    pub attrs: Attrs,
-    #[serde(default, skip_serializing_if = "claw_provider::Map::is_empty")]
-    pub private: Attrs,
+    pub object: Arc<StateObject>,
     /// Addresses this object depended on when applied (deletes run in reverse).
-    #[serde(default)]
     pub deps: Vec<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub prevent_destroy: bool,
 }
 
-impl Entry {
-    pub fn object(&self) -> StateObject {
-        StateObject {
-            id: self.id.clone(),
-            attrs: self.attrs.clone(),
-            private: self.private.clone(),
+/// An entry as the state file spells it (read).
+#[derive(Deserialize)]
+struct EntryRepr {
+    #[serde(rename = "type")]
+    rtype: String,
+    provider: String,
+    id: String,
+    #[serde(default)]
+    attrs: Attrs,
+    #[serde(default)]
+    private: Attrs,
+    #[serde(default)]
+    deps: Vec<String>,
+    #[serde(default)]
+    prevent_destroy: bool,
+}
+
+/// An entry as the state file spells it (written, borrowed).
+#[derive(Serialize)]
+struct EntryRef<'a> {
+    #[serde(rename = "type")]
+    rtype: &'a str,
+    provider: &'a str,
+    id: &'a str,
+    attrs: &'a Attrs,
+    #[serde(skip_serializing_if = "claw_provider::Map::is_empty")]
+    private: &'a Attrs,
+    deps: &'a [String],
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    prevent_destroy: bool,
+}
+
+impl From<EntryRepr> for Entry {
+    fn from(r: EntryRepr) -> Entry {
+        Entry::new(
+            r.rtype,
+            r.provider,
+            StateObject {
+                id: r.id,
+                attrs: r.attrs,
+                private: r.private,
+            },
+            r.deps,
+            r.prevent_destroy,
+        )
+    }
+}
+
+impl Serialize for Entry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        EntryRef {
+            rtype: &self.rtype,
+            provider: &self.provider,
+            id: &self.object.id,
+            attrs: &self.object.attrs,
+            private: &self.object.private,
+            deps: &self.deps,
+            prevent_destroy: self.prevent_destroy,
         }
+        .serialize(s)
+    }
+}
+
+impl Entry {
+    pub fn new(
+        rtype: String,
+        provider: String,
+        object: StateObject,
+        deps: Vec<String>,
+        prevent_destroy: bool,
+    ) -> Entry {
+        Entry {
+            rtype,
+            provider,
+            object: Arc::new(object),
+            deps,
+            prevent_destroy,
+        }
+    }
+
+    /// The object, shared (no copy).
+    pub fn object(&self) -> Arc<StateObject> {
+        self.object.clone()
+    }
+}
+
+impl std::ops::Deref for Entry {
+    type Target = StateObject;
+    fn deref(&self) -> &StateObject {
+        &self.object
+    }
+}
+
+impl std::ops::DerefMut for Entry {
+    fn deref_mut(&mut self) -> &mut StateObject {
+        Arc::make_mut(&mut self.object)
     }
 }
 

@@ -91,9 +91,7 @@ pub async fn in_flight(ws: &Workspace, store: &Store) -> Result<Vec<String>> {
                         let e = Entry {
                             rtype,
                             provider,
-                            id: obj.id,
-                            attrs: obj.attrs,
-                            private: obj.private,
+                            object: std::sync::Arc::new(obj),
                             deps: match (node, entry) {
                                 (Some(n), _) => n.deps.iter().cloned().collect(),
                                 (None, Some(e)) => e.deps.clone(),

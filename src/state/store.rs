@@ -498,7 +498,10 @@ async fn read_state(storage: &dyn StateStorage, stack: &str) -> Result<State> {
             .await
             .map_err(|d| diag_err(&d))?,
     };
-    let st = State::parse(&bytes, &storage.describe())?;
+    let st = match super::ahead::take(&bytes) {
+        Some(st) => st,
+        None => State::parse(&bytes, &storage.describe())?,
+    };
     if st.stack != stack {
         return Err(Error::one(
             Problem::new(format!(

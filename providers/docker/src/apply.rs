@@ -65,7 +65,7 @@ pub async fn apply(p: &DockerProvider, req: ApplyRequest) -> Result<ApplyRespons
             // Every network and volume attribute forces a replace; an update
             // only records the desired attributes (e.g. after an import).
             let d = need(&req.desired, "update")?;
-            let prior = req.prior.clone().unwrap_or_default();
+            let prior = req.prior.as_deref().cloned().unwrap_or_default();
             let id = req.live.as_ref().map(|l| l.id.clone()).unwrap_or(prior.id);
             Ok(state(&id, d, prior.private))
         }

@@ -342,16 +342,18 @@ mod tests {
                 address: "docker_container.x".into(),
                 rtype: CONTAINER.into(),
                 desired: attrs(desired),
-                live: LiveObject {
+                live: std::sync::Arc::new(LiveObject {
                     id: "c1".into(),
                     attrs: attrs(live),
                     fingerprint: String::new(),
                     owner: Owner::Stack,
-                },
-                prior: prior.map(|p| claw_provider::StateObject {
-                    id: "c1".into(),
-                    attrs: attrs(p),
-                    private: Attrs::new(),
+                }),
+                prior: prior.map(|p| {
+                    std::sync::Arc::new(claw_provider::StateObject {
+                        id: "c1".into(),
+                        attrs: attrs(p),
+                        private: Attrs::new(),
+                    })
                 }),
             },
         )
@@ -442,12 +444,12 @@ mod tests {
                 address: "docker_container.x".into(),
                 rtype: CONTAINER.into(),
                 desired: d,
-                live: LiveObject {
+                live: std::sync::Arc::new(LiveObject {
                     id: "c".into(),
                     attrs: l,
                     fingerprint: String::new(),
                     owner: Owner::Stack,
-                },
+                }),
                 prior: None,
             },
         );

@@ -11,17 +11,17 @@ use claw_provider::{IdentityItem, IdentityResponse};
 pub fn identities(endpoint: &str, items: Vec<IdentityItem>) -> IdentityResponse {
     let mut out = IdentityResponse::default();
     for it in items {
-        let kind = match it.rtype.as_str() {
+        let kind = match it.rtype {
             CONTAINER => "container",
             NETWORK => "network",
             VOLUME => "volume",
             _ => continue,
         };
         // `prepare` fills the default name; an unknown one names nothing.
-        if let Some(name) = crate::util::s(&it.attrs, "name") {
+        if let Some(name) = crate::util::s(it.attrs, "name") {
             let name = name.trim_start_matches('/');
             out.identities.push((
-                it.address,
+                it.address.to_string(),
                 format!("{}:{kind} {name} on {endpoint}", it.rtype),
             ));
         }
@@ -34,13 +34,13 @@ mod tests {
     use super::*;
     use claw_provider::{Attrs, Value};
 
-    fn item(address: &str, rtype: &str, name: &str) -> IdentityItem {
+    fn item(address: &'static str, rtype: &'static str, name: &str) -> IdentityItem<'static> {
         let mut attrs = Attrs::new();
         attrs.insert("name".into(), Value::from(name));
         IdentityItem {
-            address: address.into(),
-            rtype: rtype.into(),
-            attrs,
+            address,
+            rtype,
+            attrs: Box::leak(Box::new(attrs)),
         }
     }
 

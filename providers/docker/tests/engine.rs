@@ -332,7 +332,7 @@ async fn unmanaged_and_other_stack_objects_are_reported_and_untouched() {
             op: Op::Delete,
             desired: None,
             prior: None,
-            live: Some(live),
+            live: Some(std::sync::Arc::new(live)),
             changes: vec![],
         })
         .await

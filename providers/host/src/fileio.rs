@@ -333,14 +333,43 @@ fn probe_local(path: &Path) -> FileProbe {
         Ok(m) => m,
         Err(_) => return FileProbe::Unreadable,
     };
-    let mut content = Vec::with_capacity(m.len() as usize);
-    match std::io::Read::read_to_end(&mut f, &mut content) {
-        Ok(_) => FileProbe::File(FileData {
+    match read_regular(&mut f, m.len() as usize) {
+        Ok(content) => FileProbe::File(FileData {
             content,
             mode: m.permissions().mode() & 0o7777,
         }),
         Err(_) => FileProbe::Unreadable,
     }
+}
+
+/// The content of an open regular file of `len` bytes (by `fstat`), in one
+/// `read` when its size holds: asked for one byte more and given exactly
+/// `len`, the file ends there, so the `read` returning 0 that
+/// `read_to_end` adds is not needed. Anything else (a file that grew or
+/// shrank meanwhile, a `/proc` file that says 0 bytes) is read until a
+/// `read` returns 0.
+fn read_regular(f: &mut std::fs::File, len: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = vec![0u8; len + 1];
+    let mut filled = 0;
+    loop {
+        match f.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                filled += n;
+                if filled == len && buf.len() == len + 1 {
+                    break;
+                }
+                if filled == buf.len() {
+                    buf.resize(buf.len() * 2, 0);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
 }
 
 /// [`probe_local`] for every path, on several threads when there are many:
@@ -350,7 +379,7 @@ fn probe_local(path: &Path) -> FileProbe {
 /// several reads in flight then (20,000 files out of the page cache, 2
 /// cores: 2.1–3.6 s with 2 threads, see docs/benchmarks.md).
 fn probe_all_local(paths: &[String]) -> Vec<FileProbe> {
-    crate::par::in_chunks(paths, 8, 1024, |c| {
+    claw_provider::par::in_chunks(paths, 8, 1024, |c| {
         c.iter().map(|p| probe_local(&local_path(p))).collect()
     })
 }
@@ -542,6 +571,35 @@ mod tests {
     use super::*;
     use crate::runner::LocalRunner;
     use std::time::Duration;
+
+    /// One `read` when the size holds; the whole content whatever the size
+    /// says (a `/proc` file says 0 bytes).
+    #[test]
+    fn regular_files_are_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [0usize, 1, 4095, 4096, 100_000] {
+            let p = dir.path().join(format!("f{len}"));
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            std::fs::write(&p, &data).unwrap();
+            let mut f = std::fs::File::open(&p).unwrap();
+            assert_eq!(read_regular(&mut f, len).unwrap(), data, "{len} bytes");
+            // A size that is out of date either way still reads it all.
+            for said in [len / 2, len + 10] {
+                let mut f = std::fs::File::open(&p).unwrap();
+                assert_eq!(
+                    read_regular(&mut f, said).unwrap(),
+                    data,
+                    "{len} bytes, said {said}"
+                );
+            }
+        }
+        let proc = std::path::Path::new("/proc/self/mountinfo");
+        let mut f = std::fs::File::open(proc).unwrap();
+        assert_eq!(f.metadata().unwrap().len(), 0);
+        let got = read_regular(&mut f, 0).unwrap();
+        assert!(got.len() > 100, "{} bytes", got.len());
+        assert!(got.ends_with(b"\n"));
+    }
 
     #[test]
     fn ls_modes() {

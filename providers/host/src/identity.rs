@@ -111,16 +111,16 @@ pub fn identities(
     items: Vec<IdentityItem>,
 ) -> IdentityResponse {
     let threads = match runner.is_local() {
-        true => crate::par::cores(),
+        true => claw_provider::par::cores(),
         false => 1,
     };
-    let identities = crate::par::in_chunks(&items, threads, 2048, |items| {
+    let identities = claw_provider::par::in_chunks(&items, threads, 2048, |items| {
         let mut dirs = Dirs::default();
         items
             .iter()
             .filter_map(|it| {
                 let id = identity(alias, runner, base_dir, it, &mut dirs)?;
-                Some((it.address.clone(), id))
+                Some((it.address.to_string(), id))
             })
             .collect()
     });
@@ -137,10 +137,10 @@ fn identity(
     it: &IdentityItem,
     dirs: &mut Dirs,
 ) -> Option<String> {
-    match it.rtype.as_str() {
-        "file" | "ssh_key" => text(&it.attrs, "path")
+    match it.rtype {
+        "file" | "ssh_key" => text(it.attrs, "path")
             .map(|p| format!("file:{alias}:{}", normalise(runner, base_dir, p, dirs))),
-        "git_worktree" => text(&it.attrs, "path").map(|p| {
+        "git_worktree" => text(it.attrs, "path").map(|p| {
             format!(
                 "git_worktree:{alias}:{}",
                 normalise(runner, base_dir, p, dirs)
@@ -148,7 +148,7 @@ fn identity(
         }),
         "tmux_session" => {
             // `prepare` fills the default session name.
-            let session = text(&it.attrs, "session")?;
+            let session = text(it.attrs, "session")?;
             let socket = match it.attrs.get("socket") {
                 Some(Value::String(s)) => normalise(runner, base_dir, s, dirs),
                 None | Some(Value::Null) => "(default server)".to_string(),
@@ -226,10 +226,10 @@ mod tests {
         std::os::unix::fs::symlink(root.join("real"), root.join("via")).unwrap();
         std::os::unix::fs::symlink(root.join("real/x"), root.join("real/link")).unwrap();
         let runner = crate::runner::LocalRunner::new(std::time::Duration::from_secs(5));
-        let item = |addr: &str, path: &str| IdentityItem {
-            address: addr.into(),
-            rtype: "file".into(),
-            attrs: [("path".to_string(), Value::str(path))].into(),
+        let item = |address: &'static str, path: &str| IdentityItem {
+            address,
+            rtype: "file",
+            attrs: Box::leak(Box::new([("path".to_string(), Value::str(path))].into())),
         };
         let items = vec![
             item("file.a", "real/x"),

@@ -19,7 +19,6 @@ pub mod file;
 pub mod fileio;
 pub mod identity;
 pub mod known_hosts;
-mod par;
 pub mod runner;
 pub mod ssh;
 pub mod ssh_key;

@@ -559,7 +559,7 @@ pub fn diff(req: &DiffRequest) -> DiffResponse {
             changes.push(AttrChange::new("window", Some(l), Some(d.clone())));
         }
     }
-    if !replacing && req.prior.as_ref().is_some_and(has_legacy_digest) {
+    if !replacing && req.prior.as_deref().is_some_and(has_legacy_digest) {
         changes.push(rehash_change());
     }
     DiffResponse {

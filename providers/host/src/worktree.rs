@@ -420,7 +420,7 @@ pub fn diff(req: &DiffRequest) -> DiffResponse {
             Some(Value::str("runs again in the worktree")),
         ));
     }
-    if !replacing && req.prior.as_ref().is_some_and(has_legacy_digest) {
+    if !replacing && req.prior.as_deref().is_some_and(has_legacy_digest) {
         changes.push(rehash_change());
     }
     let replace_note = replacing.then(|| {

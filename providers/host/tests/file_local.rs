@@ -58,7 +58,7 @@ async fn refresh(
                 address: "file.x".into(),
                 rtype: "file".into(),
                 desired: Some(desired.clone()),
-                prior,
+                prior: prior.map(std::sync::Arc::new),
                 recheck: false,
             }],
             find_orphans: true,
@@ -80,8 +80,8 @@ async fn diff(
         address: "file.x".into(),
         rtype: "file".into(),
         desired: desired.clone(),
-        live: live.clone(),
-        prior,
+        live: std::sync::Arc::new(live.clone()),
+        prior: prior.map(std::sync::Arc::new),
     })
     .await
     .changes
@@ -100,7 +100,7 @@ async fn apply(
         rtype: "file".into(),
         op,
         desired: desired.cloned(),
-        prior,
+        prior: prior.map(std::sync::Arc::new),
         live: None,
         changes: vec![],
     })
@@ -534,8 +534,8 @@ async fn digests_are_keyed_and_an_older_state_is_recorded_again() {
             rtype: "file".into(),
             op: Op::Update,
             desired: Some(desired.clone()),
-            prior: Some(old),
-            live: Some(live.clone()),
+            prior: Some(std::sync::Arc::new(old)),
+            live: Some(std::sync::Arc::new(live.clone())),
             changes,
         })
         .await

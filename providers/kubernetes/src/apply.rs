@@ -157,7 +157,7 @@ impl KubeProvider {
                     .get("force_conflicts")
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
-                let prior = prior_fields(req.prior.as_ref());
+                let prior = prior_fields(req.prior.as_deref());
                 let out = self
                     .apply_policy(address, &res, &r, &body, false, force, &prior)
                     .await?;

@@ -12,7 +12,7 @@ pub fn identities(alias: &str, items: Vec<IdentityItem>) -> IdentityResponse {
     let mut out = IdentityResponse::default();
     for it in items {
         // `expand` and `prepare` fill the namespace; unknown names name nothing.
-        let Some(r) = ident(&it.rtype, &it.attrs) else {
+        let Some(r) = ident(it.rtype, it.attrs) else {
             continue;
         };
         let group = match r.group() {
@@ -24,7 +24,7 @@ pub fn identities(alias: &str, items: Vec<IdentityItem>) -> IdentityResponse {
             ns => format!("{ns}/{}", r.name),
         };
         out.identities.push((
-            it.address,
+            it.address.to_string(),
             format!("kubernetes:{}{group} {at} (provider {alias})", r.kind),
         ));
     }
@@ -36,15 +36,19 @@ mod tests {
     use super::*;
     use claw_provider::{Attrs, Value};
 
-    fn doc(address: &str, rtype: &str, j: serde_json::Value) -> IdentityItem {
+    fn doc(
+        address: &'static str,
+        rtype: &'static str,
+        j: serde_json::Value,
+    ) -> IdentityItem<'static> {
         let attrs: Attrs = match Value::from_json(&j) {
             Value::Map(m) => m,
             _ => unreachable!("an object"),
         };
         IdentityItem {
-            address: address.into(),
-            rtype: rtype.into(),
-            attrs,
+            address,
+            rtype,
+            attrs: Box::leak(Box::new(attrs)),
         }
     }
 

@@ -348,7 +348,7 @@ impl KubeProvider {
     /// run (normalised values, conflicts, immutable fields).
     pub(crate) async fn diff_manifest(&self, req: &DiffRequest) -> DiffResponse {
         let mut resp = DiffResponse::default();
-        let prior = prior_fields(req.prior.as_ref());
+        let prior = prior_fields(req.prior.as_deref());
         let desired = doc_of(&req.desired);
         let mut changes = manifest::diff_doc(&desired, &req.live.attrs, &prior);
         if changes.is_empty() || desired.values().any(Value::contains_unknown) {

@@ -24,6 +24,7 @@ pub mod diff;
 pub mod digest;
 pub mod map;
 pub mod mock;
+pub mod par;
 pub mod provider;
 pub mod storage;
 #[cfg(feature = "testing")]

@@ -393,7 +393,8 @@ pub struct RefreshItem {
     pub rtype: String,
     /// The configured attributes (None when the address is only in state).
     pub desired: Option<Attrs>,
-    pub prior: Option<StateObject>,
+    /// The state's object, shared with the state (never copied per request).
+    pub prior: Option<Arc<StateObject>>,
     /// Trust nothing recorded about this object (an operation on it was in flight when a run died).
     pub recheck: bool,
 }
@@ -425,8 +426,9 @@ pub struct DiffRequest {
     pub address: String,
     pub rtype: String,
     pub desired: Attrs,
-    pub live: LiveObject,
-    pub prior: Option<StateObject>,
+    /// The object refresh saw, shared with the engine's copy.
+    pub live: Arc<LiveObject>,
+    pub prior: Option<Arc<StateObject>>,
 }
 
 #[derive(Debug, Default)]
@@ -453,10 +455,10 @@ pub struct ApplyRequest {
     pub op: Op,
     /// Fully known desired attributes (Create/Update).
     pub desired: Option<Attrs>,
-    pub prior: Option<StateObject>,
+    pub prior: Option<Arc<StateObject>>,
     /// The live object the plan was made against (its fingerprint is the
     /// precondition, e.g. an ETag).
-    pub live: Option<LiveObject>,
+    pub live: Option<Arc<LiveObject>>,
     pub changes: Vec<AttrChange>,
 }
 
@@ -671,7 +673,7 @@ pub trait Provider: Send + Sync {
     /// name, a Kubernetes apiVersion/kind/namespace/name. An item the
     /// provider cannot name (unknown attributes) is left out. The default
     /// names nothing.
-    fn identities(&self, _req: IdentityRequest) -> IdentityResponse {
+    fn identities(&self, _req: IdentityRequest<'_>) -> IdentityResponse {
         IdentityResponse::default()
     }
     /// Counters for `-v` (e.g. `("ssh round trips", 3)`, `("docker api calls", 4)`).
@@ -680,18 +682,19 @@ pub trait Provider: Send + Sync {
     }
 }
 
-/// One instance whose identity is asked: configured attributes (provisional:
-/// references unknown, after `prepare`), or the attributes the state records.
-#[derive(Debug, Clone)]
-pub struct IdentityItem {
-    pub address: String,
-    pub rtype: String,
-    pub attrs: Attrs,
+/// One instance whose identity is asked: its planned attributes (what apply
+/// would send, with what the plan keeps of the live object), or the
+/// attributes the state records. Borrowed: naming an object copies nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct IdentityItem<'a> {
+    pub address: &'a str,
+    pub rtype: &'a str,
+    pub attrs: &'a Attrs,
 }
 
-pub struct IdentityRequest {
+pub struct IdentityRequest<'a> {
     pub ctx: Ctx,
-    pub items: Vec<IdentityItem>,
+    pub items: Vec<IdentityItem<'a>>,
 }
 
 #[derive(Debug, Default)]

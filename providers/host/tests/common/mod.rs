@@ -247,7 +247,7 @@ impl Driver {
                         address: a.to_string(),
                         rtype: name_of(a).0.to_string(),
                         desired: d.cloned(),
-                        prior: p.cloned(),
+                        prior: p.cloned().map(std::sync::Arc::new),
                         recheck: false,
                     })
                     .collect(),
@@ -280,8 +280,8 @@ impl Driver {
                 address: address.into(),
                 rtype: name_of(address).0.into(),
                 desired: desired.clone(),
-                live: live.clone(),
-                prior: prior.cloned(),
+                live: std::sync::Arc::new(live.clone()),
+                prior: prior.cloned().map(std::sync::Arc::new),
             })
             .await
     }
@@ -300,7 +300,7 @@ impl Driver {
                 rtype: name_of(address).0.into(),
                 op,
                 desired: desired.cloned(),
-                prior: prior.cloned(),
+                prior: prior.cloned().map(std::sync::Arc::new),
                 live: None,
                 changes: vec![],
             })

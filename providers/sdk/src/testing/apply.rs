@@ -7,6 +7,7 @@ use crate::diag::Diagnostic;
 use crate::provider::*;
 use crate::value::{Attrs, Value};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 impl Harness {
     /// Carries out `plan`; refuses a plan with errors. Independent operations
@@ -186,8 +187,8 @@ impl Harness {
                         rtype: c.rtype.clone(),
                         op: Op::Delete,
                         desired: c.desired.clone(),
-                        prior,
-                        live: c.live.clone(),
+                        prior: prior.map(Arc::new),
+                        live: c.live.clone().map(Arc::new),
                         changes: Vec::new(),
                     })
                     .await;
@@ -212,11 +213,15 @@ impl Harness {
                         rtype: c.rtype.clone(),
                         op: if update { Op::Update } else { Op::Create },
                         desired: Some(desired.clone()),
-                        prior: if update { c.prior.clone() } else { None },
+                        prior: if update {
+                            c.prior.clone().map(Arc::new)
+                        } else {
+                            None
+                        },
                         live: if c.action == Action::DeleteCreate {
                             None
                         } else {
-                            c.live.clone()
+                            c.live.clone().map(Arc::new)
                         },
                         changes: c.diff.clone(),
                     })

@@ -302,7 +302,10 @@ impl Harness {
                 address: i.address.clone(),
                 rtype: i.rtype.clone(),
                 desired: Some(i.desired.clone()),
-                prior: self.state.get(&i.address).map(|r| r.object.clone()),
+                prior: self
+                    .state
+                    .get(&i.address)
+                    .map(|r| Arc::new(r.object.clone())),
                 recheck: false,
             })
             .collect();
@@ -312,7 +315,7 @@ impl Harness {
                     address: a.clone(),
                     rtype: r.rtype.clone(),
                     desired: None,
-                    prior: Some(r.object.clone()),
+                    prior: Some(Arc::new(r.object.clone())),
                     recheck: false,
                 });
             }
@@ -418,8 +421,8 @@ impl Harness {
                         address: i.address.clone(),
                         rtype: i.rtype.clone(),
                         desired: i.desired.clone(),
-                        live: l.clone(),
-                        prior: prior.map(|p| p.object.clone()),
+                        live: Arc::new(l.clone()),
+                        prior: prior.map(|p| Arc::new(p.object.clone())),
                     })
                     .await;
                 diagnostics.extend(resp.diagnostics.into_iter().map(|d| named(d, &i.address)));

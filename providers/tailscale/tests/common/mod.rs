@@ -119,7 +119,7 @@ impl Fixture {
                     address: ADDR.into(),
                     rtype: "tailscale_acl".into(),
                     desired: desired.cloned(),
-                    prior: prior.cloned(),
+                    prior: prior.cloned().map(std::sync::Arc::new),
                     recheck: false,
                 }],
                 find_orphans: true,

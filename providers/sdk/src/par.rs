@@ -1,10 +1,11 @@
-//! Splitting a long list of independent local work over a few threads.
+//! Splitting a long list of independent local work over a few threads (the
+//! engine's per-instance steps and the host provider's probes).
 
 /// `f` applied to `items` in chunks, on up to `threads` scoped threads with
 /// at least `per_thread` items each (one call on this thread when that makes
 /// one chunk); the results keep the items' order. A panic in a chunk is
 /// raised again here.
-pub(crate) fn in_chunks<T: Sync, R: Send>(
+pub fn in_chunks<T: Sync, R: Send>(
     items: &[T],
     threads: usize,
     per_thread: usize,
@@ -28,6 +29,6 @@ pub(crate) fn in_chunks<T: Sync, R: Send>(
 }
 
 /// The cores of this machine (1 when unknown).
-pub(crate) fn cores() -> usize {
+pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }

@@ -1,0 +1,83 @@
+//! Reading the state ahead: while the configuration is parsed on one core,
+//! another thread reads and parses the state file at its default place
+//! (`.claw/state.json` beside `claw.toml`). A parse is a function of the
+//! bytes alone, so the store takes it only when the bytes it then reads
+//! itself, from whatever backend the configuration names and under its
+//! lock, are the same; otherwise it is dropped and the store parses as
+//! always. Nothing is decided from the early read.
+
+use super::State;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+
+type Parsed = Option<(Vec<u8>, State)>;
+
+/// One read ahead at a time (the process's is [`start`] and [`take`]).
+#[derive(Default)]
+pub struct Ahead(Mutex<Option<JoinHandle<Parsed>>>);
+
+static AHEAD: Ahead = Ahead(Mutex::new(None));
+
+/// Starts reading and parsing the state file at `path`, if there is one.
+pub fn start(path: PathBuf) {
+    AHEAD.start(path)
+}
+
+/// The state parsed ahead, if it was parsed from exactly `bytes`.
+pub fn take(bytes: &[u8]) -> Option<State> {
+    AHEAD.take(bytes)
+}
+
+impl Ahead {
+    pub fn start(&self, path: PathBuf) {
+        if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            return;
+        }
+        let handle = std::thread::Builder::new()
+            .name("claw-state-ahead".into())
+            .spawn(move || {
+                let bytes = std::fs::read(&path).ok()?;
+                let state = State::parse(&bytes, "").ok()?;
+                Some((bytes, state))
+            });
+        if let Ok(h) = handle {
+            *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
+        }
+    }
+
+    /// The parse, if it was made from exactly `bytes` (waits for it to
+    /// finish); used once.
+    pub fn take(&self, bytes: &[u8]) -> Option<State> {
+        let handle = self.0.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+        let (read, state) = handle.join().ok()??;
+        (read == bytes).then_some(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parse_is_taken_only_for_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let st = State::new("s");
+        let bytes = st.to_bytes();
+        std::fs::write(&path, &bytes).unwrap();
+        let ahead = Ahead::default();
+        ahead.start(path.clone());
+        let mut other = bytes.clone();
+        other.push(b'\n');
+        assert!(ahead.take(&other).is_none(), "other bytes: parse as always");
+        assert!(ahead.take(&bytes).is_none(), "used once");
+        ahead.start(path);
+        let got = ahead.take(&bytes).expect("the same bytes");
+        assert_eq!(got.lineage, st.lineage);
+        assert_eq!(got.to_bytes(), bytes);
+        // No file, no thread.
+        ahead.start(dir.path().join("missing.json"));
+        assert!(ahead.take(&bytes).is_none());
+    }
+}
