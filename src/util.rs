@@ -56,7 +56,8 @@ mod tests {
 
 /// Phase timings for benchmarks: with `CLAW_TIMINGS` set, each
 /// [`phase`] call prints the milliseconds since the previous one (and since
-/// the process started) to stderr, e.g. `timing: refresh 212 ms (at 640 ms)`.
+/// the process started) and the memory in use to stderr, e.g.
+/// `timing: refresh 212 ms (at 640 ms), rss 120 MB, peak 131 MB`.
 pub mod timing {
     use std::sync::{Mutex, OnceLock};
     use std::time::Instant;
@@ -73,6 +74,23 @@ pub mod timing {
             .as_ref()
     }
 
+    /// `, rss N MB, peak N MB` from `/proc/self/status` (Linux), else nothing.
+    fn memory() -> String {
+        let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+            return String::new();
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        };
+        match (field("VmRSS:"), field("VmHWM:")) {
+            (Some(rss), Some(peak)) => format!(", rss {} MB, peak {} MB", rss / 1024, peak / 1024),
+            _ => String::new(),
+        }
+    }
+
     /// Starts the clock (call first thing in `main`).
     pub fn start() {
         clock();
@@ -84,9 +102,10 @@ pub mod timing {
             let now = Instant::now();
             let mut g = c.lock().unwrap_or_else(|e| e.into_inner());
             eprintln!(
-                "timing: {name} {} ms (at {} ms)",
+                "timing: {name} {} ms (at {} ms){}",
                 (now - g.1).as_millis(),
-                (now - g.0).as_millis()
+                (now - g.0).as_millis(),
+                memory()
             );
             g.1 = now;
         }

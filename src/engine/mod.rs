@@ -23,6 +23,8 @@ pub mod triggers;
 pub mod unlock;
 pub mod walk;
 
+pub use refresh::Refreshed;
+
 use crate::config::{self, template, Config, Instance, Lifecycle, StateCfg};
 use crate::error::{closest, Error, Problem, Result};
 use crate::plan::{self, Action, Change, DecideInput, Plan, Refusal};

@@ -12,6 +12,19 @@ impl Workspace {
         observed: &BTreeMap<String, Observed>,
         opts: &Options,
     ) -> Result<Plan> {
+        self.plan_reusing(state, observed, opts, Refreshed::default())
+            .await
+    }
+
+    /// [`Workspace::plan`], reusing what the refresh of `state` made (see
+    /// [`Refreshed`]).
+    pub async fn plan_reusing(
+        &self,
+        state: &State,
+        observed: &BTreeMap<String, Observed>,
+        opts: &Options,
+        mut refreshed: Refreshed<'_>,
+    ) -> Result<Plan> {
         // `[[moved]]` renames state entries before anything is compared.
         let moved = self.with_moves(state)?;
         let state = &moved.state;
@@ -45,7 +58,15 @@ impl Workspace {
                     observed: Some(observed),
                 };
                 let lookup = |r: &template::ResRef| -> Value { sources.value(r) };
-                let (desired, read) = match self.desired_with_inputs(&addr, &lookup) {
+                let kept = refreshed
+                    .desired
+                    .remove(addr.as_str())
+                    .filter(|_| self.resolves_alike(n, state, &sources));
+                let made = match kept {
+                    Some((d, inputs)) => Ok((Arc::unwrap_or_clone(d), inputs)),
+                    None => self.desired_with_inputs(&addr, &lookup),
+                };
+                let (desired, read) = match made {
                     Ok(d) => d,
                     Err(d) => {
                         errs.push(self.diag_problem(&d, &addr));
@@ -312,6 +333,20 @@ impl Workspace {
             outputs,
             checks: self.planned_checks(selected.as_ref(), opts.destroy),
             summary,
+        })
+    }
+
+    /// Whether every reference of `n` resolves the same against the state
+    /// alone (as refresh resolved it) and against `planned`, with no secret
+    /// on either side.
+    fn resolves_alike(&self, n: &Node, state: &State, planned: &resolve::Sources) -> bool {
+        let at_refresh = resolve::Sources {
+            state: Some(state),
+            ..Default::default()
+        };
+        config::body_refs(&n.inst.body).into_iter().all(|r| {
+            let was = at_refresh.value(r);
+            !was.contains_secret() && planned.value(r) == was
         })
     }
 

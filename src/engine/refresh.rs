@@ -86,6 +86,17 @@ impl Workspace {
         state: &State,
         only: Option<&BTreeSet<String>>,
     ) -> Result<BTreeMap<String, Observed>> {
+        Ok(self.refresh_keeping(state, only).await?.0)
+    }
+
+    /// [`Workspace::refresh`], and the desired attributes it made, for a
+    /// plan of the same state to reuse where they cannot differ (see
+    /// [`Refreshed`]).
+    pub async fn refresh_keeping(
+        &self,
+        state: &State,
+        only: Option<&BTreeSet<String>>,
+    ) -> Result<(BTreeMap<String, Observed>, Refreshed<'_>)> {
         // Moved entries are refreshed under their new address, with their prior.
         let moved = self.with_moves(state)?;
         let state = &moved.state;
@@ -109,12 +120,19 @@ impl Workspace {
         let desired =
             claw_provider::par::in_chunks(&nodes, claw_provider::par::cores(), 1024, |c| {
                 c.iter()
-                    .map(|(addr, _)| self.desired(addr, &lookup))
+                    .map(|(addr, _)| self.desired_with_inputs(addr, &lookup))
                     .collect()
             });
+        let mut kept = Refreshed::default();
         for ((addr, n), desired) in nodes.into_iter().zip(desired) {
             let desired = match desired {
-                Ok(d) => d,
+                Ok((d, inputs)) => {
+                    let d = Arc::new(d);
+                    if n.reads.is_none() {
+                        kept.desired.insert(addr, (d.clone(), inputs));
+                    }
+                    d
+                }
                 Err(d) => {
                     errs.push(self.diag_problem(&d, addr));
                     continue;
@@ -203,6 +221,18 @@ impl Workspace {
         if !errs.is_empty() {
             return Err(Error::many(errs));
         }
-        Ok(out)
+        Ok((out, kept))
     }
+}
+
+/// The desired attributes (and files read) refresh made for each address
+/// without `reads`, resolved against the state alone. The plan resolves
+/// against its planned values first: it reuses an entry only when every
+/// reference of the address resolves to the same value both ways and no
+/// secret is among them (a state keeps a secret's hash only); else it
+/// makes the attributes again.
+#[derive(Default)]
+pub struct Refreshed<'w> {
+    /// Shared with the refresh requests, which are gone when the plan takes them.
+    pub(super) desired: BTreeMap<&'w str, (Arc<Attrs>, Vec<Input>)>,
 }

@@ -72,9 +72,9 @@ pub struct Planned {
 pub async fn refresh_and_plan(ws: &Workspace, st: &State, o: &Options) -> Result<Planned> {
     let started = Instant::now();
     let only = ws.select_targets(&o.targets, st, o.destroy)?;
-    let observed = ws.refresh(st, only.as_ref()).await?;
+    let (observed, refreshed) = ws.refresh_keeping(st, only.as_ref()).await?;
     crate::util::timing::phase("refresh");
-    let plan = ws.plan(st, &observed, o).await?;
+    let plan = ws.plan_reusing(st, &observed, o, refreshed).await?;
     crate::util::timing::phase("plan");
     let counters = ws
         .providers

@@ -3,15 +3,22 @@
 //! (`.claw/state.json` beside `claw.toml`). A parse is a function of the
 //! bytes alone, so the store takes it only when the bytes it then reads
 //! itself, from whatever backend the configuration names and under its
-//! lock, are the same; otherwise it is dropped and the store parses as
-//! always. Nothing is decided from the early read.
+//! lock, are the same (same length and SHA-256: the early bytes are not
+//! kept, to keep the memory peak down); otherwise it is dropped and the
+//! store parses as always. Nothing is decided from the early read.
 
 use super::State;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 
-type Parsed = Option<(Vec<u8>, State)>;
+/// The length and SHA-256 of the bytes read, and their parse.
+type Parsed = Option<(usize, [u8; 32], State)>;
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
 
 /// One read ahead at a time (the process's is [`start`] and [`take`]).
 #[derive(Default)]
@@ -39,7 +46,7 @@ impl Ahead {
             .spawn(move || {
                 let bytes = std::fs::read(&path).ok()?;
                 let state = State::parse(&bytes, "").ok()?;
-                Some((bytes, state))
+                Some((bytes.len(), sha256(&bytes), state))
             });
         if let Ok(h) = handle {
             *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
@@ -50,8 +57,8 @@ impl Ahead {
     /// finish); used once.
     pub fn take(&self, bytes: &[u8]) -> Option<State> {
         let handle = self.0.lock().unwrap_or_else(|e| e.into_inner()).take()?;
-        let (read, state) = handle.join().ok()??;
-        (read == bytes).then_some(state)
+        let (len, digest, state) = handle.join().ok()??;
+        (len == bytes.len() && digest == sha256(bytes)).then_some(state)
     }
 }
 

@@ -175,7 +175,7 @@ pub(crate) async fn refresh(
         claimed.insert(img.id.clone());
         let built = item
             .desired
-            .as_ref()
+            .as_deref()
             .or(item.prior.as_ref().map(|p| &p.attrs))
             .is_some_and(|a| a.contains_key("build"));
         let owner = if imported(item, &img.id) {

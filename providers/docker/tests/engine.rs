@@ -314,7 +314,7 @@ async fn unmanaged_and_other_stack_objects_are_reported_and_untouched() {
                 items: vec![RefreshItem {
                     address: "docker_container.web".into(),
                     rtype: "docker_container".into(),
-                    desired: Some(s.desired(&cfg[0].address()).unwrap()),
+                    desired: Some(std::sync::Arc::new(s.desired(&cfg[0].address()).unwrap())),
                     prior: None,
                     recheck: false,
                 }],

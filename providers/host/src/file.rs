@@ -273,7 +273,7 @@ pub async fn refresh(
     for item in items {
         match item_path(item) {
             Some(p) => {
-                let sensitive = is_sensitive(item.desired.as_ref())
+                let sensitive = is_sensitive(item.desired.as_deref())
                     || is_sensitive(item.prior.as_ref().map(|p| &p.attrs));
                 wanted.push((item.address.clone(), p, sensitive));
             }

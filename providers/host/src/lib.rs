@@ -202,7 +202,7 @@ pub(crate) fn import_item(req: &ImportRequest, desired: &Attrs) -> RefreshItem {
     RefreshItem {
         address: req.address.clone(),
         rtype: req.rtype.clone(),
-        desired: Some(desired.clone()),
+        desired: Some(std::sync::Arc::new(desired.clone())),
         prior: None,
         recheck: false,
     }

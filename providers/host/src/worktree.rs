@@ -122,7 +122,7 @@ fn item_keys(item: &RefreshItem) -> Option<(String, String)> {
     item.prior
         .as_ref()
         .and_then(|p| from(&p.attrs))
-        .or_else(|| item.desired.as_ref().and_then(from))
+        .or_else(|| item.desired.as_deref().and_then(from))
 }
 
 /// The marker file in a worktree's git administrative folder.

@@ -57,7 +57,7 @@ async fn refresh(
             items: vec![RefreshItem {
                 address: "file.x".into(),
                 rtype: "file".into(),
-                desired: Some(desired.clone()),
+                desired: Some(std::sync::Arc::new(desired.clone())),
                 prior: prior.map(std::sync::Arc::new),
                 recheck: false,
             }],

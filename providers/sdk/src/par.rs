@@ -28,7 +28,15 @@ pub fn in_chunks<T: Sync, R: Send>(
     })
 }
 
-/// The cores of this machine (1 when unknown).
+/// The cores of this machine (1 when unknown); `CLAW_CORES=N` says
+/// otherwise (for measuring what the threads bring).
 pub fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| {
+        std::env::var("CLAW_CORES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|n: &usize| *n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    })
 }

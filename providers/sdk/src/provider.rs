@@ -391,8 +391,9 @@ pub struct FoldRequest<'a> {
 pub struct RefreshItem {
     pub address: String,
     pub rtype: String,
-    /// The configured attributes (None when the address is only in state).
-    pub desired: Option<Attrs>,
+    /// The configured attributes (None when the address is only in state),
+    /// shared with the engine, which keeps them for the plan.
+    pub desired: Option<Arc<Attrs>>,
     /// The state's object, shared with the state (never copied per request).
     pub prior: Option<Arc<StateObject>>,
     /// Trust nothing recorded about this object (an operation on it was in flight when a run died).

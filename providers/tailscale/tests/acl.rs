@@ -534,7 +534,7 @@ async fn one_refresh_is_one_api_call_and_config_errors_are_caught_early() {
                 .map(|a| RefreshItem {
                     address: a.to_string(),
                     rtype: "tailscale_acl".into(),
-                    desired: Some(desired.clone()),
+                    desired: Some(std::sync::Arc::new(desired.clone())),
                     prior: None,
                     recheck: false,
                 })

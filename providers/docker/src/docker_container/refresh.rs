@@ -341,7 +341,7 @@ pub(crate) async fn refresh(
             match inspected.get(&id) {
                 Some(i) => container_from_inspect(
                     i,
-                    item.desired.as_ref(),
+                    item.desired.as_deref(),
                     item.prior.as_ref().map(|p| &p.attrs),
                     ctx,
                 ),

@@ -246,7 +246,7 @@ impl Driver {
                     .map(|(a, d, p)| RefreshItem {
                         address: a.to_string(),
                         rtype: name_of(a).0.to_string(),
-                        desired: d.cloned(),
+                        desired: d.cloned().map(std::sync::Arc::new),
                         prior: p.cloned().map(std::sync::Arc::new),
                         recheck: false,
                     })

@@ -301,7 +301,7 @@ impl Harness {
             .map(|i| RefreshItem {
                 address: i.address.clone(),
                 rtype: i.rtype.clone(),
-                desired: Some(i.desired.clone()),
+                desired: Some(Arc::new(i.desired.clone())),
                 prior: self
                     .state
                     .get(&i.address)

@@ -118,7 +118,7 @@ impl Fixture {
                 items: vec![RefreshItem {
                     address: ADDR.into(),
                     rtype: "tailscale_acl".into(),
-                    desired: desired.cloned(),
+                    desired: desired.cloned().map(std::sync::Arc::new),
                     prior: prior.cloned().map(std::sync::Arc::new),
                     recheck: false,
                 }],
