@@ -111,3 +111,94 @@ pub mod timing {
         }
     }
 }
+
+/// A set of strings kept as a sorted vector, in `BTreeSet`'s order: one
+/// allocation of its length, where a `BTreeSet` allocates a leaf of eleven
+/// slots (about 280 bytes) even for one element. For the small sets every
+/// graph node holds (its dependencies).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SortedSet(Vec<String>);
+
+impl SortedSet {
+    pub fn new() -> SortedSet {
+        SortedSet(Vec::new())
+    }
+
+    /// Adds `s`; false when it was there.
+    pub fn insert(&mut self, s: String) -> bool {
+        match self.0.binary_search(&s) {
+            Ok(_) => false,
+            Err(i) => {
+                self.0.insert(i, s);
+                true
+            }
+        }
+    }
+
+    pub fn contains(&self, s: &str) -> bool {
+        self.0.binary_search_by(|x| x.as_str().cmp(s)).is_ok()
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, String> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Extend<String> for SortedSet {
+    fn extend<I: IntoIterator<Item = String>>(&mut self, iter: I) {
+        self.0.extend(iter);
+        self.0.sort_unstable();
+        self.0.dedup();
+    }
+}
+
+impl FromIterator<String> for SortedSet {
+    fn from_iter<I: IntoIterator<Item = String>>(iter: I) -> SortedSet {
+        let mut s = SortedSet::new();
+        s.extend(iter);
+        s.0.shrink_to_fit();
+        s
+    }
+}
+
+impl<'a> IntoIterator for &'a SortedSet {
+    type Item = &'a String;
+    type IntoIter = std::slice::Iter<'a, String>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+#[cfg(test)]
+mod sorted_set_tests {
+    use super::SortedSet;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn orders_and_dedups_like_a_btreeset() {
+        let words = ["b", "a", "c", "a", "b", "z", "m"];
+        let mut s = SortedSet::new();
+        let mut b = BTreeSet::new();
+        for w in words {
+            assert_eq!(s.insert(w.to_string()), b.insert(w.to_string()));
+        }
+        assert!(s.iter().eq(b.iter()));
+        s.extend(["q".to_string(), "a".to_string()]);
+        b.extend(["q".to_string(), "a".to_string()]);
+        assert!(s.iter().eq(b.iter()));
+        assert_eq!(s.len(), b.len());
+        assert!(s.contains("q") && !s.contains("x"));
+        let c: SortedSet = words.iter().map(|w| w.to_string()).collect();
+        assert!(c
+            .iter()
+            .eq(words.iter().copied().collect::<BTreeSet<_>>().iter()));
+    }
+}

@@ -189,7 +189,7 @@ impl Workspace {
                 inst.addr.clone(),
                 Box::new(Node {
                     lifecycle: cfg.resource(&inst).lifecycle.clone(),
-                    deps: BTreeSet::new(),
+                    deps: Default::default(),
                     inputs: expand_inputs.remove(&inst.addr).unwrap_or_default(),
                     inst,
                     triggers: Vec::new(),
@@ -248,7 +248,7 @@ impl Workspace {
         drop(refs);
         for (addr, deps) in all_deps {
             if let Some(n) = nodes.get_mut(&addr) {
-                n.deps = deps;
+                n.deps = deps.into_iter().collect();
             }
         }
         super::triggers::attach(&mut nodes, triggers);
@@ -437,9 +437,13 @@ impl Refs<'_> {
                 }
             });
         }
-        let head = match claw_provider::value::split_path(&r.attr).first() {
-            Some(claw_provider::value::PathSeg::Key(k)) => k.clone(),
-            _ => r.attr.clone(),
+        // The first segment of the path (most references name it alone).
+        let head = match r.attr.contains(['.', '[', '"']) {
+            false => r.attr.clone(),
+            true => match claw_provider::value::split_path(&r.attr).first() {
+                Some(claw_provider::value::PathSeg::Key(k)) => k.clone(),
+                _ => r.attr.clone(),
+            },
         };
         // An attribute the configuration sets, a computed one or `id` is
         // known without asking the provider (`prepare` only adds names).

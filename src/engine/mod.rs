@@ -70,7 +70,7 @@ pub struct Node {
     pub inst: Instance,
     pub lifecycle: Lifecycle,
     /// Instance addresses this one depends on (references, depends_on, implicit).
-    pub deps: BTreeSet<String>,
+    pub deps: crate::util::SortedSet,
     /// Files its expansion read (a manifest `file =`).
     pub inputs: Vec<Input>,
     /// `lifecycle.replace_triggered_by`, resolved (its instances are deps).

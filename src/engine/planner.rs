@@ -412,27 +412,35 @@ impl Workspace {
     /// A keyed hash of the configuration and every resolved input (vars,
     /// secret hashes).
     pub fn config_hash(&self) -> String {
-        let mut s = self.cfg.src.clone();
-        s.push('\0');
-        s.push_str(
-            &serde_json::to_string(
-                &self
-                    .cfg
-                    .vars
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.to_json()))
-                    .collect::<BTreeMap<_, _>>(),
-            )
-            .unwrap_or_default(),
-        );
-        for (a, n) in &self.nodes {
-            s.push('\0');
-            s.push_str(a);
-            s.push_str(
+        // The text hashed: the source, NUL, the vars as JSON, then per
+        // node NUL, its address and its provisional attributes as JSON.
+        // Those are made over the cores, a part per chunk of nodes, and
+        // fed to the digest in order (the same bytes as one string).
+        let vars = serde_json::to_string(
+            &self
+                .cfg
+                .vars
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_json()))
+                .collect::<BTreeMap<_, _>>(),
+        )
+        .unwrap_or_default();
+        let nodes: Vec<(&String, &Node)> = self.nodes.iter().map(|(a, n)| (a, &**n)).collect();
+        let parts = claw_provider::par::in_chunks(&nodes, claw_provider::par::cores(), 2048, |c| {
+            let mut part = Vec::new();
+            for (a, n) in c {
+                part.push(0u8);
+                part.extend_from_slice(a.as_bytes());
                 // Value serializes as its to_json() document, without building it.
-                &serde_json::to_string(&provisional_attrs(&n.inst, &self.salt)).unwrap_or_default(),
-            );
-        }
-        self.digest(s.as_bytes())
+                let _ = serde_json::to_writer(&mut part, &provisional_attrs(&n.inst, &self.salt));
+            }
+            vec![part]
+        });
+        claw_provider::digest::keyed_digest_of_parts(
+            &self.salt,
+            [self.cfg.src.as_bytes(), b"\0", vars.as_bytes()]
+                .into_iter()
+                .chain(parts.iter().map(Vec::as_slice)),
+        )
     }
 }

@@ -347,8 +347,9 @@ pub fn diff(req: &DiffRequest) -> DiffResponse {
         }
     }
     if let Some(d) = req.desired.get("content") {
-        let l = live.get("content").cloned().unwrap_or(Value::Null);
-        if d.is_unknown() || !content_equal(d, &l) {
+        let l = live.get("content").unwrap_or(&Value::Null);
+        if d.is_unknown() || !content_equal(d, l) {
+            let l = l.clone();
             let (before, after) = if sensitive {
                 let wrap = |v: &Value| match v {
                     Value::Secret(_) | Value::Unknown => v.clone(),

@@ -15,8 +15,15 @@ pub const KEYED_PREFIX: &str = "hmac-sha256:";
 
 /// `hmac-sha256:<hex>` of `data`, keyed with `key` (the stack's salt).
 pub fn keyed_digest(key: &str, data: &[u8]) -> String {
+    keyed_digest_of_parts(key, [data])
+}
+
+/// [`keyed_digest`] of the concatenation of `parts`, without making it.
+pub fn keyed_digest_of_parts<'a>(key: &str, parts: impl IntoIterator<Item = &'a [u8]>) -> String {
     let mut m = Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes any key length");
-    m.update(data);
+    for p in parts {
+        m.update(p);
+    }
     format!("{KEYED_PREFIX}{}", hex::encode(m.finalize().into_bytes()))
 }
 
