@@ -512,3 +512,56 @@ fn state_commands_and_graph() {
     assert!(o.stdout.contains("Imported file.readme"), "{}", o.stdout);
     t.ok(&["plan", "--detailed-exitcode"], 0);
 }
+
+/// Refresh makes each desired value against the state; the plan reuses it
+/// only where every reference resolves alike. A renamed upstream file
+/// changes its dependents' planned content (the state still holds the old
+/// path), in the plan and on disk, in one apply.
+#[test]
+fn a_changed_reference_is_planned_from_its_planned_value() {
+    let t = Ctx::new();
+    let cfg = |a: &str| {
+        format!(
+            r#"
+[stack]
+name = "refs"
+
+[file.a]
+path = "out/{a}"
+content = "a\n"
+
+[file.b]
+path = "out/b.txt"
+content = "a is at ${{file.a.path}}\n"
+
+[file.c]
+path = "out/c.txt"
+content = "b says: ${{file.b.content}}"
+"#
+        )
+    };
+    t.write("claw.toml", &cfg("a1.txt"));
+    t.ok(&["apply", "--auto-approve"], 0);
+    assert_eq!(t.read("out/c.txt"), "b says: a is at out/a1.txt\n");
+    t.ok(&["plan", "--detailed-exitcode"], 0);
+
+    t.write("claw.toml", &cfg("a2.txt"));
+    let o = t.ok(&["plan", "--detailed-exitcode"], 2);
+    assert!(o.stdout.contains("+a is at out/a2.txt"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("+b says: a is at out/a2.txt"),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        o.stdout
+            .contains("Plan: 0 to create, 2 to update, 1 to replace, 0 to delete."),
+        "{}",
+        o.stdout
+    );
+    t.ok(&["apply", "--auto-approve"], 0);
+    assert_eq!(t.read("out/b.txt"), "a is at out/a2.txt\n");
+    assert_eq!(t.read("out/c.txt"), "b says: a is at out/a2.txt\n");
+    let o = t.ok(&["plan", "--detailed-exitcode"], 0);
+    assert!(o.stdout.starts_with("No changes."), "{}", o.stdout);
+}
