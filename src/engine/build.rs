@@ -212,10 +212,10 @@ impl Workspace {
             salt,
             eval,
         };
-        let mut all_deps: Vec<(String, BTreeSet<String>)> = Vec::new();
+        let mut all_deps: Vec<(String, crate::util::SortedSet)> = Vec::new();
         for (addr, n) in &nodes {
             let res = cfg.resource(&n.inst);
-            let mut deps = BTreeSet::new();
+            let mut deps = crate::util::SortedSet::new();
             for r in config::body_refs(&n.inst.body) {
                 let target = match refs.target(r) {
                     Ok(t) => t,
@@ -248,7 +248,7 @@ impl Workspace {
         drop(refs);
         for (addr, deps) in all_deps {
             if let Some(n) = nodes.get_mut(&addr) {
-                n.deps = deps.into_iter().collect();
+                n.deps = deps;
             }
         }
         super::triggers::attach(&mut nodes, triggers);
@@ -438,9 +438,9 @@ impl Refs<'_> {
             });
         }
         // The first segment of the path (most references name it alone).
-        let head = match r.attr.contains(['.', '[', '"']) {
-            false => r.attr.clone(),
-            true => match claw_provider::value::split_path(&r.attr).first() {
+        let head = match claw_provider::value::is_plain_key(&r.attr) {
+            true => r.attr.clone(),
+            false => match claw_provider::value::split_path(&r.attr).first() {
                 Some(claw_provider::value::PathSeg::Key(k)) => k.clone(),
                 _ => r.attr.clone(),
             },

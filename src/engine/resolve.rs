@@ -81,7 +81,7 @@ impl Sources<'_> {
 /// Follows a dotted path into an attribute map without cloning it.
 pub fn get_in<'v>(attrs: &'v Attrs, path: &str) -> Option<&'v Value> {
     // Most references name a top-level attribute: no path to split.
-    if !path.is_empty() && !path.contains(['.', '[', '"']) {
+    if claw_provider::value::is_plain_key(path) {
         return attrs.get(path);
     }
     let mut segs = split_path(path).into_iter();

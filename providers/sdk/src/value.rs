@@ -527,6 +527,12 @@ pub enum PathSeg {
     Index(usize),
 }
 
+/// Whether `path` is one key, with nothing to split (`name`, not `a.b`,
+/// `a[0]` or `"x"`): what most references name.
+pub fn is_plain_key(path: &str) -> bool {
+    !path.is_empty() && !path.contains(['.', '[', '"'])
+}
+
 /// Splits `a.b[0]["x.y"]` into segments.
 pub fn split_path(path: &str) -> Vec<PathSeg> {
     let mut out = Vec::new();
